@@ -1,0 +1,3 @@
+//! Puts CTI audio and agent video on one timeline (clock mapping, drift, cross-correlation),
+//! cuts the in and out points, fills gaps, muxes with GStreamer and streams the result into a
+//! sealed archive with its manifest. Knows nothing about sockets. Built by the muxer issue.

@@ -1,0 +1,2 @@
+//! `idv`: the one binary.
+fn main() {}
