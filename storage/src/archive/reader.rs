@@ -1,0 +1,261 @@
+//! Opening: [`SealedReader`] is `Read + Seek` over the plaintext payload, decrypting only the
+//! chunks a read touches (so playback can seek), and [`SealedReader::verify`] checks every
+//! chunk and the manifest. A chunk that fails is diagnosed: cut off, extended, moved, or
+//! altered/foreign.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::error::ArchiveError;
+use super::header::{ArchiveHeader, SealedHeader};
+use super::keys::ArchiveKeys;
+use super::layout::{ArchiveLayout, TRAILER_LEN, TRAILER_MAGIC, manifest_aad};
+use super::stream::{ChunkCipher, TAG_LEN};
+
+/// How far back from the end [`SealedReader::new`] looks for a displaced trailer, to tell
+/// "bytes appended" from "cut short".
+const TRAILER_SEARCH_WINDOW: u64 = 1 << 20;
+
+/// What a successful verification saw.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// The archive.
+    pub archive_id: uuid::Uuid,
+    /// Payload chunks checked.
+    pub chunks: u64,
+    /// Plaintext bytes in the payload.
+    pub payload_len: u64,
+    /// The sealed manifest, authenticated.
+    pub manifest: serde_json::Value,
+}
+
+/// Reads the plaintext of a sealed archive from any `Read + Seek` source.
+pub struct SealedReader<R> {
+    inner: R,
+    header: ArchiveHeader,
+    layout: ArchiveLayout,
+    chunk: ChunkCipher,
+    manifest: ChunkCipher,
+    /// Plaintext position.
+    pos: u64,
+    /// The decrypted chunk `cached`, if any (plaintext in `buf[..cached_len]`).
+    cached: Option<u64>,
+    cached_len: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: Read + Seek> SealedReader<R> {
+    /// Checks the header MAC under `keys`, reads the trailer and works out the layout.
+    /// `header` is what [`SealedHeader::read_from`] returned for the same source.
+    ///
+    /// # Errors
+    /// [`ArchiveError::HeaderAuthFailed`], [`ArchiveError::Truncated`],
+    /// [`ArchiveError::TrailingData`] or I/O errors.
+    pub fn new(mut inner: R, header: SealedHeader, keys: &ArchiveKeys) -> Result<Self, ArchiveError> {
+        header.verify(keys)?;
+        let file_len = inner.seek(SeekFrom::End(0))?;
+        let header_len = header.len() as u64;
+        let chunk_size = u64::from(header.header.chunk_size);
+        let layout = match read_trailer(&mut inner, file_len, header_len)? {
+            Some(manifest_len) => ArchiveLayout::from_trailer(header_len, chunk_size, file_len, manifest_len)?,
+            None => return Err(diagnose_missing_trailer(&mut inner, file_len, header_len, chunk_size)?),
+        };
+        let header = header.header;
+        Ok(Self {
+            chunk: ChunkCipher::new(&keys.payload, header.nonce_prefix),
+            manifest: ChunkCipher::new(&keys.manifest, header.nonce_prefix),
+            inner,
+            header,
+            layout,
+            pos: 0,
+            cached: None,
+            cached_len: 0,
+            buf: Vec::with_capacity(chunk_size as usize + TAG_LEN),
+        })
+    }
+
+    /// The authenticated header.
+    #[must_use]
+    pub fn header(&self) -> &ArchiveHeader {
+        &self.header
+    }
+
+    /// Where the archive's parts are.
+    #[must_use]
+    pub fn layout(&self) -> &ArchiveLayout {
+        &self.layout
+    }
+
+    /// Plaintext bytes in the payload.
+    #[must_use]
+    pub fn payload_len(&self) -> u64 {
+        self.layout.payload_len
+    }
+
+    /// Gives the source back.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Authenticates and parses the manifest section.
+    ///
+    /// # Errors
+    /// [`ArchiveError::ManifestCorrupt`] or I/O errors.
+    pub fn manifest(&mut self) -> Result<serde_json::Value, ArchiveError> {
+        let mut sealed = vec![0u8; self.layout.manifest_len as usize];
+        self.inner.seek(SeekFrom::Start(self.layout.manifest_offset))?;
+        self.inner.read_exact(&mut sealed)?;
+        let aad = manifest_aad(self.layout.payload_len, self.layout.chunks);
+        let len = self
+            .manifest
+            .open_manifest(&aad, &mut sealed)
+            .map_err(|_| ArchiveError::ManifestCorrupt)?;
+        serde_json::from_slice(&sealed[..len]).map_err(|_| ArchiveError::ManifestCorrupt)
+    }
+
+    /// Checks every chunk in order, then the manifest; `progress` hears the plaintext bytes
+    /// checked so far. Stops at the first problem and names it.
+    ///
+    /// # Errors
+    /// The first [`ArchiveError`] found.
+    pub fn verify(&mut self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, ArchiveError> {
+        let mut checked = 0;
+        for index in 0..self.layout.chunks {
+            checked += self.load_chunk(index)? as u64;
+            progress(checked);
+        }
+        Ok(VerifyReport {
+            archive_id: self.header.archive_id,
+            chunks: self.layout.chunks,
+            payload_len: self.layout.payload_len,
+            manifest: self.manifest()?,
+        })
+    }
+
+    /// Decrypts chunk `index` into the cache; returns its plaintext length.
+    fn load_chunk(&mut self, index: u64) -> Result<usize, ArchiveError> {
+        if self.cached == Some(index) {
+            return Ok(self.cached_len);
+        }
+        self.cached = None;
+        let range = self.layout.chunk_range(index);
+        self.buf.resize((range.end - range.start) as usize, 0);
+        self.inner.seek(SeekFrom::Start(range.start))?;
+        self.inner.read_exact(&mut self.buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => ArchiveError::Truncated(format!("chunk {index} is cut short")),
+            _ => ArchiveError::Io(e),
+        })?;
+        let counter = u32::try_from(index).map_err(|_| ArchiveError::TooLarge)?;
+        let last = self.layout.is_last(index);
+        match self.chunk.open_chunk(counter, last, &mut self.buf) {
+            Ok(len) => {
+                self.cached = Some(index);
+                self.cached_len = len;
+                Ok(len)
+            }
+            Err(_) => Err(self.diagnose_chunk(index)),
+        }
+    }
+
+    /// Says why chunk `index` (still sealed in `buf`) failed. Only runs on the failure
+    /// path; trying every other position costs one AEAD pass per chunk.
+    fn diagnose_chunk(&self, index: u64) -> ArchiveError {
+        let sealed = &self.buf;
+        let last = self.layout.is_last(index);
+        let counter = index as u32;
+        if self.chunk.chunk_authenticates(counter, !last, sealed) {
+            return if last {
+                ArchiveError::Truncated(format!(
+                    "chunk {index} is not the final chunk: the chunks after it were cut off"
+                ))
+            } else {
+                ArchiveError::Extended {
+                    index,
+                    extra: self.layout.chunks - 1 - index,
+                }
+            };
+        }
+        for other in (0..self.layout.chunks).filter(|&o| o != index) {
+            let other_counter = other as u32;
+            if self.chunk.chunk_authenticates(other_counter, false, sealed)
+                || self.chunk.chunk_authenticates(other_counter, true, sealed)
+            {
+                return ArchiveError::ChunkReordered {
+                    index,
+                    belongs_at: other,
+                };
+            }
+        }
+        ArchiveError::ChunkCorrupt { index }
+    }
+}
+
+impl<R: Read + Seek> Read for SealedReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || self.pos >= self.layout.payload_len {
+            return Ok(0);
+        }
+        let chunk_size = self.layout.chunk_size;
+        let index = self.pos / chunk_size;
+        let len = self.load_chunk(index).map_err(ArchiveError::into_io)?;
+        let offset = (self.pos % chunk_size) as usize;
+        let n = (len - offset).min(out.len());
+        out[..n].copy_from_slice(&self.buf[offset..offset + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for SealedReader<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.layout.payload_len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the payload")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+/// The trailer's manifest length, or `None` when the file does not end with a trailer.
+fn read_trailer<R: Read + Seek>(inner: &mut R, file_len: u64, header_len: u64) -> Result<Option<u64>, ArchiveError> {
+    if file_len < header_len + TRAILER_LEN {
+        return Ok(None);
+    }
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    inner.seek(SeekFrom::Start(file_len - TRAILER_LEN))?;
+    inner.read_exact(&mut trailer)?;
+    if trailer[8..] != TRAILER_MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"))))
+}
+
+/// No trailer at the end: find out whether one sits earlier (bytes were appended) or not at
+/// all (the archive was cut short or never finished).
+fn diagnose_missing_trailer<R: Read + Seek>(
+    inner: &mut R,
+    file_len: u64,
+    header_len: u64,
+    chunk_size: u64,
+) -> Result<ArchiveError, ArchiveError> {
+    let window_start = file_len.saturating_sub(TRAILER_SEARCH_WINDOW).max(header_len);
+    let mut tail = vec![0u8; (file_len - window_start) as usize];
+    inner.seek(SeekFrom::Start(window_start))?;
+    inner.read_exact(&mut tail)?;
+    for end in (TRAILER_LEN as usize..=tail.len()).rev() {
+        if tail[end - 8..end] != TRAILER_MAGIC {
+            continue;
+        }
+        let manifest_len = u64::from_le_bytes(tail[end - 16..end - 8].try_into().expect("8 bytes"));
+        let archive_end = window_start + end as u64;
+        if ArchiveLayout::from_trailer(header_len, chunk_size, archive_end, manifest_len).is_ok() {
+            return Ok(ArchiveError::TrailingData(file_len - archive_end));
+        }
+    }
+    Ok(ArchiveError::Truncated(
+        "the end-of-archive trailer is missing: the file was cut short or never finished".into(),
+    ))
+}
