@@ -174,7 +174,7 @@ impl SealedHeader {
     pub fn parse(bytes: &[u8]) -> Result<Self, ArchiveError> {
         let truncated = || ArchiveError::Truncated("the file ends inside the header".into());
         if bytes.len() < MAGIC.len() {
-            return Err(if MAGIC.starts_with(bytes) {
+            return Err(if !bytes.is_empty() && MAGIC.starts_with(bytes) {
                 truncated()
             } else {
                 ArchiveError::NotAnArchive
