@@ -1,0 +1,225 @@
+//! The CLI contract other tests rely on: `idv seal | open | verify | manifest | keys |
+//! audit`, exit codes and one-line reasons, run as a real process on a real data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct DataDir {
+    dir: tempfile::TempDir,
+}
+
+impl DataDir {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn idv(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_idv"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("IDV_BLOB_URL")
+            .env("IDV_ACTOR", "cli:tester")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.idv(args);
+        assert!(
+            out.status.success(),
+            "idv {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its one-line reason.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.idv(args);
+        assert!(!out.status.success(), "idv {args:?} should have failed");
+        let err = String::from_utf8(out.stderr).unwrap();
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("idv: ")).collect();
+        assert_eq!(lines.len(), 1, "want one reason line, got: {err}");
+        lines[0].to_owned()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.path(name), bytes).unwrap();
+        self.s(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+fn header_len(archive: &Path) -> usize {
+    let bytes = std::fs::read(archive).unwrap();
+    usize::from(u16::from_le_bytes([bytes[10], bytes[11]]))
+}
+
+#[test]
+fn seal_open_verify_round_trip_with_manifest() {
+    let d = DataDir::new();
+    for (name, len) in [("empty", 0), ("one", 1), ("big", 1_000_003)] {
+        let plain = fixtures::pseudo_random_bytes(len as u64, len);
+        let input = d.write(name, &plain);
+        let archive = d.s(&format!("{name}.idvr"));
+        let out = d.ok(&["seal", &input, "-o", &archive]);
+        assert!(out.contains("sealed"), "{out}");
+        assert!(d.ok(&["verify", &archive]).starts_with("ok: "));
+        let opened = d.s(&format!("{name}.out"));
+        d.ok(&["open", &archive, "-o", &opened]);
+        assert!(std::fs::read(&opened).unwrap() == plain, "{name} differs");
+        let manifest: serde_json::Value = serde_json::from_str(&d.ok(&["manifest", &archive])).unwrap();
+        assert_eq!(manifest["bytes"], len);
+        assert_eq!(manifest["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain)));
+    }
+}
+
+#[test]
+fn open_range_reads_any_byte_range() {
+    let d = DataDir::new();
+    let plain = fixtures::pseudo_random_bytes(3, 300_000);
+    let input = d.write("in", &plain);
+    let archive = d.s("a.idvr");
+    d.ok(&["seal", &input, "-o", &archive]);
+    for (a, b) in [(0, 0), (65_535, 65_536), (65_536, 131_071), (10, 299_999), (299_999, 299_999)] {
+        let out = d.s("range");
+        d.ok(&["open", &archive, "--range", &format!("{a}-{b}"), "-o", &out]);
+        assert_eq!(std::fs::read(&out).unwrap(), plain[a..=b], "range {a}-{b}");
+    }
+    let out = d.idv(&["open", &archive, "--range", "299990-", "-o", "-"]);
+    assert_eq!(out.stdout, plain[299_990..]);
+    let reason = d.fails(&["open", &archive, "--range", "300000-300010", "-o", "-"]);
+    assert!(reason.contains("300000 bytes"), "{reason}");
+}
+
+#[test]
+fn verify_names_the_damaged_chunk_and_fails() {
+    let d = DataDir::new();
+    let input = d.write("in", &fixtures::pseudo_random_bytes(4, 4 * 65_536));
+    let archive = d.path("a.idvr");
+    d.ok(&["seal", &input, "-o", &archive.display().to_string()]);
+    let good = std::fs::read(&archive).unwrap();
+    let chunk2 = header_len(&archive) + 2 * (65_536 + 16) + 100;
+
+    let mut flipped = good.clone();
+    flipped[chunk2] ^= 0x20;
+    let bad = d.write("flipped.idvr", &flipped);
+    let reason = d.fails(&["verify", &bad]);
+    assert!(reason.contains("chunk 2 is corrupt"), "{reason}");
+
+    let cut = d.write("cut.idvr", &good[..good.len() - 30_000]);
+    assert!(d.fails(&["verify", &cut]).contains("truncated"));
+
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"xyz");
+    assert!(d.fails(&["verify", &d.write("long.idvr", &longer)]).contains("appended"));
+
+    let not = d.write("note.txt", b"hello, this is not an archive");
+    assert!(d.fails(&["verify", &not]).contains("not an idv archive"));
+    // Opening a damaged archive fails too, and leaves no output file behind.
+    let out = d.path("flipped.out");
+    d.fails(&["open", &bad, "-o", &out.display().to_string()]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn key_rotation_rewraps_headers_and_leaves_payload_bytes_alone() {
+    let d = DataDir::new();
+    let plain = fixtures::pseudo_random_bytes(5, 200_000);
+    let input = d.write("in", &plain);
+    let archive = d.path("a.idvr");
+    let a = archive.display().to_string();
+    d.ok(&["seal", &input, "-o", &a]);
+    let before = std::fs::read(&archive).unwrap();
+    let body_before = before[header_len(&archive)..].to_vec();
+
+    let out = d.ok(&["keys", "rotate"]);
+    assert!(out.contains("kek-0002 is active") && out.contains("1 archive(s) rewrapped"), "{out}");
+    assert!(out.contains("destroyed kek-0001"), "{out}");
+    let after = std::fs::read(&archive).unwrap();
+    assert_eq!(after[header_len(&archive)..], body_before[..], "payload must not be re-encrypted");
+    assert_ne!(after[..header_len(&archive)], before[..header_len(&archive)]);
+    let keys = d.ok(&["keys", "list"]);
+    assert!(keys.contains("kek-0002") && keys.contains("(active)") && !keys.contains("kek-0001"), "{keys}");
+
+    let opened = d.s("out");
+    d.ok(&["open", &a, "-o", &opened]);
+    assert!(std::fs::read(&opened).unwrap() == plain);
+    // The old header (wrapped by a destroyed KEK) no longer opens.
+    let stale = d.write("stale.idvr", &before);
+    assert!(d.fails(&["verify", &stale]).contains("wrong key"));
+}
+
+#[test]
+fn shredded_archives_can_never_be_read_again() {
+    let d = DataDir::new();
+    let input = d.write("in", b"customer voice");
+    let a = d.s("a.idvr");
+    let sealed = d.ok(&["seal", &input, "-o", &a]);
+    let id = sealed.split("archive ").nth(1).unwrap().split(',').next().unwrap().to_owned();
+    let copy = d.write("backup-copy.idvr", &std::fs::read(&a).unwrap());
+    d.ok(&["keys", "shred", &id, "--reason", "retention ended"]);
+    for archive in [&a, &copy] {
+        let reason = d.fails(&["open", archive, "-o", "-"]);
+        assert!(reason.contains("crypto-shredded"), "{reason}");
+    }
+    let audit = d.ok(&["audit", "list", "--limit", "100"]);
+    assert!(audit.contains("archive.shred") && audit.contains("retention ended"), "{audit}");
+}
+
+#[test]
+fn archives_from_another_data_dir_do_not_open() {
+    let (d, other) = (DataDir::new(), DataDir::new());
+    let a = d.s("a.idvr");
+    d.ok(&["seal", &d.write("in", b"x"), "-o", &a]);
+    let reason = other.fails(&["verify", &a]);
+    assert!(reason.contains("unknown key"), "{reason}");
+}
+
+#[test]
+fn bad_input_leaves_nothing_behind() {
+    let d = DataDir::new();
+    let reason = d.fails(&["seal", &d.s("missing.wav"), "-o", &d.s("out.idvr")]);
+    assert!(reason.contains("missing.wav"), "{reason}");
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("out.idvr"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn every_archive_access_is_in_an_intact_audit_log() {
+    let d = DataDir::new();
+    let a = d.s("a.idvr");
+    d.ok(&["seal", &d.write("in", b"abc"), "-o", &a, "--reason", "case 42"]);
+    d.ok(&["verify", &a]);
+    d.ok(&["open", &a, "-o", "-", "--reason", "complaint review"]);
+    d.fails(&["verify", &d.write("junk.idvr", b"junk")]);
+    let list = d.ok(&["audit", "list"]);
+    for want in ["archive.seal", "archive.verify", "archive.open", "case 42", "complaint review", "cli:tester", "Failed"] {
+        assert!(list.contains(want), "audit list lacks {want}:\n{list}");
+    }
+    assert!(d.ok(&["audit", "verify"]).starts_with("ok: audit log intact (4 entries"));
+}
+
+#[test]
+fn demo_runs_on_the_embedded_defaults() {
+    let d = DataDir::new();
+    let out = d.ok(&["demo"]);
+    assert!(out.contains("SHA-256 matches") && out.contains("audit log intact"), "{out}");
+    assert!(d.path("data/demo/cti-call.idvr").exists());
+    assert!(d.path("data/keyring.json").exists() && d.path("data/idv.db").exists());
+}
