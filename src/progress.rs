@@ -14,9 +14,11 @@ pub fn bytes(total: u64, verb: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     bar.set_style(
-        ProgressStyle::with_template("{msg:>9} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("static template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>9} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("static template is valid")
+        .progress_chars("=> "),
     );
     bar.set_message(verb.to_owned());
     bar

@@ -79,9 +79,13 @@ fn seal_open_verify_round_trip_with_manifest() {
         let opened = d.s(&format!("{name}.out"));
         d.ok(&["open", &archive, "-o", &opened]);
         assert!(std::fs::read(&opened).unwrap() == plain, "{name} differs");
-        let manifest: serde_json::Value = serde_json::from_str(&d.ok(&["manifest", &archive])).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_str(&d.ok(&["manifest", &archive])).unwrap();
         assert_eq!(manifest["bytes"], len);
-        assert_eq!(manifest["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain)));
+        assert_eq!(
+            manifest["sha256"],
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain))
+        );
     }
 }
 
@@ -92,7 +96,13 @@ fn open_range_reads_any_byte_range() {
     let input = d.write("in", &plain);
     let archive = d.s("a.idvr");
     d.ok(&["seal", &input, "-o", &archive]);
-    for (a, b) in [(0, 0), (65_535, 65_536), (65_536, 131_071), (10, 299_999), (299_999, 299_999)] {
+    for (a, b) in [
+        (0, 0),
+        (65_535, 65_536),
+        (65_536, 131_071),
+        (10, 299_999),
+        (299_999, 299_999),
+    ] {
         let out = d.s("range");
         d.ok(&["open", &archive, "--range", &format!("{a}-{b}"), "-o", &out]);
         assert_eq!(std::fs::read(&out).unwrap(), plain[a..=b], "range {a}-{b}");
@@ -123,7 +133,10 @@ fn verify_names_the_damaged_chunk_and_fails() {
 
     let mut longer = good.clone();
     longer.extend_from_slice(b"xyz");
-    assert!(d.fails(&["verify", &d.write("long.idvr", &longer)]).contains("appended"));
+    assert!(
+        d.fails(&["verify", &d.write("long.idvr", &longer)])
+            .contains("appended")
+    );
 
     let not = d.write("note.txt", b"hello, this is not an archive");
     assert!(d.fails(&["verify", &not]).contains("not an idv archive"));
@@ -145,13 +158,26 @@ fn key_rotation_rewraps_headers_and_leaves_payload_bytes_alone() {
     let body_before = before[header_len(&archive)..].to_vec();
 
     let out = d.ok(&["keys", "rotate"]);
-    assert!(out.contains("kek-0002 is active") && out.contains("1 archive(s) rewrapped"), "{out}");
+    assert!(
+        out.contains("kek-0002 is active") && out.contains("1 archive(s) rewrapped"),
+        "{out}"
+    );
     assert!(out.contains("destroyed kek-0001"), "{out}");
     let after = std::fs::read(&archive).unwrap();
-    assert_eq!(after[header_len(&archive)..], body_before[..], "payload must not be re-encrypted");
-    assert_ne!(after[..header_len(&archive)], before[..header_len(&archive)]);
+    assert_eq!(
+        after[header_len(&archive)..],
+        body_before[..],
+        "payload must not be re-encrypted"
+    );
+    assert_ne!(
+        after[..header_len(&archive)],
+        before[..header_len(&archive)]
+    );
     let keys = d.ok(&["keys", "list"]);
-    assert!(keys.contains("kek-0002") && keys.contains("(active)") && !keys.contains("kek-0001"), "{keys}");
+    assert!(
+        keys.contains("kek-0002") && keys.contains("(active)") && !keys.contains("kek-0001"),
+        "{keys}"
+    );
 
     let opened = d.s("out");
     d.ok(&["open", &a, "-o", &opened]);
@@ -167,7 +193,14 @@ fn shredded_archives_can_never_be_read_again() {
     let input = d.write("in", b"customer voice");
     let a = d.s("a.idvr");
     let sealed = d.ok(&["seal", &input, "-o", &a]);
-    let id = sealed.split("archive ").nth(1).unwrap().split(',').next().unwrap().to_owned();
+    let id = sealed
+        .split("archive ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
     let copy = d.write("backup-copy.idvr", &std::fs::read(&a).unwrap());
     d.ok(&["keys", "shred", &id, "--reason", "retention ended"]);
     for archive in [&a, &copy] {
@@ -175,7 +208,10 @@ fn shredded_archives_can_never_be_read_again() {
         assert!(reason.contains("crypto-shredded"), "{reason}");
     }
     let audit = d.ok(&["audit", "list", "--limit", "100"]);
-    assert!(audit.contains("archive.shred") && audit.contains("retention ended"), "{audit}");
+    assert!(
+        audit.contains("archive.shred") && audit.contains("retention ended"),
+        "{audit}"
+    );
 }
 
 #[test]
@@ -204,22 +240,43 @@ fn bad_input_leaves_nothing_behind() {
 fn every_archive_access_is_in_an_intact_audit_log() {
     let d = DataDir::new();
     let a = d.s("a.idvr");
-    d.ok(&["seal", &d.write("in", b"abc"), "-o", &a, "--reason", "case 42"]);
+    d.ok(&[
+        "seal",
+        &d.write("in", b"abc"),
+        "-o",
+        &a,
+        "--reason",
+        "case 42",
+    ]);
     d.ok(&["verify", &a]);
     d.ok(&["open", &a, "-o", "-", "--reason", "complaint review"]);
     d.fails(&["verify", &d.write("junk.idvr", b"junk")]);
     let list = d.ok(&["audit", "list"]);
-    for want in ["archive.seal", "archive.verify", "archive.open", "case 42", "complaint review", "cli:tester", "Failed"] {
+    for want in [
+        "archive.seal",
+        "archive.verify",
+        "archive.open",
+        "case 42",
+        "complaint review",
+        "cli:tester",
+        "Failed",
+    ] {
         assert!(list.contains(want), "audit list lacks {want}:\n{list}");
     }
-    assert!(d.ok(&["audit", "verify"]).starts_with("ok: audit log intact (4 entries"));
+    assert!(
+        d.ok(&["audit", "verify"])
+            .starts_with("ok: audit log intact (4 entries")
+    );
 }
 
 #[test]
 fn demo_runs_on_the_embedded_defaults() {
     let d = DataDir::new();
     let out = d.ok(&["demo"]);
-    assert!(out.contains("SHA-256 matches") && out.contains("audit log intact"), "{out}");
+    assert!(
+        out.contains("SHA-256 matches") && out.contains("audit log intact"),
+        "{out}"
+    );
     assert!(d.path("data/demo/cti-call.idvr").exists());
     assert!(d.path("data/keyring.json").exists() && d.path("data/idv.db").exists());
 }

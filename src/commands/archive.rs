@@ -63,13 +63,19 @@ pub struct ByteRange {
 
 fn parse_range(s: &str) -> Result<ByteRange, String> {
     let (a, b) = s.split_once('-').ok_or("expected A-B or A-")?;
-    let start = a.trim().parse().map_err(|_| format!("bad range start {a:?}"))?;
+    let start = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad range start {a:?}"))?;
     let end = match b.trim() {
         "" => None,
         b => Some(b.parse().map_err(|_| format!("bad range end {b:?}"))?),
     };
     if end.is_some_and(|e| e < start) {
-        return Err(format!("range end {} is before its start {start}", end.unwrap_or(0)));
+        return Err(format!(
+            "range end {} is before its start {start}",
+            end.unwrap_or(0)
+        ));
     }
     Ok(ByteRange { start, end })
 }
@@ -82,7 +88,12 @@ pub async fn seal(ctx: &Context, args: SealArgs) -> anyhow::Result<()> {
     let bar = progress::bytes(size, "sealing");
     let tick = bar.clone();
     let record = vault
-        .seal_file(&args.input, &args.output, &ctx.access(args.reason), move |n| tick.set_position(n))
+        .seal_file(
+            &args.input,
+            &args.output,
+            &ctx.access(args.reason),
+            move |n| tick.set_position(n),
+        )
         .await?;
     bar.finish_and_clear();
     println!(
@@ -99,13 +110,18 @@ pub async fn seal(ctx: &Context, args: SealArgs) -> anyhow::Result<()> {
 
 pub async fn open(ctx: &Context, args: OpenArgs) -> anyhow::Result<()> {
     let vault = ctx.vault().await?;
-    let mut reader = vault.open_file(&args.archive, &ctx.access(args.reason)).await?;
+    let mut reader = vault
+        .open_file(&args.archive, &ctx.access(args.reason))
+        .await?;
     let total = reader.payload_len();
     let (start, len) = match args.range {
         None => (0, total),
         Some(r) => {
             if r.start >= total && total > 0 || (total == 0 && r.start > 0) {
-                bail!("range starts at byte {} but the payload has {total} bytes", r.start);
+                bail!(
+                    "range starts at byte {} but the payload has {total} bytes",
+                    r.start
+                );
             }
             let end = r.end.map_or(total, |e| (e + 1).min(total));
             (r.start, end.saturating_sub(r.start))
@@ -130,15 +146,26 @@ pub async fn open(ctx: &Context, args: OpenArgs) -> anyhow::Result<()> {
     .await??;
     bar.finish_and_clear();
     if !to_stdout {
-        println!("opened {} -> {} ({})", args.archive.display(), args.output.display(), human_bytes(len));
+        println!(
+            "opened {} -> {} ({})",
+            args.archive.display(),
+            args.output.display(),
+            human_bytes(len)
+        );
     }
     Ok(())
 }
 
-fn copy_with_progress(from: &mut impl Read, to: &mut impl Write, bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+fn copy_with_progress(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = from.read(&mut buf).map_err(storage::archive::ArchiveError::from_io)?;
+        let n = from
+            .read(&mut buf)
+            .map_err(storage::archive::ArchiveError::from_io)?;
         if n == 0 {
             break;
         }
@@ -151,11 +178,15 @@ fn copy_with_progress(from: &mut impl Read, to: &mut impl Write, bar: &indicatif
 
 pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
     let vault = ctx.vault().await?;
-    let size = std::fs::metadata(&args.archive).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(&args.archive)
+        .map(|m| m.len())
+        .unwrap_or(0);
     let bar = progress::bytes(size, "verifying");
     let tick = bar.clone();
     let report = vault
-        .verify_file(&args.archive, &ctx.access(args.reason), move |n| tick.set_position(n))
+        .verify_file(&args.archive, &ctx.access(args.reason), move |n| {
+            tick.set_position(n)
+        })
         .await
         .with_context(|| format!("verify failed for {}", args.archive.display()))?;
     bar.finish_and_clear();
@@ -171,7 +202,9 @@ pub async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
 
 pub async fn manifest(ctx: &Context, args: ManifestArgs) -> anyhow::Result<()> {
     let vault = ctx.vault().await?;
-    let reader = vault.open_file(&args.archive, &ctx.access(args.reason)).await?;
+    let reader = vault
+        .open_file(&args.archive, &ctx.access(args.reason))
+        .await?;
     let manifest = tokio::task::spawn_blocking(move || {
         let mut reader = reader;
         reader.manifest()
@@ -187,8 +220,20 @@ mod tests {
 
     #[test]
     fn ranges_parse_like_http() {
-        assert_eq!(parse_range("0-99"), Ok(ByteRange { start: 0, end: Some(99) }));
-        assert_eq!(parse_range("100-"), Ok(ByteRange { start: 100, end: None }));
+        assert_eq!(
+            parse_range("0-99"),
+            Ok(ByteRange {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            parse_range("100-"),
+            Ok(ByteRange {
+                start: 100,
+                end: None
+            })
+        );
         assert!(parse_range("9-3").is_err());
         assert!(parse_range("x-3").is_err());
         assert!(parse_range("17").is_err());

@@ -23,18 +23,17 @@ pub async fn run(ctx: &Context, command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Verify => match vault.audit().verify().await? {
             ChainReport::Intact { entries, head } => {
-                println!("ok: audit log intact ({entries} entries, head {})", hex::encode(head));
+                println!(
+                    "ok: audit log intact ({entries} entries, head {})",
+                    hex::encode(head)
+                );
             }
-            ChainReport::Broken { seq, problem } => {
-                bail!("audit log broken at entry {seq}: {problem}");
-            }
-            other => bail!("audit log check: {other:?}"),
+            broken @ ChainReport::Broken { .. } => bail!("{broken}"),
         },
         AuditCommand::List { limit } => {
-            let entries = vault.audit().entries(0, i64::MAX).await?;
-            let skip = entries.len().saturating_sub(usize::try_from(limit).unwrap_or(0));
-            for e in &entries[skip..] {
-                let when = e.at.format(&time::format_description::well_known::Rfc3339)?;
+            for e in vault.audit().latest(limit).await? {
+                let when =
+                    e.at.format(&time::format_description::well_known::Rfc3339)?;
                 println!(
                     "{:>6}  {when}  {:<14} {:<16} {:<48} {:?}{}",
                     e.seq,
@@ -42,7 +41,10 @@ pub async fn run(ctx: &Context, command: AuditCommand) -> anyhow::Result<()> {
                     e.action,
                     e.object,
                     e.outcome,
-                    e.reason.as_deref().map(|r| format!("  reason: {r}")).unwrap_or_default()
+                    e.reason
+                        .as_deref()
+                        .map(|r| format!("  reason: {r}"))
+                        .unwrap_or_default()
                 );
             }
         }

@@ -12,7 +12,8 @@ use super::{Context, human_bytes};
 pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let data_dir = &ctx.storage.data_dir;
     let demo_dir = data_dir.join("demo");
-    std::fs::create_dir_all(&demo_dir).with_context(|| format!("cannot create {}", demo_dir.display()))?;
+    std::fs::create_dir_all(&demo_dir)
+        .with_context(|| format!("cannot create {}", demo_dir.display()))?;
     let vault = ctx.vault().await?;
     let access = ctx.access(Some("demo".into()));
     println!("idv demo — data directory {}", data_dir.display());
@@ -37,7 +38,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     );
 
     let report = vault.verify_file(&archive, &access, |_| {}).await?;
-    println!("3. verified every chunk and the manifest: {} chunks intact", report.chunks);
+    println!(
+        "3. verified every chunk and the manifest: {} chunks intact",
+        report.chunks
+    );
 
     let reader = vault.open_file(&archive, &access).await?;
     let (head, digest) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -47,13 +51,28 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         reader.read_exact(&mut head)?;
         reader.seek(SeekFrom::Start(0))?;
         let mut hasher = Sha256::new();
-        std::io::copy(&mut reader, &mut hasher)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
         Ok((head, hasher.finalize()))
     })
     .await??;
-    ensure!(&head[..4] == b"RIFF" && &head[8..] == b"WAVE", "the decrypted range is not the WAV header");
-    ensure!(digest == Sha256::digest(&original), "the decrypted payload differs from the original");
-    println!("4. read bytes 0-11 back by seeking (\"RIFF….WAVE\") and the whole payload: SHA-256 matches");
+    ensure!(
+        &head[..4] == b"RIFF" && &head[8..] == b"WAVE",
+        "the decrypted range is not the WAV header"
+    );
+    ensure!(
+        digest == Sha256::digest(&original),
+        "the decrypted payload differs from the original"
+    );
+    println!(
+        "4. read bytes 0-11 back by seeking (\"RIFF….WAVE\") and the whole payload: SHA-256 matches"
+    );
     println!("   manifest: {}", report.manifest);
 
     match vault.audit().verify().await? {

@@ -26,13 +26,19 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
     let vault = ctx.vault().await?;
     match command {
         KeysCommand::Rotate => {
-            let report = vault.rotate_keys(&ctx.access(Some("key rotation".into()))).await?;
+            let report = vault
+                .rotate_keys(&ctx.access(Some("key rotation".into())))
+                .await?;
             println!(
                 "rotated: {} is active; {} archive(s) rewrapped, {} unreachable, destroyed {}",
                 report.active_kek,
                 report.rewrapped.len(),
                 report.unreachable.len(),
-                if report.destroyed_keks.is_empty() { "none".to_owned() } else { report.destroyed_keks.join(", ") },
+                if report.destroyed_keks.is_empty() {
+                    "none".to_owned()
+                } else {
+                    report.destroyed_keks.join(", ")
+                },
             );
             for (id, why) in &report.unreachable {
                 println!("  not rewrapped: archive {id}: {why} (its old key is kept)");
@@ -40,8 +46,14 @@ pub async fn run(ctx: &Context, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             for kek in vault.keyring_keks().await? {
-                let when = kek.created_at.format(&time::format_description::well_known::Rfc3339)?;
-                println!("{}  created {when}{}", kek.id, if kek.active { "  (active)" } else { "" });
+                let when = kek
+                    .created_at
+                    .format(&time::format_description::well_known::Rfc3339)?;
+                println!(
+                    "{}  created {when}{}",
+                    kek.id,
+                    if kek.active { "  (active)" } else { "" }
+                );
             }
         }
         KeysCommand::Shred { archive_id, reason } => {

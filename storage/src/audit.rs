@@ -379,6 +379,16 @@ impl AuditLog {
             .collect()
     }
 
+    /// The newest `limit` entries, oldest first.
+    ///
+    /// # Errors
+    /// A database failure.
+    pub async fn latest(&self, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+        let head = self.db.audit_head().await?.map_or(0, |(seq, _)| seq);
+        self.entries(head.saturating_sub(limit.max(0)).max(0), limit)
+            .await
+    }
+
     /// Checks the whole chain and reports the first bad entry, if any (see the module
     /// documentation). Reads a page of entries at a time; entries appended while it runs
     /// are not checked and do not disturb it.

@@ -31,7 +31,10 @@ impl std::fmt::Debug for StorageConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageConfig")
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url.as_ref().map(|u| redact_url(u)))
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|u| redact_url(u)),
+            )
             .field("blob_url", &self.blob_url)
             .finish()
     }

@@ -12,8 +12,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Nonce, Payload};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -31,7 +31,9 @@ const WRAP_NONCE_LEN: usize = 12;
 #[non_exhaustive]
 pub enum KeyringError {
     /// No KEK with this id is in the keyring.
-    #[error("key-encryption key {kek_id} is not in this keyring (was it destroyed, or is this another data directory?)")]
+    #[error(
+        "key-encryption key {kek_id} is not in this keyring (was it destroyed, or is this another data directory?)"
+    )]
     UnknownKek {
         /// The id asked for.
         kek_id: String,
@@ -49,7 +51,9 @@ pub enum KeyringError {
         kek_id: String,
     },
     /// The keyring file can be read by others.
-    #[error("keyring {path} has mode {mode:o}; it must be readable by its owner only (chmod 600 {path})")]
+    #[error(
+        "keyring {path} has mode {mode:o}; it must be readable by its owner only (chmod 600 {path})"
+    )]
     InsecurePermissions {
         /// The keyring file.
         path: String,
@@ -91,9 +95,19 @@ pub trait Keyring: Send + Sync + std::fmt::Debug {
     /// The KEK new archives are wrapped under.
     async fn active_kek(&self) -> Result<String, KeyringError>;
     /// Wraps `key` under `kek_id`, bound to `context` (see `archive::wrap_context`).
-    async fn wrap(&self, kek_id: &str, context: &[u8], key: &FileKey) -> Result<Vec<u8>, KeyringError>;
+    async fn wrap(
+        &self,
+        kek_id: &str,
+        context: &[u8],
+        key: &FileKey,
+    ) -> Result<Vec<u8>, KeyringError>;
     /// Unwraps a key wrapped by [`Keyring::wrap`] with the same KEK and context.
-    async fn unwrap(&self, kek_id: &str, context: &[u8], wrapped: &[u8]) -> Result<FileKey, KeyringError>;
+    async fn unwrap(
+        &self,
+        kek_id: &str,
+        context: &[u8],
+        wrapped: &[u8],
+    ) -> Result<FileKey, KeyringError>;
     /// Makes a new KEK active and returns its id; older KEKs keep unwrapping.
     async fn rotate(&self) -> Result<String, KeyringError>;
     /// Destroys a retired KEK once no archive needs it.
@@ -129,7 +143,9 @@ impl StoredKek {
     }
 
     fn cipher(&self, path: &Path) -> Result<Aes256Gcm, KeyringError> {
-        let bytes = Zeroizing::new(hex::decode(self.key.as_str()).map_err(|_| corrupt(path, "key is not hex"))?);
+        let bytes = Zeroizing::new(
+            hex::decode(self.key.as_str()).map_err(|_| corrupt(path, "key is not hex"))?,
+        );
         if bytes.len() != KEY_LEN {
             return Err(corrupt(path, "key is not 32 bytes"));
         }
@@ -146,7 +162,9 @@ pub struct FileKeyring {
 
 impl std::fmt::Debug for FileKeyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileKeyring").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("FileKeyring")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +201,10 @@ impl FileKeyring {
     }
 
     /// Runs `change` on the freshest on-disk state under the cross-process lock and saves it.
-    fn modify<T>(&self, change: impl FnOnce(&mut KeyringFile) -> Result<T, KeyringError>) -> Result<T, KeyringError> {
+    fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut KeyringFile) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
         let _lock = lock(&self.lock_path)?;
         let mut fresh = load(&self.path)?;
         let out = change(&mut fresh)?;
@@ -194,7 +215,11 @@ impl FileKeyring {
 
     /// Runs `read` on the in-memory state, reloading once if a KEK is missing (another
     /// process may have rotated since we loaded).
-    fn with_kek<T>(&self, kek_id: &str, read: impl Fn(&StoredKek) -> Result<T, KeyringError>) -> Result<T, KeyringError> {
+    fn with_kek<T>(
+        &self,
+        kek_id: &str,
+        read: impl Fn(&StoredKek) -> Result<T, KeyringError>,
+    ) -> Result<T, KeyringError> {
         {
             let state = self.state.lock().expect("keyring state lock poisoned");
             if let Some(kek) = state.keks.iter().find(|k| k.id == kek_id) {
@@ -204,11 +229,14 @@ impl FileKeyring {
         let fresh = load(&self.path)?;
         let mut state = self.state.lock().expect("keyring state lock poisoned");
         *state = fresh;
-        let kek = state
-            .keks
-            .iter()
-            .find(|k| k.id == kek_id)
-            .ok_or_else(|| KeyringError::UnknownKek { kek_id: kek_id.into() })?;
+        let kek =
+            state
+                .keks
+                .iter()
+                .find(|k| k.id == kek_id)
+                .ok_or_else(|| KeyringError::UnknownKek {
+                    kek_id: kek_id.into(),
+                })?;
         read(kek)
     }
 }
@@ -216,16 +244,32 @@ impl FileKeyring {
 #[async_trait::async_trait]
 impl Keyring for FileKeyring {
     async fn active_kek(&self) -> Result<String, KeyringError> {
-        Ok(self.state.lock().expect("keyring state lock poisoned").active.clone())
+        Ok(self
+            .state
+            .lock()
+            .expect("keyring state lock poisoned")
+            .active
+            .clone())
     }
 
-    async fn wrap(&self, kek_id: &str, context: &[u8], key: &FileKey) -> Result<Vec<u8>, KeyringError> {
+    async fn wrap(
+        &self,
+        kek_id: &str,
+        context: &[u8],
+        key: &FileKey,
+    ) -> Result<Vec<u8>, KeyringError> {
         self.with_kek(kek_id, |kek| {
             let cipher = kek.cipher(&self.path)?;
             let mut nonce = Nonce::<Aes256Gcm>::default();
             getrandom::fill(&mut nonce).expect("the OS random number generator failed");
             let sealed = cipher
-                .encrypt(&nonce, Payload { msg: key.expose(), aad: context })
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: key.expose(),
+                        aad: context,
+                    },
+                )
                 .expect("a 32-byte key is far below AES-GCM's limit");
             let mut out = nonce.to_vec();
             out.extend_from_slice(&sealed);
@@ -233,9 +277,16 @@ impl Keyring for FileKeyring {
         })
     }
 
-    async fn unwrap(&self, kek_id: &str, context: &[u8], wrapped: &[u8]) -> Result<FileKey, KeyringError> {
+    async fn unwrap(
+        &self,
+        kek_id: &str,
+        context: &[u8],
+        wrapped: &[u8],
+    ) -> Result<FileKey, KeyringError> {
         self.with_kek(kek_id, |kek| {
-            let failed = || KeyringError::UnwrapFailed { kek_id: kek_id.into() };
+            let failed = || KeyringError::UnwrapFailed {
+                kek_id: kek_id.into(),
+            };
             if wrapped.len() <= WRAP_NONCE_LEN {
                 return Err(failed());
             }
@@ -243,7 +294,13 @@ impl Keyring for FileKeyring {
             let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| failed())?;
             let plain = Zeroizing::new(
                 kek.cipher(&self.path)?
-                    .decrypt(&nonce, Payload { msg: sealed, aad: context })
+                    .decrypt(
+                        &nonce,
+                        Payload {
+                            msg: sealed,
+                            aad: context,
+                        },
+                    )
                     .map_err(|_| failed())?,
             );
             FileKey::from_slice(&plain).ok_or_else(failed)
@@ -272,12 +329,16 @@ impl Keyring for FileKeyring {
     async fn destroy_kek(&self, kek_id: &str) -> Result<(), KeyringError> {
         self.modify(|file| {
             if file.active == kek_id {
-                return Err(KeyringError::KekInUse { kek_id: kek_id.into() });
+                return Err(KeyringError::KekInUse {
+                    kek_id: kek_id.into(),
+                });
             }
             let before = file.keks.len();
             file.keks.retain(|k| k.id != kek_id);
             if file.keks.len() == before {
-                return Err(KeyringError::UnknownKek { kek_id: kek_id.into() });
+                return Err(KeyringError::UnknownKek {
+                    kek_id: kek_id.into(),
+                });
             }
             Ok(())
         })?;
@@ -309,7 +370,8 @@ fn load(path: &Path) -> Result<KeyringFile, KeyringError> {
         });
     }
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| io_err(path, e))?);
-    let file: KeyringFile = serde_json::from_str(&text).map_err(|e| corrupt(path, &e.to_string()))?;
+    let file: KeyringFile =
+        serde_json::from_str(&text).map_err(|e| corrupt(path, &e.to_string()))?;
     if file.format != FORMAT_TAG {
         return Err(corrupt(path, "unknown keyring format"));
     }
@@ -333,11 +395,14 @@ fn store(path: &Path, file: &KeyringFile) -> Result<(), KeyringError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| io_err(&tmp, e))?;
-    out.write_all(text.as_bytes()).map_err(|e| io_err(&tmp, e))?;
+    out.write_all(text.as_bytes())
+        .map_err(|e| io_err(&tmp, e))?;
     out.sync_all().map_err(|e| io_err(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, e))?;
     }
     Ok(())
 }
@@ -377,7 +442,10 @@ mod tests {
     async fn keyring_is_created_0600_and_never_prints_keys() {
         let dir = tempfile::tempdir().unwrap();
         let ring = FileKeyring::open(dir.path()).unwrap();
-        let mode = fs::metadata(dir.path().join(KEYRING_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(dir.path().join(KEYRING_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(ring.active_kek().await.unwrap(), "kek-0001");
         let text = fs::read_to_string(dir.path().join(KEYRING_FILE)).unwrap();
@@ -416,7 +484,10 @@ mod tests {
         let again = FileKeyring::open(dir.path()).unwrap();
         assert_eq!(again.active_kek().await.unwrap(), "kek-0002");
         assert!(again.unwrap("kek-0001", b"c", &old).await.is_ok());
-        assert!(matches!(ring.destroy_kek("kek-0002").await, Err(KeyringError::KekInUse { .. })));
+        assert!(matches!(
+            ring.destroy_kek("kek-0002").await,
+            Err(KeyringError::KekInUse { .. })
+        ));
         ring.destroy_kek("kek-0001").await.unwrap();
         let reopened = FileKeyring::open(dir.path()).unwrap();
         assert!(matches!(

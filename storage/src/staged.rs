@@ -23,8 +23,14 @@ impl StagedFile {
     /// # Errors
     /// The directory is not writable.
     pub fn create(dest: &Path) -> Result<Self> {
-        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = dest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.partial-{}", Uuid::new_v4().simple()));
         let file = File::options()
             .write(true)
@@ -53,7 +59,9 @@ impl StagedFile {
         self.file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
         if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(dir, e))?;
         }
         self.committed = true;
         Ok(())

@@ -93,7 +93,9 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("keyring", &self.keyring).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,7 +163,8 @@ impl Vault {
         progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<ArchiveRecord> {
         let result = self.seal_file_inner(input, output, progress).await;
-        self.record(access, "archive.seal", &result, |r| r.archive_id, output).await?;
+        self.record(access, "archive.seal", &result, |r| r.archive_id, output)
+            .await?;
         result
     }
 
@@ -175,7 +178,8 @@ impl Vault {
         let output = absolute(output)?;
         let (header, keys) = self.new_archive_keys().await?;
         let source_name = input.file_name().map(|n| n.to_string_lossy().into_owned());
-        let (archive_id, key_id, kek_id) = (header.archive_id, header.key_id, header.kek_id.clone());
+        let (archive_id, key_id, kek_id) =
+            (header.archive_id, header.key_id, header.kek_id.clone());
         let out_path = output.clone();
         let sealed = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
             let staged = StagedFile::create(&out_path)?;
@@ -192,7 +196,9 @@ impl Vault {
                     Err(e) => return Err(Error::io(&out_path, e)),
                 };
                 hasher.update(&buf[..n]);
-                writer.write_all(&buf[..n]).map_err(|e| Error::io(&out_path, e))?;
+                writer
+                    .write_all(&buf[..n])
+                    .map_err(|e| Error::io(&out_path, e))?;
                 total += n as u64;
                 progress(total);
             }
@@ -205,8 +211,9 @@ impl Vault {
                 "tool": concat!("idv ", env!("CARGO_PKG_VERSION")),
             });
             let sealed = writer.finish(&manifest)?;
+            let lens = (sealed.payload_len, sealed.sealed_len);
             staged.commit()?;
-            Ok((sealed.payload_len, sealed.sealed_len))
+            Ok(lens)
         })
         .await
         .map_err(|e| Error::Task(e.to_string()))?;
@@ -245,7 +252,8 @@ impl Vault {
     ) -> Result<ArchiveRecord> {
         let result = async {
             let (header, keys) = self.new_archive_keys().await?;
-            let (archive_id, key_id, kek_id) = (header.archive_id, header.key_id, header.kek_id.clone());
+            let (archive_id, key_id, kek_id) =
+                (header.archive_id, header.key_id, header.kek_id.clone());
             let upload = self.blobs.writer(key)?;
             let mut writer = AsyncSealedWriter::new(upload, &header, &keys)?;
             let copied = async {
@@ -290,7 +298,8 @@ impl Vault {
             Ok(record)
         }
         .await;
-        self.record(access, "archive.seal", &result, |r| r.archive_id, key).await?;
+        self.record(access, "archive.seal", &result, |r| r.archive_id, key)
+            .await?;
         result
     }
 
@@ -300,8 +309,14 @@ impl Vault {
     /// A damaged or foreign archive, a shredded key, or I/O errors.
     pub async fn open_file(&self, path: &Path, access: &Access) -> Result<SealedReader<File>> {
         let result = self.open_file_unaudited(path).await;
-        self.record(access, "archive.open", &result, |r| r.header().archive_id, path)
-            .await?;
+        self.record(
+            access,
+            "archive.open",
+            &result,
+            |r| r.header().archive_id,
+            path,
+        )
+        .await?;
         result
     }
 
@@ -324,7 +339,8 @@ impl Vault {
             .await
         }
         .await;
-        self.record(access, "archive.verify", &result, |r| r.archive_id, path).await?;
+        self.record(access, "archive.verify", &result, |r| r.archive_id, path)
+            .await?;
         result
     }
 
@@ -332,15 +348,29 @@ impl Vault {
     ///
     /// # Errors
     /// As [`Self::open_file`].
-    pub async fn open_blob(&self, key: &str, access: &Access) -> Result<SealedReader<crate::blob::BlobReader>> {
+    pub async fn open_blob(
+        &self,
+        key: &str,
+        access: &Access,
+    ) -> Result<SealedReader<crate::blob::BlobReader>> {
         let result = async {
-            let mut source = self.blobs.blocking_reader(key, tokio::runtime::Handle::current())?;
-            let (header, source) = run_blocking(move || Ok((SealedHeader::read_from(&mut source)?, source))).await?;
+            let mut source = self
+                .blobs
+                .blocking_reader(key, tokio::runtime::Handle::current())?;
+            let (header, source) =
+                run_blocking(move || Ok((SealedHeader::read_from(&mut source)?, source))).await?;
             let keys = self.keys_for(&header).await?;
             run_blocking(move || Ok(SealedReader::new(source, header, &keys)?)).await
         }
         .await;
-        self.record(access, "archive.open", &result, |r| r.header().archive_id, key).await?;
+        self.record(
+            access,
+            "archive.open",
+            &result,
+            |r| r.header().archive_id,
+            key,
+        )
+        .await?;
         result
     }
 
@@ -366,7 +396,9 @@ impl Vault {
             .db
             .retention_key(header.key_id)
             .await?
-            .ok_or(Error::UnknownKey { key_id: header.key_id })?;
+            .ok_or(Error::UnknownKey {
+                key_id: header.key_id,
+            })?;
         let Some(secret) = record.secret.as_deref() else {
             let at = record
                 .destroyed_at
@@ -398,8 +430,12 @@ impl Vault {
     /// A keyring or database failure. Unreachable archives are reported, not errors.
     pub async fn rotate_keys(&self, access: &Access) -> Result<RotationReport> {
         let result = self.rotate_inner().await;
-        let object = result.as_ref().map_or_else(|_| "keyring".to_owned(), |r| format!("keyring:{}", r.active_kek));
-        self.audit_event(access, "keys.rotate", &object, outcome_of(&result)).await?;
+        let object = result.as_ref().map_or_else(
+            |_| "keyring".to_owned(),
+            |r| format!("keyring:{}", r.active_kek),
+        );
+        self.audit_event(access, "keys.rotate", &object, outcome_of(&result))
+            .await?;
         result
     }
 
@@ -439,7 +475,8 @@ impl Vault {
     }
 
     async fn rewrap(&self, record: &ArchiveRecord, new_kek: &str) -> Result<()> {
-        let location = ArchiveLocation::decode(&record.location).ok_or_else(|| Error::BadLocation(record.location.clone()))?;
+        let location = ArchiveLocation::decode(&record.location)
+            .ok_or_else(|| Error::BadLocation(record.location.clone()))?;
         let ArchiveLocation::File(path) = location else {
             return self.rewrap_blob(record, new_kek).await;
         };
@@ -454,9 +491,11 @@ impl Vault {
         run_blocking(move || {
             let staged = StagedFile::create(&path)?;
             let mut out = staged.file();
-            out.write_all(&new_header).map_err(|e| Error::io(&path, e))?;
+            out.write_all(&new_header)
+                .map_err(|e| Error::io(&path, e))?;
             let mut rest = file;
-            io::Seek::seek(&mut rest, io::SeekFrom::Start(old_len)).map_err(|e| Error::io(&path, e))?;
+            io::Seek::seek(&mut rest, io::SeekFrom::Start(old_len))
+                .map_err(|e| Error::io(&path, e))?;
             io::copy(&mut rest, &mut out).map_err(|e| Error::io(&path, e))?;
             staged.commit()
         })
@@ -466,10 +505,18 @@ impl Vault {
     }
 
     async fn rewrap_blob(&self, record: &ArchiveRecord, new_kek: &str) -> Result<()> {
-        let ArchiveLocation::Blob(key) = ArchiveLocation::decode(&record.location).ok_or_else(|| Error::BadLocation(record.location.clone()))? else {
+        let ArchiveLocation::Blob(key) = ArchiveLocation::decode(&record.location)
+            .ok_or_else(|| Error::BadLocation(record.location.clone()))?
+        else {
             unreachable!("called for blob locations only");
         };
-        let head = self.blobs.get_range(&key, 0..crate::archive::MAX_HEADER_LEN.min(record.sealed_len as usize) as u64).await?;
+        let head = self
+            .blobs
+            .get_range(
+                &key,
+                0..crate::archive::MAX_HEADER_LEN.min(record.sealed_len as usize) as u64,
+            )
+            .await?;
         let sealed = SealedHeader::parse(&head)?;
         let new_header = self.rewrapped_header(&sealed, record, new_kek).await?;
         // Objects are immutable: upload header + the old bytes after it as a new object
@@ -489,7 +536,12 @@ impl Vault {
     }
 
     /// The header of `sealed` rewrapped under `new_kek`, MAC'd under the unchanged keys.
-    async fn rewrapped_header(&self, sealed: &SealedHeader, record: &ArchiveRecord, new_kek: &str) -> Result<Vec<u8>> {
+    async fn rewrapped_header(
+        &self,
+        sealed: &SealedHeader,
+        record: &ArchiveRecord,
+        new_kek: &str,
+    ) -> Result<Vec<u8>> {
         if sealed.header.archive_id != record.archive_id {
             return Err(Error::Archive(ArchiveError::MalformedHeader(
                 "the file at this location is another archive",
@@ -504,7 +556,9 @@ impl Vault {
             .await?;
         let context = crate::archive::wrap_context(header.archive_id, header.key_id, new_kek);
         let wrapped = self.keyring.wrap(new_kek, &context, &file).await?;
-        Ok(header.rewrapped(new_kek.to_owned(), wrapped).encode(&keys)?)
+        Ok(header
+            .rewrapped(new_kek.to_owned(), wrapped)
+            .encode(&keys)?)
     }
 
     /// Crypto-shreds an archive: destroys its retention key, so no copy of it can ever be
@@ -514,15 +568,26 @@ impl Vault {
     /// [`Error::UnknownArchive`] or a database failure.
     pub async fn shred(&self, archive_id: Uuid, access: &Access) -> Result<()> {
         let result = async {
-            let record = self.db.archive(archive_id).await?.ok_or(Error::UnknownArchive { archive_id })?;
+            let record = self
+                .db
+                .archive(archive_id)
+                .await?
+                .ok_or(Error::UnknownArchive { archive_id })?;
             let reason = access.reason.as_deref().unwrap_or("retention period ended");
-            self.db.destroy_retention_key(record.key_id, OffsetDateTime::now_utc(), reason).await?;
+            self.db
+                .destroy_retention_key(record.key_id, OffsetDateTime::now_utc(), reason)
+                .await?;
             self.db.mark_archive_shredded(archive_id).await?;
             Ok(())
         }
         .await;
-        self.audit_event(access, "archive.shred", &format!("archive:{archive_id}"), outcome_of(&result))
-            .await?;
+        self.audit_event(
+            access,
+            "archive.shred",
+            &format!("archive:{archive_id}"),
+            outcome_of(&result),
+        )
+        .await?;
         result
     }
 
@@ -533,9 +598,14 @@ impl Vault {
         let kek_id = self.keyring.active_kek().await?;
         let context = crate::archive::wrap_context(archive_id, key_id, &kek_id);
         let wrapped = self.keyring.wrap(&kek_id, &context, &file).await?;
-        self.db.insert_retention_key(key_id, archive_id, retention.expose()).await?;
+        self.db
+            .insert_retention_key(key_id, archive_id, retention.expose())
+            .await?;
         let keys = ArchiveKeys::derive(archive_id, &file, &retention);
-        Ok((ArchiveHeader::new(archive_id, key_id, kek_id, wrapped), keys))
+        Ok((
+            ArchiveHeader::new(archive_id, key_id, kek_id, wrapped),
+            keys,
+        ))
     }
 
     /// Forgets the key of an archive that was never completed.
@@ -557,10 +627,17 @@ impl Vault {
             Ok(v) => format!("archive:{}", archive_id(v)),
             Err(_) => format!("path:{}", place.as_ref().display()),
         };
-        self.audit_event(access, action, &object, outcome_of(result)).await
+        self.audit_event(access, action, &object, outcome_of(result))
+            .await
     }
 
-    async fn audit_event(&self, access: &Access, action: &str, object: &str, outcome: Outcome) -> Result<()> {
+    async fn audit_event(
+        &self,
+        access: &Access,
+        action: &str,
+        object: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
         self.audit
             .append(AuditEvent {
                 actor: access.actor.clone(),
@@ -575,11 +652,19 @@ impl Vault {
 }
 
 fn outcome_of<T>(result: &Result<T>) -> Outcome {
-    if result.is_ok() { Outcome::Success } else { Outcome::Failed }
+    if result.is_ok() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    }
 }
 
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Task(e.to_string()))?
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -594,4 +679,3 @@ fn rfc3339(t: OffsetDateTime) -> String {
 fn now_rfc3339() -> String {
     rfc3339(OffsetDateTime::now_utc())
 }
-

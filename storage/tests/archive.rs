@@ -12,7 +12,16 @@ use storage::archive::{
 use uuid::Uuid;
 
 const CHUNK: usize = 64 * 1024;
-const SIZES: [usize; 8] = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 17, 5_000_000];
+const SIZES: [usize; 8] = [
+    0,
+    1,
+    CHUNK - 1,
+    CHUNK,
+    CHUNK + 1,
+    2 * CHUNK,
+    3 * CHUNK + 17,
+    5_000_000,
+];
 
 struct Kit {
     header: ArchiveHeader,
@@ -21,7 +30,11 @@ struct Kit {
 
 impl Kit {
     fn new() -> Self {
-        let (id, file, retention) = (Uuid::new_v4(), FileKey::generate(), RetentionKey::generate());
+        let (id, file, retention) = (
+            Uuid::new_v4(),
+            FileKey::generate(),
+            RetentionKey::generate(),
+        );
         Self {
             header: ArchiveHeader::new(id, Uuid::new_v4(), "kek-0001".into(), vec![0xAA; 60]),
             keys: ArchiveKeys::derive(id, &file, &retention),
@@ -63,7 +76,11 @@ fn round_trips_at_every_size_around_the_chunk_boundary() {
         let archive = kit.seal(&plain);
         let mut reader = kit.reader(archive).unwrap();
         assert_eq!(reader.payload_len(), len as u64);
-        assert_eq!(reader.layout().chunks, len.div_ceil(CHUNK).max(1) as u64, "len {len}");
+        assert_eq!(
+            reader.layout().chunks,
+            len.div_ceil(CHUNK).max(1) as u64,
+            "len {len}"
+        );
         let mut back = Vec::new();
         reader.read_to_end(&mut back).unwrap();
         assert!(back == plain, "round trip differs at len {len}");
@@ -85,7 +102,10 @@ async fn async_writer_produces_the_same_format() {
         let sealed = w.finish(&Kit::manifest(len)).await.unwrap();
         assert_eq!(sealed.sealed_len, sealed.inner.len() as u64);
         let mut back = Vec::new();
-        kit.reader(sealed.inner).unwrap().read_to_end(&mut back).unwrap();
+        kit.reader(sealed.inner)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
         assert!(back == plain, "async round trip differs at len {len}");
     }
 }
@@ -117,7 +137,10 @@ fn range_reads_at_chunk_boundaries_decrypt_only_what_they_touch() {
     }
     reader.seek(SeekFrom::Start(3 * CHUNK as u64)).unwrap();
     let err = reader.read(&mut [0u8; 8]).unwrap_err();
-    assert!(matches!(ArchiveError::from_io(err), ArchiveError::ChunkCorrupt { index: 3 }));
+    assert!(matches!(
+        ArchiveError::from_io(err),
+        ArchiveError::ChunkCorrupt { index: 3 }
+    ));
     // The tail after the bad chunk, and seeking from the end.
     let end = reader.seek(SeekFrom::End(-123)).unwrap();
     assert_eq!(end, (4 * CHUNK) as u64);
@@ -126,7 +149,11 @@ fn range_reads_at_chunk_boundaries_decrypt_only_what_they_touch() {
     assert_eq!(tail, plain[4 * CHUNK..]);
     assert!(reader.seek(SeekFrom::Current(-(len as i64) - 1)).is_err());
     reader.seek(SeekFrom::Start(len as u64 + 10)).unwrap();
-    assert_eq!(reader.read(&mut [0u8; 4]).unwrap(), 0, "reads past the end are empty");
+    assert_eq!(
+        reader.read(&mut [0u8; 4]).unwrap(),
+        0,
+        "reads past the end are empty"
+    );
 }
 
 fn three_chunk_archive(kit: &Kit) -> (Vec<u8>, storage::archive::ArchiveLayout) {
@@ -144,10 +171,15 @@ fn a_flipped_byte_anywhere_is_caught_and_chunks_are_named() {
     let kit = Kit::new();
     let (archive, layout) = three_chunk_archive(&kit);
     // Every byte position would take minutes; step through all regions densely.
-    for pos in (0..archive.len()).step_by(997).chain([archive.len() - 1, archive.len() - 17]) {
+    for pos in (0..archive.len())
+        .step_by(997)
+        .chain([archive.len() - 1, archive.len() - 17])
+    {
         let mut bad = archive.clone();
         bad[pos] ^= 0x01;
-        let err = kit.verify(bad).expect_err(&format!("flip at {pos} went unnoticed"));
+        let err = kit
+            .verify(bad)
+            .expect_err(&format!("flip at {pos} went unnoticed"));
         let pos = pos as u64;
         if let Some(index) = (0..layout.chunks).find(|&i| layout.chunk_range(i).contains(&pos)) {
             assert!(
@@ -168,7 +200,16 @@ fn reordered_chunks_are_named_with_where_they_belong() {
     swapped[c0.start as usize..c0.end as usize].copy_from_slice(&b);
     swapped[c1.start as usize..c1.end as usize].copy_from_slice(&a);
     let err = kit.verify(swapped).unwrap_err();
-    assert!(matches!(err, ArchiveError::ChunkReordered { index: 0, belongs_at: 1 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::ChunkReordered {
+                index: 0,
+                belongs_at: 1
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -179,7 +220,10 @@ fn a_chunk_spliced_from_another_archive_is_corrupt() {
     let r = layout.chunk_range(1);
     let mut spliced = archive.clone();
     spliced[r.start as usize..r.end as usize].copy_from_slice(&slice(&foreign, r.clone()));
-    assert!(matches!(kit.verify(spliced).unwrap_err(), ArchiveError::ChunkCorrupt { index: 1 }));
+    assert!(matches!(
+        kit.verify(spliced).unwrap_err(),
+        ArchiveError::ChunkCorrupt { index: 1 }
+    ));
 }
 
 #[test]
@@ -187,11 +231,23 @@ fn truncation_is_named_wherever_the_cut_falls() {
     let kit = Kit::new();
     let (archive, layout) = three_chunk_archive(&kit);
     // Cut inside the payload, inside the manifest, inside the trailer, inside the header.
-    for cut in [layout.chunk_range(1).start + 100, layout.manifest_offset + 3, archive.len() as u64 - 5, 20, 3] {
+    for cut in [
+        layout.chunk_range(1).start + 100,
+        layout.manifest_offset + 3,
+        archive.len() as u64 - 5,
+        20,
+        3,
+    ] {
         let err = kit.verify(archive[..cut as usize].to_vec()).unwrap_err();
-        assert!(matches!(err, ArchiveError::Truncated(_)), "cut at {cut}: {err}");
+        assert!(
+            matches!(err, ArchiveError::Truncated(_)),
+            "cut at {cut}: {err}"
+        );
     }
-    assert!(matches!(kit.verify(Vec::new()).unwrap_err(), ArchiveError::NotAnArchive));
+    assert!(matches!(
+        kit.verify(Vec::new()).unwrap_err(),
+        ArchiveError::NotAnArchive
+    ));
 
     // Cut at a chunk boundary with manifest and trailer put back: the last chunk left
     // was not sealed as final.
@@ -199,7 +255,10 @@ fn truncation_is_named_wherever_the_cut_falls() {
     let mut cut = archive[..layout.chunk_range(2).start as usize].to_vec();
     cut.extend_from_slice(&tail);
     let err = kit.verify(cut).unwrap_err();
-    assert!(matches!(&err, ArchiveError::Truncated(m) if m.contains("chunk 1")), "{err}");
+    assert!(
+        matches!(&err, ArchiveError::Truncated(m) if m.contains("chunk 1")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,11 +272,17 @@ fn extension_is_named_whether_chunks_or_bytes_are_added() {
     // The short final chunk now shares its slot with the start of the copy: slot 2 is
     // neither a chunk of this archive nor anything else.
     let err = kit.verify(extended).unwrap_err();
-    assert!(matches!(err, ArchiveError::ChunkCorrupt { index: 2 }), "{err}");
+    assert!(
+        matches!(err, ArchiveError::ChunkCorrupt { index: 2 }),
+        "{err}"
+    );
 
     let mut appended = archive.clone();
     appended.extend_from_slice(b"garbage after the end");
-    assert!(matches!(kit.verify(appended).unwrap_err(), ArchiveError::TrailingData(21)));
+    assert!(matches!(
+        kit.verify(appended).unwrap_err(),
+        ArchiveError::TrailingData(21)
+    ));
 }
 
 #[test]
@@ -231,7 +296,10 @@ fn final_chunk_marker_catches_a_full_chunk_appended_before_the_manifest() {
     extended.extend_from_slice(&slice(&archive, layout.chunk_range(0)));
     extended.extend_from_slice(&archive[layout.manifest_offset as usize..]);
     let err = kit.verify(extended).unwrap_err();
-    assert!(matches!(err, ArchiveError::Extended { index: 1, extra: 1 }), "{err}");
+    assert!(
+        matches!(err, ArchiveError::Extended { index: 1, extra: 1 }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -250,7 +318,10 @@ fn wrong_keys_and_header_edits_fail_before_any_plaintext() {
     assert!(kit.verify(edited).is_err());
     let mut version = archive;
     version[8] = 9;
-    assert!(matches!(kit.verify(version).unwrap_err(), ArchiveError::UnknownVersion(9)));
+    assert!(matches!(
+        kit.verify(version).unwrap_err(),
+        ArchiveError::UnknownVersion(9)
+    ));
 }
 
 #[test]
@@ -259,7 +330,10 @@ fn manifest_edits_and_swaps_are_caught() {
     let (archive, layout) = three_chunk_archive(&kit);
     let mut bad = archive.clone();
     bad[layout.manifest_offset as usize + 2] ^= 0x10;
-    assert!(matches!(kit.verify(bad).unwrap_err(), ArchiveError::ManifestCorrupt));
+    assert!(matches!(
+        kit.verify(bad).unwrap_err(),
+        ArchiveError::ManifestCorrupt
+    ));
 }
 
 #[test]
@@ -271,7 +345,10 @@ fn an_unfinished_writer_leaves_an_archive_every_reader_calls_truncated() {
         w.write_all(&pseudo_random_bytes(3, 3 * CHUNK)).unwrap();
         // dropped without finish()
     }
-    assert!(matches!(kit.verify(buf).unwrap_err(), ArchiveError::Truncated(_)));
+    assert!(matches!(
+        kit.verify(buf).unwrap_err(),
+        ArchiveError::Truncated(_)
+    ));
 }
 
 #[test]

@@ -137,7 +137,9 @@ impl ArchiveHeader {
             return Err(ArchiveError::MalformedHeader("chunk size out of range"));
         }
         if self.kek_id.is_empty() || self.kek_id.len() > MAX_KEK_ID_LEN {
-            return Err(ArchiveError::MalformedHeader("key-encryption key id length"));
+            return Err(ArchiveError::MalformedHeader(
+                "key-encryption key id length",
+            ));
         }
         if self.wrapped_key.is_empty() || self.wrapped_key.len() > MAX_WRAPPED_KEY_LEN {
             return Err(ArchiveError::MalformedHeader("wrapped key length"));
@@ -211,7 +213,9 @@ impl SealedHeader {
         let wrapped_len = usize::from(r.u16().ok_or_else(short)?);
         let wrapped_key = r.take(wrapped_len).ok_or_else(short)?.to_vec();
         if r.pos + MAC_LEN != header_len {
-            return Err(ArchiveError::MalformedHeader("header length does not match its fields"));
+            return Err(ArchiveError::MalformedHeader(
+                "header length does not match its fields",
+            ));
         }
         let header = ArchiveHeader {
             chunk_size,
@@ -315,7 +319,8 @@ impl<'a> Cursor<'a> {
         Some(out)
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N).map(|b| b.try_into().expect("take returned N bytes"))
+        self.take(N)
+            .map(|b| b.try_into().expect("take returned N bytes"))
     }
     fn u8(&mut self) -> Option<u8> {
         self.array::<1>().map(|[b]| b)
@@ -335,7 +340,11 @@ mod tests {
 
     fn sample() -> (ArchiveHeader, ArchiveKeys) {
         let id = Uuid::from_u128(1);
-        let keys = ArchiveKeys::derive(id, &FileKey::from_bytes([1; 32]), &RetentionKey::from_bytes([2; 32]));
+        let keys = ArchiveKeys::derive(
+            id,
+            &FileKey::from_bytes([1; 32]),
+            &RetentionKey::from_bytes([2; 32]),
+        );
         let header = ArchiveHeader::new(id, Uuid::from_u128(2), "kek-0001".into(), vec![5; 60]);
         (header, keys)
     }
@@ -372,8 +381,17 @@ mod tests {
         let (header, keys) = sample();
         let mut bytes = header.encode(&keys).unwrap();
         bytes[8] = 2;
-        assert!(matches!(SealedHeader::parse(&bytes), Err(ArchiveError::UnknownVersion(2))));
-        assert!(matches!(SealedHeader::parse(b"RIFF....WAVE"), Err(ArchiveError::NotAnArchive)));
-        assert!(matches!(SealedHeader::parse(&MAGIC[..5]), Err(ArchiveError::Truncated(_))));
+        assert!(matches!(
+            SealedHeader::parse(&bytes),
+            Err(ArchiveError::UnknownVersion(2))
+        ));
+        assert!(matches!(
+            SealedHeader::parse(b"RIFF....WAVE"),
+            Err(ArchiveError::NotAnArchive)
+        ));
+        assert!(matches!(
+            SealedHeader::parse(&MAGIC[..5]),
+            Err(ArchiveError::Truncated(_))
+        ));
     }
 }

@@ -118,7 +118,10 @@ mod tests {
     #[test]
     fn every_purpose_gets_its_own_key_and_both_halves_matter() {
         let id = Uuid::from_u128(7);
-        let (file, retention) = (FileKey::from_bytes([1; 32]), RetentionKey::from_bytes([2; 32]));
+        let (file, retention) = (
+            FileKey::from_bytes([1; 32]),
+            RetentionKey::from_bytes([2; 32]),
+        );
         let keys = ArchiveKeys::derive(id, &file, &retention);
         assert_ne!(*keys.payload, *keys.manifest);
         assert_ne!(*keys.payload, *keys.header_mac);

@@ -50,14 +50,24 @@ impl<R: Read + Seek> SealedReader<R> {
     /// # Errors
     /// [`ArchiveError::HeaderAuthFailed`], [`ArchiveError::Truncated`],
     /// [`ArchiveError::TrailingData`] or I/O errors.
-    pub fn new(mut inner: R, header: SealedHeader, keys: &ArchiveKeys) -> Result<Self, ArchiveError> {
+    pub fn new(
+        mut inner: R,
+        header: SealedHeader,
+        keys: &ArchiveKeys,
+    ) -> Result<Self, ArchiveError> {
         header.verify(keys)?;
         let file_len = inner.seek(SeekFrom::End(0))?;
         let header_len = header.len() as u64;
         let chunk_size = u64::from(header.header.chunk_size);
         let layout = match read_trailer(&mut inner, file_len, header_len)? {
-            Some(manifest_len) => ArchiveLayout::from_trailer(header_len, chunk_size, file_len, manifest_len)?,
-            None => return Err(diagnose_missing_trailer(&mut inner, file_len, header_len, chunk_size)?),
+            Some(manifest_len) => {
+                ArchiveLayout::from_trailer(header_len, chunk_size, file_len, manifest_len)?
+            }
+            None => {
+                return Err(diagnose_missing_trailer(
+                    &mut inner, file_len, header_len, chunk_size,
+                )?);
+            }
         };
         let header = header.header;
         Ok(Self {
@@ -102,7 +112,8 @@ impl<R: Read + Seek> SealedReader<R> {
     /// [`ArchiveError::ManifestCorrupt`] or I/O errors.
     pub fn manifest(&mut self) -> Result<serde_json::Value, ArchiveError> {
         let mut sealed = vec![0u8; self.layout.manifest_len as usize];
-        self.inner.seek(SeekFrom::Start(self.layout.manifest_offset))?;
+        self.inner
+            .seek(SeekFrom::Start(self.layout.manifest_offset))?;
         self.inner.read_exact(&mut sealed)?;
         let aad = manifest_aad(self.layout.payload_len, self.layout.chunks);
         let len = self
@@ -140,10 +151,14 @@ impl<R: Read + Seek> SealedReader<R> {
         let range = self.layout.chunk_range(index);
         self.buf.resize((range.end - range.start) as usize, 0);
         self.inner.seek(SeekFrom::Start(range.start))?;
-        self.inner.read_exact(&mut self.buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => ArchiveError::Truncated(format!("chunk {index} is cut short")),
-            _ => ArchiveError::Io(e),
-        })?;
+        self.inner
+            .read_exact(&mut self.buf)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    ArchiveError::Truncated(format!("chunk {index} is cut short"))
+                }
+                _ => ArchiveError::Io(e),
+            })?;
         let counter = u32::try_from(index).map_err(|_| ArchiveError::TooLarge)?;
         let last = self.layout.is_last(index);
         match self.chunk.open_chunk(counter, last, &mut self.buf) {
@@ -213,14 +228,21 @@ impl<R: Read + Seek> Seek for SealedReader<R> {
             SeekFrom::End(d) => self.layout.payload_len.checked_add_signed(d),
         };
         self.pos = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the payload")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the payload",
+            )
         })?;
         Ok(self.pos)
     }
 }
 
 /// The trailer's manifest length, or `None` when the file does not end with a trailer.
-fn read_trailer<R: Read + Seek>(inner: &mut R, file_len: u64, header_len: u64) -> Result<Option<u64>, ArchiveError> {
+fn read_trailer<R: Read + Seek>(
+    inner: &mut R,
+    file_len: u64,
+    header_len: u64,
+) -> Result<Option<u64>, ArchiveError> {
     if file_len < header_len + TRAILER_LEN {
         return Ok(None);
     }
@@ -230,7 +252,9 @@ fn read_trailer<R: Read + Seek>(inner: &mut R, file_len: u64, header_len: u64) -
     if trailer[8..] != TRAILER_MAGIC {
         return Ok(None);
     }
-    Ok(Some(u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"))))
+    Ok(Some(u64::from_le_bytes(
+        trailer[..8].try_into().expect("8 bytes"),
+    )))
 }
 
 /// No trailer at the end: find out whether one sits earlier (bytes were appended) or not at
@@ -241,7 +265,9 @@ fn diagnose_missing_trailer<R: Read + Seek>(
     header_len: u64,
     chunk_size: u64,
 ) -> Result<ArchiveError, ArchiveError> {
-    let window_start = file_len.saturating_sub(TRAILER_SEARCH_WINDOW).max(header_len);
+    let window_start = file_len
+        .saturating_sub(TRAILER_SEARCH_WINDOW)
+        .max(header_len);
     let mut tail = vec![0u8; (file_len - window_start) as usize];
     inner.seek(SeekFrom::Start(window_start))?;
     inner.read_exact(&mut tail)?;

@@ -87,7 +87,13 @@ impl ChunkCipher {
         buf.extend_from_slice(&tag);
     }
 
-    fn open(&self, counter: u32, flag: u8, aad: &[u8], sealed: &mut [u8]) -> Result<usize, AuthFailed> {
+    fn open(
+        &self,
+        counter: u32,
+        flag: u8,
+        aad: &[u8],
+        sealed: &mut [u8],
+    ) -> Result<usize, AuthFailed> {
         let len = sealed.len().checked_sub(TAG_LEN).ok_or(AuthFailed)?;
         let (body, tag) = sealed.split_at_mut(len);
         let tag = Tag::<Aes256Gcm>::try_from(&*tag).map_err(|_| AuthFailed)?;

@@ -80,7 +80,11 @@ impl ChunkSealer {
     }
 
     /// Seals the final chunk, the manifest and the trailer into `out` (replacing it).
-    fn seal_end(&mut self, manifest: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), ArchiveError> {
+    fn seal_end(
+        &mut self,
+        manifest: &serde_json::Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ArchiveError> {
         self.seal_pending(true, out)?;
         let mut sealed_manifest =
             serde_json::to_vec(manifest).expect("a serde_json::Value always serialises");
@@ -115,7 +119,11 @@ impl<W: Write> SealedWriter<W> {
     ///
     /// # Errors
     /// A malformed header, or the sink's I/O error.
-    pub fn new(mut inner: W, header: &ArchiveHeader, keys: &ArchiveKeys) -> Result<Self, ArchiveError> {
+    pub fn new(
+        mut inner: W,
+        header: &ArchiveHeader,
+        keys: &ArchiveKeys,
+    ) -> Result<Self, ArchiveError> {
         let head = header.encode(keys)?;
         inner.write_all(&head)?;
         let mut sealer = ChunkSealer::new(header, keys);
@@ -196,7 +204,9 @@ impl<W: Write> Write for SealedWriter<W> {
 impl<W: Write> Drop for SealedWriter<W> {
     fn drop(&mut self) {
         if self.state == WriterState::Open {
-            tracing::warn!("sealed archive writer dropped without finish(): the archive is incomplete");
+            tracing::warn!(
+                "sealed archive writer dropped without finish(): the archive is incomplete"
+            );
         }
     }
 }
@@ -283,7 +293,11 @@ impl<W: AsyncWrite + Unpin> AsyncSealedWriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncSealedWriter<W> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.state != WriterState::Open {
             return Poll::Ready(Err(ArchiveError::WriterClosed.into_io()));
@@ -324,7 +338,9 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncSealedWriter<W> {
 impl<W> Drop for AsyncSealedWriter<W> {
     fn drop(&mut self) {
         if self.state == WriterState::Open {
-            tracing::warn!("async sealed archive writer dropped without finish(): the archive is incomplete");
+            tracing::warn!(
+                "async sealed archive writer dropped without finish(): the archive is incomplete"
+            );
         }
     }
 }
