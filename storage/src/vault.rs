@@ -268,14 +268,19 @@ impl Vault {
                 Ok::<_, io::Error>(())
             }
             .await;
-            let sealed = match copied {
-                Ok(()) => writer.finish(&manifest).await,
-                Err(e) => Err(ArchiveError::Io(e)),
-            };
-            let (upload, payload_len, sealed_len) = match sealed {
+            if let Err(e) = copied {
+                if let Some(upload) = writer.abandon()
+                    && let Err(abort) = upload.abort().await
+                {
+                    tracing::warn!(key, error = %abort, "could not abort the upload of a failed archive");
+                }
+                self.discard_key(key_id).await;
+                return Err(ArchiveError::Io(e).into());
+            }
+            let (upload, payload_len, sealed_len) = match writer.finish(&manifest).await {
                 Ok(s) => (s.inner, s.payload_len, s.sealed_len),
                 Err(e) => {
-                    // The writer (and its upload) is dropped here: the upload aborts.
+                    // The upload was dropped with the writer, which aborts it.
                     self.discard_key(key_id).await;
                     return Err(e.into());
                 }
@@ -402,7 +407,7 @@ impl Vault {
         let Some(secret) = record.secret.as_deref() else {
             let at = record
                 .destroyed_at
-                .map_or_else(|| "an unrecorded time".to_owned(), |t| rfc3339(t));
+                .map_or_else(|| "an unrecorded time".to_owned(), rfc3339);
             return Err(ArchiveError::Shredded {
                 archive_id: header.archive_id,
                 at,

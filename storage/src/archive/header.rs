@@ -249,7 +249,7 @@ impl SealedHeader {
             return Err(e);
         }
         let header_len = usize::from(u16::from_le_bytes([head[10], head[11]]));
-        if header_len > MAX_HEADER_LEN || header_len < 12 {
+        if !(12..=MAX_HEADER_LEN).contains(&header_len) {
             return Err(ArchiveError::MalformedHeader("header length out of range"));
         }
         head.resize(header_len, 0);

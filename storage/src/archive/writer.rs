@@ -268,6 +268,13 @@ impl<W: AsyncWrite + Unpin> AsyncSealedWriter<W> {
         })
     }
 
+    /// Gives up on the archive and returns the sink so its owner can discard what was
+    /// written (abort a blob upload, remove a staged file). The archive stays unfinished.
+    pub fn abandon(mut self) -> Option<W> {
+        self.state = WriterState::Failed;
+        self.inner.take()
+    }
+
     /// Writes out whatever sealed bytes are waiting.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(inner) = self.inner.as_mut() else {
