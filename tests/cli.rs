@@ -277,6 +277,15 @@ fn demo_runs_on_the_embedded_defaults() {
         out.contains("SHA-256 matches") && out.contains("audit log intact"),
         "{out}"
     );
-    assert!(d.path("data/demo/cti-call.idvr").exists());
+    let demo_files = |ext: &str| {
+        std::fs::read_dir(d.path("data/demo"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == ext))
+            .count()
+    };
+    assert_eq!((demo_files("idvr"), demo_files("wav")), (1, 0), "one archive, no plaintext left");
     assert!(d.path("data/keyring.json").exists() && d.path("data/idv.db").exists());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    d.ok(&["demo"]);
+    assert_eq!(demo_files("idvr"), 2, "a second run adds an archive");
 }

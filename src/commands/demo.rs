@@ -18,7 +18,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     let access = ctx.access(Some("demo".into()));
     println!("idv demo — data directory {}", data_dir.display());
 
-    let sample = demo_dir.join("cti-call.wav");
+    // One name per run, so running the demo again adds an archive instead of replacing one.
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]"))?;
+    let sample = demo_dir.join(format!("cti-call-{stamp}.wav"));
     let track = fixtures::write_beep_wav(std::fs::File::create(&sample)?, 8000, 60)?;
     let original = std::fs::read(&sample)?;
     println!(
@@ -28,10 +31,12 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         human_bytes(original.len() as u64)
     );
 
-    let archive = demo_dir.join("cti-call.idvr");
+    let archive = demo_dir.join(format!("cti-call-{stamp}.idvr"));
     let record = vault.seal_file(&sample, &archive, &access, |_| {}).await?;
+    std::fs::remove_file(&sample)?;
     println!(
-        "2. sealed it: {} (archive {}, AES-256-GCM in 64 KiB chunks, file key wrapped by {})",
+        "2. sealed it: {} (archive {}, AES-256-GCM in 64 KiB chunks, file key wrapped by {}); \
+         removed the plaintext sample",
         archive.display(),
         record.archive_id,
         record.kek_id
@@ -83,8 +88,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
         ),
         broken => anyhow::bail!("audit log check failed: {broken:?}"),
     }
+    let idv = std::env::current_exe().map_or_else(|_| "idv".into(), |p| p.display().to_string());
     println!(
-        "done. Try: idv --data-dir {dir} verify {a}   |   idv --data-dir {dir} open {a} --range 0-43 -o header.bin",
+        "done. Try: {idv} --data-dir {dir} verify {a}\n      or:  {idv} --data-dir {dir} open {a} --range 0-43 -o -",
         dir = data_dir.display(),
         a = archive.display()
     );

@@ -228,13 +228,18 @@ impl Vault {
             archive_id,
             key_id,
             kek_id,
-            location: ArchiveLocation::File(output).encode(),
+            location: ArchiveLocation::File(output.clone()).encode(),
             payload_len,
             sealed_len,
             created_at: OffsetDateTime::now_utc(),
             state: ArchiveState::Sealed,
         };
-        self.db.insert_archive(&record).await?;
+        if let Err(e) = self.db.insert_archive(&record).await {
+            // An archive nobody can find by id would escape rotation and retention.
+            let _ = fs::remove_file(&output);
+            self.discard_key(key_id).await;
+            return Err(e.into());
+        }
         Ok(record)
     }
 
