@@ -280,10 +280,20 @@ fn demo_runs_on_the_embedded_defaults() {
     let demo_files = |ext: &str| {
         std::fs::read_dir(d.path("data/demo"))
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == ext))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == ext)
+            })
             .count()
     };
-    assert_eq!((demo_files("idvr"), demo_files("wav")), (1, 0), "one archive, no plaintext left");
+    assert_eq!(
+        (demo_files("idvr"), demo_files("wav")),
+        (1, 0),
+        "one archive, no plaintext left"
+    );
     assert!(d.path("data/keyring.json").exists() && d.path("data/idv.db").exists());
     std::thread::sleep(std::time::Duration::from_millis(1100));
     d.ok(&["demo"]);

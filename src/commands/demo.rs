@@ -19,8 +19,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<()> {
     println!("idv demo — data directory {}", data_dir.display());
 
     // One name per run, so running the demo again adds an archive instead of replacing one.
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]"))?;
+    let stamp = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
+        "[year][month][day]T[hour][minute][second]"
+    ))?;
     let sample = demo_dir.join(format!("cti-call-{stamp}.wav"));
     let track = fixtures::write_beep_wav(std::fs::File::create(&sample)?, 8000, 60)?;
     let original = std::fs::read(&sample)?;

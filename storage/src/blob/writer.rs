@@ -325,21 +325,7 @@ impl BlobWriter {
                     );
                     self.phase = Phase::Starting { start, buffer };
                 }
-                Phase::Starting { start, buffer } => match ready!(start.poll(cx)) {
-                    Ok(upload) => {
-                        let buffer = std::mem::take(buffer);
-                        self.phase = Phase::Uploading(self.multipart(upload, buffer));
-                    }
-                    Err(error) => {
-                        let error = from_backend(
-                            error,
-                            &self.description,
-                            "starting the upload of",
-                            &self.key,
-                        );
-                        return Poll::Ready(Err(self.fail(error, None)));
-                    }
-                },
+                Phase::Starting { .. } => ready!(self.poll_started(cx))?,
                 Phase::Uploading(upload) => {
                     if let Err(error) = upload.reap() {
                         return Poll::Ready(Err(self.fail_uploading(error)));
@@ -373,6 +359,29 @@ impl BlobWriter {
         }
     }
 
+    /// Waits for a multipart upload to start, then hands it the buffered first part.
+    fn poll_started(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let Phase::Starting { start, buffer } = &mut self.phase else {
+            return Poll::Ready(Ok(()));
+        };
+        match ready!(start.poll(cx)) {
+            Ok(upload) => {
+                let buffer = std::mem::take(buffer);
+                self.phase = Phase::Uploading(self.multipart(upload, buffer));
+                Poll::Ready(Ok(()))
+            }
+            Err(error) => {
+                let error = from_backend(
+                    error,
+                    &self.description,
+                    "starting the upload of",
+                    &self.key,
+                );
+                Poll::Ready(Err(self.fail(error, None)))
+            }
+        }
+    }
+
     /// Turns a part failure into the writer's error, keeping the upload for `abort`/drop.
     fn fail_uploading(&mut self, error: object_store::Error) -> BlobError {
         let error = from_backend(error, &self.description, "uploading a part of", &self.key);
@@ -401,21 +410,7 @@ impl BlobWriter {
                             .map_err(|error| from_backend(error, &description, "storing", &key))
                     }));
                 }
-                Phase::Starting { start, buffer } => match ready!(start.poll(cx)) {
-                    Ok(upload) => {
-                        let buffer = std::mem::take(buffer);
-                        self.phase = Phase::Uploading(self.multipart(upload, buffer));
-                    }
-                    Err(error) => {
-                        let error = from_backend(
-                            error,
-                            &self.description,
-                            "starting the upload of",
-                            &self.key,
-                        );
-                        return Poll::Ready(Err(self.fail(error, None)));
-                    }
-                },
+                Phase::Starting { .. } => ready!(self.poll_started(cx))?,
                 Phase::Uploading(_) => {
                     if let Phase::Uploading(upload) =
                         std::mem::replace(&mut self.phase, Phase::Aborted)
