@@ -147,6 +147,19 @@ impl<R: Read + Seek> SealedReader<R> {
         if self.cached == Some(index) {
             return Ok(self.cached_len);
         }
+        let (counter, last) = self.fetch_sealed(index)?;
+        match self.chunk.open_chunk(counter, last, &mut self.buf) {
+            Ok(len) => {
+                self.cached = Some(index);
+                self.cached_len = len;
+                Ok(len)
+            }
+            Err(_) => Err(self.diagnose_chunk(index)),
+        }
+    }
+
+    /// Reads sealed chunk `index` into `buf` (dropping the cache); returns its nonce inputs.
+    fn fetch_sealed(&mut self, index: u64) -> Result<(u32, bool), ArchiveError> {
         self.cached = None;
         let range = self.layout.chunk_range(index);
         self.buf.resize((range.end - range.start) as usize, 0);
@@ -160,15 +173,26 @@ impl<R: Read + Seek> SealedReader<R> {
                 _ => ArchiveError::Io(e),
             })?;
         let counter = u32::try_from(index).map_err(|_| ArchiveError::TooLarge)?;
-        let last = self.layout.is_last(index);
-        match self.chunk.open_chunk(counter, last, &mut self.buf) {
-            Ok(len) => {
-                self.cached = Some(index);
-                self.cached_len = len;
-                Ok(len)
-            }
-            Err(_) => Err(self.diagnose_chunk(index)),
+        Ok((counter, self.layout.is_last(index)))
+    }
+
+    /// A read that covers chunk `index` whole decrypts it straight into `out`, skipping the
+    /// cache (and a copy). Returns `None` when the read does not qualify.
+    fn read_whole_chunk(
+        &mut self,
+        index: u64,
+        out: &mut [u8],
+    ) -> Option<Result<usize, ArchiveError>> {
+        let range = self.layout.chunk_range(index);
+        let plain_len = (range.end - range.start) as usize - TAG_LEN;
+        if self.cached == Some(index) || out.len() < plain_len {
+            return None;
         }
+        Some(self.fetch_sealed(index).and_then(|(counter, last)| {
+            self.chunk
+                .open_chunk_into(counter, last, &self.buf, out)
+                .map_err(|_| self.diagnose_chunk(index))
+        }))
     }
 
     /// Says why chunk `index` (still sealed in `buf`) failed. Only runs on the failure
@@ -211,8 +235,15 @@ impl<R: Read + Seek> Read for SealedReader<R> {
         }
         let chunk_size = self.layout.chunk_size;
         let index = self.pos / chunk_size;
-        let len = self.load_chunk(index).map_err(ArchiveError::into_io)?;
         let offset = (self.pos % chunk_size) as usize;
+        if offset == 0
+            && let Some(whole) = self.read_whole_chunk(index, out)
+        {
+            let n = whole.map_err(ArchiveError::into_io)?;
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        let len = self.load_chunk(index).map_err(ArchiveError::into_io)?;
         let n = (len - offset).min(out.len());
         out[..n].copy_from_slice(&self.buf[offset..offset + n]);
         self.pos += n as u64;

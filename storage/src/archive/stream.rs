@@ -5,6 +5,7 @@
 //! stops splicing. This file is the one seam to the AEAD: a faster backend replaces it alone.
 
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit, Nonce, Tag};
 
 /// Bytes of nonce prefix stored in the header.
@@ -48,6 +49,40 @@ impl ChunkCipher {
     pub(crate) fn seal_chunk(&self, counter: u32, last: bool, chunk: &mut Vec<u8>) {
         let flag = if last { FLAG_LAST } else { FLAG_MORE };
         self.seal(counter, flag, b"", chunk);
+    }
+
+    /// Seals `plain` into `out` (exactly `plain.len() + TAG_LEN` bytes) without touching
+    /// `plain`: the copy-free path for whole chunks taken straight from a caller's buffer.
+    pub(crate) fn seal_chunk_into(&self, counter: u32, last: bool, plain: &[u8], out: &mut [u8]) {
+        let flag = if last { FLAG_LAST } else { FLAG_MORE };
+        let (body, tag_out) = out.split_at_mut(plain.len());
+        let buf = InOutBuf::new(plain, body).expect("body is as long as the plaintext");
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&self.nonce(counter, flag), b"", buf)
+            .expect("chunks are far below AES-GCM's length limit");
+        tag_out.copy_from_slice(&tag);
+    }
+
+    /// Authenticates `sealed` and decrypts it into `out` (at least `sealed.len() - TAG_LEN`
+    /// bytes), leaving `sealed` as it was; returns the plaintext length. On failure nothing
+    /// is written to `out` (the tag is checked before any decryption).
+    pub(crate) fn open_chunk_into(
+        &self,
+        counter: u32,
+        last: bool,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, AuthFailed> {
+        let flag = if last { FLAG_LAST } else { FLAG_MORE };
+        let len = sealed.len().checked_sub(TAG_LEN).ok_or(AuthFailed)?;
+        let (body, tag) = sealed.split_at(len);
+        let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| AuthFailed)?;
+        let buf = InOutBuf::new(body, &mut out[..len]).map_err(|_| AuthFailed)?;
+        self.aead
+            .decrypt_inout_detached(&self.nonce(counter, flag), b"", buf, &tag)
+            .map_err(|_| AuthFailed)?;
+        Ok(len)
     }
 
     /// Authenticates and decrypts `sealed` (ciphertext ‖ tag) in place; on success the
@@ -122,6 +157,25 @@ mod tests {
         assert!(!c.chunk_authenticates(3, true, &buf), "last flag is bound");
         let n = c.open_chunk(3, false, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello chunk");
+    }
+
+    #[test]
+    fn copy_free_paths_match_the_in_place_ones() {
+        let c = cipher();
+        let plain = b"sixteen bytes...and more".to_vec();
+        let mut in_place = plain.clone();
+        c.seal_chunk(5, true, &mut in_place);
+        let mut direct = vec![0u8; plain.len() + TAG_LEN];
+        c.seal_chunk_into(5, true, &plain, &mut direct);
+        assert_eq!(in_place, direct);
+        let mut out = vec![0u8; plain.len()];
+        assert!(c.open_chunk_into(5, false, &direct, &mut out).is_err());
+        assert!(out.iter().all(|&b| b == 0), "nothing written on failure");
+        assert_eq!(
+            c.open_chunk_into(5, true, &direct, &mut out),
+            Ok(plain.len())
+        );
+        assert_eq!(out, plain);
     }
 
     #[test]

@@ -67,6 +67,25 @@ impl ChunkSealer {
         take
     }
 
+    /// Whether a whole chunk can be sealed straight from the caller's `remaining` bytes:
+    /// nothing is buffered and more than a chunk follows, so this one is not the last.
+    fn can_seal_direct(&self, remaining: usize) -> bool {
+        self.pending.is_empty() && remaining > self.chunk_size
+    }
+
+    /// Seals one whole chunk of the caller's bytes into `out` (replacing it) without
+    /// copying it into the buffer first. Only when [`Self::can_seal_direct`] said so.
+    fn seal_direct(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), ArchiveError> {
+        debug_assert!(self.pending.is_empty() && plain.len() == self.chunk_size);
+        let counter = u32::try_from(self.next_counter).map_err(|_| ArchiveError::TooLarge)?;
+        out.resize(plain.len() + TAG_LEN, 0); // a no-op once the buffer has this size
+        self.chunk.seal_chunk_into(counter, false, plain, out);
+        self.next_counter += 1;
+        self.payload_len += plain.len() as u64;
+        self.sealed_len += out.len() as u64;
+        Ok(())
+    }
+
     /// Seals the buffered chunk into `out` (replacing its contents).
     fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) -> Result<(), ArchiveError> {
         let counter = u32::try_from(self.next_counter).map_err(|_| ArchiveError::TooLarge)?;
@@ -186,7 +205,17 @@ impl<W: Write> Write for SealedWriter<W> {
                     .map_err(ArchiveError::into_io)?;
                 self.write_sealed()?;
             }
-            taken += self.sealer.absorb(&data[taken..]);
+            let rest = &data[taken..];
+            if self.sealer.can_seal_direct(rest.len()) {
+                let whole = &rest[..self.sealer.chunk_size];
+                self.sealer
+                    .seal_direct(whole, &mut self.out)
+                    .map_err(ArchiveError::into_io)?;
+                self.write_sealed()?;
+                taken += whole.len();
+                continue;
+            }
+            taken += self.sealer.absorb(rest);
         }
         Ok(taken)
     }
@@ -313,11 +342,17 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for AsyncSealedWriter<W> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // Whatever is sealed here drains on the next call; the data is taken now.
         if this.sealer.is_full() {
             this.sealer
                 .seal_pending(false, &mut this.out)
                 .map_err(ArchiveError::into_io)?;
-            // The sealed chunk drains on the next call; the data is taken now.
+        } else if this.sealer.can_seal_direct(data.len()) {
+            let whole = &data[..this.sealer.chunk_size];
+            this.sealer
+                .seal_direct(whole, &mut this.out)
+                .map_err(ArchiveError::into_io)?;
+            return Poll::Ready(Ok(whole.len()));
         }
         Poll::Ready(Ok(this.sealer.absorb(data)))
     }
