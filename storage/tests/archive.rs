@@ -431,3 +431,40 @@ fn every_read_size_gives_the_same_plaintext() {
         ArchiveError::ChunkCorrupt { index: 1 }
     ));
 }
+
+#[test]
+fn read_to_end_keeps_what_the_vec_held_and_continues_from_any_position() {
+    let kit = Kit::new();
+    let plain = pseudo_random_bytes(12, 3 * CHUNK + 5);
+    let mut reader = kit.reader(kit.seal(&plain)).unwrap();
+    let mut out = b"prefix".to_vec();
+    assert_eq!(reader.read_to_end(&mut out).unwrap(), plain.len());
+    assert!(out[..6] == *b"prefix" && out[6..] == plain[..]);
+    for start in [1, CHUNK as u64 - 1, CHUNK as u64, 3 * CHUNK as u64 + 4] {
+        reader.seek(SeekFrom::Start(start)).unwrap();
+        let mut small = [0u8; 3];
+        let n = reader.read(&mut small).unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        let from = start as usize;
+        assert_eq!(small[..n], plain[from..from + n]);
+        assert!(rest == plain[from + n..], "read_to_end after {start}+{n}");
+    }
+    let mut archive = kit.seal(&plain);
+    let layout = *kit.reader(archive.clone()).unwrap().layout();
+    archive[layout.chunk_range(2).start as usize + 7] ^= 4;
+    let mut out = Vec::new();
+    let err = kit
+        .reader(archive)
+        .unwrap()
+        .read_to_end(&mut out)
+        .unwrap_err();
+    assert!(matches!(
+        ArchiveError::from_io(err),
+        ArchiveError::ChunkCorrupt { index: 2 }
+    ));
+    assert!(
+        out == plain[..2 * CHUNK],
+        "the chunks before the damage are delivered"
+    );
+}

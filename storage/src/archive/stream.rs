@@ -97,11 +97,19 @@ impl ChunkCipher {
         self.open(counter, flag, b"", sealed)
     }
 
-    /// Like [`Self::open_chunk`] but leaves `sealed` untouched: used to diagnose a chunk that
-    /// failed (was it moved, or is it the final chunk of a truncated archive?).
-    pub(crate) fn chunk_authenticates(&self, counter: u32, last: bool, sealed: &[u8]) -> bool {
-        let mut scratch = sealed.to_vec();
-        self.open_chunk(counter, last, &mut scratch).is_ok()
+    /// Whether `sealed` authenticates as chunk `counter` (with or without the last flag),
+    /// leaving it untouched: used to diagnose a chunk that failed (was it moved, or is it
+    /// the final chunk of a truncated archive?). The tag is checked before anything is
+    /// decrypted, so a failed try costs one GHASH pass and writes nothing to `scratch`.
+    pub(crate) fn chunk_authenticates(
+        &self,
+        counter: u32,
+        last: bool,
+        sealed: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> bool {
+        scratch.resize(sealed.len().saturating_sub(TAG_LEN), 0);
+        self.open_chunk_into(counter, last, sealed, scratch).is_ok()
     }
 
     /// Seals the manifest; `aad` binds it to the payload it describes.
@@ -153,8 +161,16 @@ mod tests {
         let mut buf = b"hello chunk".to_vec();
         c.seal_chunk(3, false, &mut buf);
         assert_eq!(buf.len(), 11 + TAG_LEN);
-        assert!(!c.chunk_authenticates(4, false, &buf), "counter is bound");
-        assert!(!c.chunk_authenticates(3, true, &buf), "last flag is bound");
+        let scratch = &mut Vec::new();
+        assert!(
+            !c.chunk_authenticates(4, false, &buf, scratch),
+            "counter is bound"
+        );
+        assert!(
+            !c.chunk_authenticates(3, true, &buf, scratch),
+            "last flag is bound"
+        );
+        assert!(c.chunk_authenticates(3, false, &buf, scratch));
         let n = c.open_chunk(3, false, &mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello chunk");
     }
@@ -184,7 +200,7 @@ mod tests {
         let mut m = b"{}".to_vec();
         c.seal_manifest(b"len=5", &mut m);
         assert!(c.open_manifest(b"len=6", &mut m.clone()).is_err());
-        assert!(!c.chunk_authenticates(u32::MAX, true, &m));
+        assert!(!c.chunk_authenticates(u32::MAX, true, &m, &mut Vec::new()));
         assert_eq!(c.open_manifest(b"len=5", &mut m).unwrap(), 2);
     }
 }
