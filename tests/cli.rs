@@ -299,3 +299,26 @@ fn demo_runs_on_the_embedded_defaults() {
     d.ok(&["demo"]);
     assert_eq!(demo_files("idvr"), 2, "a second run adds an archive");
 }
+
+#[test]
+fn rotation_keeps_old_keys_while_an_archive_is_unreachable() {
+    let d = DataDir::new();
+    let (a, b) = (d.s("a.idvr"), d.s("b.idvr"));
+    d.ok(&["seal", &d.write("in", b"first call"), "-o", &a]);
+    d.ok(&["seal", &d.write("in2", b"second call"), "-o", &b]);
+    let moved = d.s("moved.idvr");
+    std::fs::rename(&b, &moved).unwrap();
+    let out = d.ok(&["keys", "rotate"]);
+    assert!(
+        out.contains("1 archive(s) rewrapped, 1 unreachable, destroyed none"),
+        "{out}"
+    );
+    assert!(
+        d.ok(&["verify", &moved]).starts_with("ok: "),
+        "the moved archive still opens"
+    );
+    std::fs::rename(&moved, &b).unwrap();
+    let out = d.ok(&["keys", "rotate"]);
+    assert!(out.contains("destroyed kek-0001, kek-0002"), "{out}");
+    assert!(d.ok(&["verify", &a]).starts_with("ok: ") && d.ok(&["verify", &b]).starts_with("ok: "));
+}

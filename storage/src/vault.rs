@@ -304,7 +304,14 @@ impl Vault {
                 created_at: OffsetDateTime::now_utc(),
                 state: ArchiveState::Sealed,
             };
-            self.db.insert_archive(&record).await?;
+            if let Err(e) = self.db.insert_archive(&record).await {
+                // An archive nobody can find by id would escape rotation and retention.
+                if let Err(delete) = self.blobs.delete(key).await {
+                    tracing::warn!(key, error = %delete, "could not remove an unrecorded archive");
+                }
+                self.discard_key(key_id).await;
+                return Err(e.into());
+            }
             Ok(record)
         }
         .await;
@@ -434,7 +441,8 @@ impl Vault {
     }
 
     /// Makes a new KEK active, rewraps every reachable archive under it (header only; the
-    /// payload is copied byte for byte), and destroys KEKs no archive needs any more.
+    /// payload is copied byte for byte), and — when every archive was reached — destroys the
+    /// KEKs no archive needs any more.
     ///
     /// # Errors
     /// A keyring or database failure. Unreachable archives are reported, not errors.
@@ -466,6 +474,11 @@ impl Vault {
                     report.unreachable.push((record.archive_id, e.to_string()));
                 }
             }
+        }
+        if !report.unreachable.is_empty() {
+            // A header we could not read may name any older KEK (the database can lag a
+            // header rewrite by a crash): keep them all until every archive is rewrapped.
+            return Ok(report);
         }
         let still_needed: std::collections::HashSet<String> = self
             .db
