@@ -288,7 +288,7 @@ impl<R: Read + Seek> SealedReader<R> {
         out.reserve(self.layout.payload_len.saturating_sub(self.pos) as usize);
         while self.pos < self.layout.payload_len {
             let index = self.pos / chunk_size;
-            if self.pos % chunk_size != 0 || self.cached == Some(index) {
+            if !self.pos.is_multiple_of(chunk_size) || self.cached == Some(index) {
                 let len = self.load_chunk(index)?;
                 let offset = (self.pos % chunk_size) as usize;
                 out.extend_from_slice(&self.buf[offset..len]);
