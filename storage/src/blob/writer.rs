@@ -673,14 +673,26 @@ impl Drop for Multipart {
     }
 }
 
+/// How long an abort waits for part uploads already on the wire to end.
+const PARTS_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn abort_upload(
     upload: Option<Box<dyn MultipartUpload>>,
     mut parts: JoinSet<object_store::Result<usize>>,
     description: &str,
     key: &str,
 ) {
-    // Parts still on the wire must stop before the abort, or they could land after it.
-    parts.shutdown().await;
+    // Parts still on the wire must end before the abort, or they could land after it:
+    // cancelling our side does not stop a request whose body the server already has (S3
+    // documents the same race). So let them finish, for a bounded time, then cancel.
+    let settled = tokio::time::timeout(PARTS_SETTLE_TIMEOUT, async {
+        while parts.join_next().await.is_some() {}
+    })
+    .await;
+    if settled.is_err() {
+        tracing::warn!(store = %description, key = %key, "parts still uploading after the abort wait; cancelling them");
+        parts.shutdown().await;
+    }
     let Some(mut upload) = upload else {
         return;
     };
