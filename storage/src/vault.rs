@@ -224,23 +224,15 @@ impl Vault {
                 return Err(e);
             }
         };
-        let record = ArchiveRecord {
+        self.record_sealed(
             archive_id,
             key_id,
             kek_id,
-            location: ArchiveLocation::File(output.clone()).encode(),
+            ArchiveLocation::File(output),
             payload_len,
             sealed_len,
-            created_at: OffsetDateTime::now_utc(),
-            state: ArchiveState::Sealed,
-        };
-        if let Err(e) = self.db.insert_archive(&record).await {
-            // An archive nobody can find by id would escape rotation and retention.
-            let _ = fs::remove_file(&output);
-            self.discard_key(key_id).await;
-            return Err(e.into());
-        }
-        Ok(record)
+        )
+        .await
     }
 
     /// Seals a stream into the blob store under `key`: a multipart upload, memory bounded,
@@ -294,25 +286,9 @@ impl Vault {
                 self.discard_key(key_id).await;
                 return Err(e.into());
             }
-            let record = ArchiveRecord {
-                archive_id,
-                key_id,
-                kek_id,
-                location: ArchiveLocation::Blob(key.to_owned()).encode(),
-                payload_len,
-                sealed_len,
-                created_at: OffsetDateTime::now_utc(),
-                state: ArchiveState::Sealed,
-            };
-            if let Err(e) = self.db.insert_archive(&record).await {
-                // An archive nobody can find by id would escape rotation and retention.
-                if let Err(delete) = self.blobs.delete(key).await {
-                    tracing::warn!(key, error = %delete, "could not remove an unrecorded archive");
-                }
-                self.discard_key(key_id).await;
-                return Err(e.into());
-            }
-            Ok(record)
+            let location = ArchiveLocation::Blob(key.to_owned());
+            self.record_sealed(archive_id, key_id, kek_id, location, payload_len, sealed_len)
+                .await
         }
         .await;
         self.record(access, "archive.seal", &result, |r| r.archive_id, key)
@@ -629,6 +605,43 @@ impl Vault {
             ArchiveHeader::new(archive_id, key_id, kek_id, wrapped),
             keys,
         ))
+    }
+
+    /// Records a finished archive. If that fails the archive and its key are removed: an
+    /// archive nobody can find by id would escape rotation and retention.
+    async fn record_sealed(
+        &self,
+        archive_id: Uuid,
+        key_id: Uuid,
+        kek_id: String,
+        location: ArchiveLocation,
+        payload_len: u64,
+        sealed_len: u64,
+    ) -> Result<ArchiveRecord> {
+        let record = ArchiveRecord {
+            archive_id,
+            key_id,
+            kek_id,
+            location: location.encode(),
+            payload_len,
+            sealed_len,
+            created_at: OffsetDateTime::now_utc(),
+            state: ArchiveState::Sealed,
+        };
+        if let Err(e) = self.db.insert_archive(&record).await {
+            let removed = match &location {
+                ArchiveLocation::File(path) => fs::remove_file(path).map_err(|e| e.to_string()),
+                ArchiveLocation::Blob(key) => {
+                    self.blobs.delete(key).await.map_err(|e| e.to_string())
+                }
+            };
+            if let Err(why) = removed {
+                tracing::warn!(location = %record.location, error = %why, "could not remove an unrecorded archive");
+            }
+            self.discard_key(key_id).await;
+            return Err(e.into());
+        }
+        Ok(record)
     }
 
     /// Forgets the key of an archive that was never completed.
