@@ -117,7 +117,7 @@ pub async fn open(ctx: &Context, args: OpenArgs) -> anyhow::Result<()> {
     let (start, len) = match args.range {
         None => (0, total),
         Some(r) => {
-            if r.start >= total && total > 0 || (total == 0 && r.start > 0) {
+            if r.start > 0 && r.start >= total {
                 bail!(
                     "range starts at byte {} but the payload has {total} bytes",
                     r.start

@@ -145,7 +145,7 @@ async fn lifecycle(vault: Vault) -> anyhow::Result<()> {
     ensure!(
         actions
             .iter()
-            .any(|(a, o)| *a == "archive.seal" && o.contains("ail")),
+            .any(|(a, o)| *a == "archive.seal" && o == "failed"),
         "{actions:?}"
     );
     ensure!(
