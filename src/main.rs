@@ -39,6 +39,8 @@ enum Command {
     Verify(commands::archive::VerifyArgs),
     /// Print an archive's manifest.
     Manifest(commands::archive::ManifestArgs),
+    /// Put CTI audio and camera (and screen) video on one timeline, cut, mux and seal.
+    Mux(commands::mux::MuxArgs),
     /// Key-encryption keys: rotate, list, crypto-shred an archive.
     Keys {
         #[command(subcommand)]
@@ -92,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Open(args) => commands::archive::open(&ctx, args).await,
         Command::Verify(args) => commands::archive::verify(&ctx, args).await,
         Command::Manifest(args) => commands::archive::manifest(&ctx, args).await,
+        Command::Mux(args) => commands::mux::run(&ctx, args).await,
         Command::Keys { command } => commands::keys::run(&ctx, command).await,
         Command::Audit { command } => commands::audit::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,

@@ -23,3 +23,18 @@ pub fn bytes(total: u64, verb: &str) -> ProgressBar {
     bar.set_message(verb.to_owned());
     bar
 }
+
+/// A fraction-done bar (0..=1000 per mille) on stderr when stdout is a terminal.
+pub fn fraction(verb: &str) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:32}] {percent:>3}% eta {eta}")
+            .expect("static template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message(verb.to_owned());
+    bar
+}

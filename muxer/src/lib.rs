@@ -1,9 +1,25 @@
-//! Puts CTI audio and agent video on one timeline (clock mapping, drift, cross-correlation),
-//! cuts the in and out points, fills gaps, muxes with GStreamer and streams the result into a
-//! sealed archive with its manifest. Knows nothing about sockets.
+//! Puts CTI audio and agent video on one timeline (clock mapping, drift), cuts the in and out
+//! points, keeps gaps as gaps, muxes with GStreamer and streams the result into the caller's
+//! writer (a sealed archive) with its manifest. Knows nothing about sockets.
 //!
-//! Built so far: [`timeline`], the arithmetic every other part stands on.
+//! * [`timeline`] — instants, clock mapping, drift, cut points: the arithmetic.
+//! * [`input`] — reading camera/screen containers and CTI recordings.
+//! * [`video`], [`audio`] — planning each output track and feeding it to the muxer.
+//! * [`mux()`] — one mux end to end; [`manifest`] — what is sealed with it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audio;
+pub mod error;
+pub mod input;
+pub mod manifest;
+mod mux;
+pub mod pipeline;
 pub mod timeline;
+pub mod video;
+
+pub use audio::AudioInput;
+pub use error::{MuxError, Result};
+pub use manifest::Manifest;
+pub use mux::{MuxRequest, OutputFormat, mux};
+pub use video::{VideoInput, VideoRole};

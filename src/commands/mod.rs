@@ -5,6 +5,7 @@ pub mod archive;
 pub mod audit;
 pub mod demo;
 pub mod keys;
+pub mod mux;
 
 use storage::{Access, StorageConfig, Vault};
 

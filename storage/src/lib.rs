@@ -64,6 +64,9 @@ pub enum Error {
     /// A background task failed.
     #[error("background task failed: {0}")]
     Task(String),
+    /// What was being sealed could not be produced (the muxer failed, say); nothing was kept.
+    #[error("{0}")]
+    Source(String),
 }
 
 impl Error {

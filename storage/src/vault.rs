@@ -160,30 +160,13 @@ impl Vault {
         input: &Path,
         output: &Path,
         access: &Access,
-        progress: impl FnMut(u64) + Send + 'static,
-    ) -> Result<ArchiveRecord> {
-        let result = self.seal_file_inner(input, output, progress).await;
-        self.record(access, "archive.seal", &result, |r| r.archive_id, output)
-            .await?;
-        result
-    }
-
-    async fn seal_file_inner(
-        &self,
-        input: &Path,
-        output: &Path,
         mut progress: impl FnMut(u64) + Send + 'static,
     ) -> Result<ArchiveRecord> {
-        let source = File::open(input).map_err(|e| Error::io(input, e))?;
-        let output = absolute(output)?;
-        let (header, keys) = self.new_archive_keys().await?;
+        let source = File::open(input).map_err(|e| Error::io(input, e));
         let source_name = input.file_name().map(|n| n.to_string_lossy().into_owned());
-        let (archive_id, key_id, kek_id) =
-            (header.archive_id, header.key_id, header.kek_id.clone());
-        let out_path = output.clone();
-        let sealed = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-            let staged = StagedFile::create(&out_path)?;
-            let mut writer = SealedWriter::new(staged.file(), &header, &keys)?;
+        let input_path = input.to_path_buf();
+        self.seal_with(output, "archive.seal", access, move |writer| {
+            let source = source?;
             let mut hasher = Sha256::new();
             let mut reader = BufReader::with_capacity(256 * 1024, source);
             let mut buf = vec![0u8; 256 * 1024];
@@ -193,23 +176,67 @@ impl Vault {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::io(&out_path, e)),
+                    Err(e) => return Err(Error::io(&input_path, e)),
                 };
                 hasher.update(&buf[..n]);
-                writer
-                    .write_all(&buf[..n])
-                    .map_err(|e| Error::io(&out_path, e))?;
+                writer.write_all(&buf[..n])?;
                 total += n as u64;
                 progress(total);
             }
-            let manifest = serde_json::json!({
+            Ok(serde_json::json!({
                 "kind": "file",
                 "source_name": source_name,
                 "bytes": total,
                 "sha256": hex::encode(hasher.finalize()),
                 "sealed_at": now_rfc3339(),
                 "tool": concat!("idv ", env!("CARGO_PKG_VERSION")),
-            });
+            }))
+        })
+        .await
+    }
+
+    /// Seals whatever `produce` writes into the archive file `output`, with the manifest it
+    /// returns; `action` names the operation in the audit log (`archive.seal`, `archive.mux`).
+    /// `produce` runs on a blocking thread and sees only a [`Write`]: plaintext goes straight
+    /// into the AEAD, never to disk. The archive is staged beside `output`, synced and renamed
+    /// only when `produce` succeeded, so `output` is either complete or absent — a failure
+    /// leaves no file, no key and no record.
+    ///
+    /// # Errors
+    /// Whatever `produce` returns, an unwritable output, or a keyring/database failure.
+    pub async fn seal_with(
+        &self,
+        output: &Path,
+        action: &str,
+        access: &Access,
+        produce: impl FnOnce(&mut dyn Write) -> Result<serde_json::Value> + Send + 'static,
+    ) -> Result<ArchiveRecord> {
+        let result = self.seal_with_inner(output, produce).await;
+        self.record(access, action, &result, |r| r.archive_id, output)
+            .await?;
+        result
+    }
+
+    async fn seal_with_inner(
+        &self,
+        output: &Path,
+        produce: impl FnOnce(&mut dyn Write) -> Result<serde_json::Value> + Send + 'static,
+    ) -> Result<ArchiveRecord> {
+        let output = absolute(output)?;
+        let (header, keys) = self.new_archive_keys().await?;
+        let (archive_id, key_id, kek_id) =
+            (header.archive_id, header.key_id, header.kek_id.clone());
+        let out_path = output.clone();
+        let sealed = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
+            let staged = StagedFile::create(&out_path)?;
+            let mut writer = SealedWriter::new(staged.file(), &header, &keys)?;
+            let manifest = match produce(&mut writer) {
+                Ok(manifest) => manifest,
+                Err(e) => {
+                    writer.abandon(); // the staged file is removed when `staged` drops
+                    return Err(e);
+                }
+            };
             let sealed = writer.finish(&manifest)?;
             let lens = (sealed.payload_len, sealed.sealed_len);
             staged.commit()?;

@@ -155,6 +155,14 @@ impl<W: Write> SealedWriter<W> {
         })
     }
 
+    /// Gives up on purpose (the payload could not be produced): the archive stays
+    /// unfinished, without the warning a forgotten `finish` gets. Returns the sink so the
+    /// caller can remove what was written.
+    pub fn abandon(mut self) -> Option<W> {
+        self.state = WriterState::Failed;
+        self.inner.take()
+    }
+
     /// Plaintext bytes accepted so far.
     #[must_use]
     pub fn payload_len(&self) -> u64 {

@@ -1,0 +1,161 @@
+//! The CTI audio track: mapped onto the timeline by its call record (start, and end when
+//! known, which gives the drift), resampled onto the output's sample grid so that sample `n`
+//! plays at `in + n / rate` exactly, and pushed into the output pipeline.
+//!
+//! Encoder delay: AAC encoders put `delay` samples of priming before the first real one, and
+//! a fragmented MP4 cannot carry the edit list that would hide them (GStreamer writes none
+//! there, and browsers ignore it in fragments). So the track is fed from `in + delay / rate`:
+//! a player that plays the priming — ffmpeg, GStreamer, browsers all do here — hears every
+//! later sample at its true time, and the first `delay` samples after the in point
+//! (21 ms at 48 kHz) are the encoder's silence. Opus carries its pre-skip in the stream
+//! header and decoders honour it, so nothing is skipped there.
+
+pub mod resample;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gstreamer as gst;
+use gstreamer_app as gst_app;
+
+use crate::error::{MuxError, Result};
+use crate::input::audio::AudioFile;
+use crate::manifest::{Gap, TrackRole};
+use crate::timeline::{CtiClock, CutPoints, UtcNanos};
+use resample::Resampler;
+
+/// A CTI recording and its call record.
+#[derive(Debug, Clone)]
+pub struct AudioInput {
+    /// The recording.
+    pub path: PathBuf,
+    /// Start of the call on the timeline.
+    pub start: UtcNanos,
+    /// End of the call, when the call record has it (gives the drift).
+    pub end: Option<UtcNanos>,
+}
+
+/// The output rate: every output codec takes it, and one AAC frame (1024 samples) is 21 ms,
+/// well under a video frame, so audio and video durations agree within one frame.
+pub const OUTPUT_RATE: u32 = 48_000;
+
+/// The audio track, planned.
+pub struct AudioTrack {
+    /// The recording, open for streaming.
+    pub file: AudioFile,
+    /// Its clock on the timeline.
+    pub clock: CtiClock,
+    /// The in and out points.
+    pub cuts: CutPoints,
+    /// Samples of encoder priming skipped at the start (see the module docs).
+    pub skip: u64,
+    /// Stretches of the cut the recording does not cover (silence).
+    pub gaps: Vec<Gap>,
+}
+
+impl AudioTrack {
+    /// Plans the track; `skip` is the output encoder's delay in samples at [`OUTPUT_RATE`].
+    #[must_use]
+    pub fn plan(file: AudioFile, clock: CtiClock, cuts: CutPoints, skip: u64) -> Self {
+        let span = clock.span();
+        let mut gaps = Vec::new();
+        if span.start > cuts.in_point {
+            let to = span.start.min(cuts.out_point);
+            gaps.push(Gap::new(TrackRole::CtiAudio, cuts.in_point, to, "silence"));
+        }
+        if span.end < cuts.out_point {
+            let from = span.end.max(cuts.in_point);
+            gaps.push(Gap::new(
+                TrackRole::CtiAudio,
+                from,
+                cuts.out_point,
+                "silence",
+            ));
+        }
+        Self {
+            file,
+            clock,
+            cuts,
+            skip,
+            gaps,
+        }
+    }
+
+    /// Output samples in `[in, out)` at [`OUTPUT_RATE`].
+    #[must_use]
+    pub fn output_samples(&self) -> u64 {
+        (self.cuts.duration() as f64 * f64::from(OUTPUT_RATE) / 1e9).round() as u64
+    }
+
+    /// Caps of the raw audio pushed into the pipeline.
+    #[must_use]
+    pub fn caps(&self) -> gst::Caps {
+        gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .field("rate", OUTPUT_RATE as i32)
+            .field("channels", i32::from(self.file.info.channels))
+            .build()
+    }
+
+    /// Decodes, resamples and pushes the track into `src`, then end-of-stream. `pushed`
+    /// counts output samples.
+    ///
+    /// # Errors
+    /// A recording damaged part-way, or the pipeline stopped taking audio.
+    pub fn feed(mut self, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
+        let result = self.feed_inner(src, pushed);
+        let _ = src.end_of_stream();
+        result
+    }
+
+    fn feed_inner(&mut self, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
+        const BLOCK: usize = 4800; // 100 ms
+        let rate = self.clock.effective_rate_hz();
+        let step = rate / f64::from(OUTPUT_RATE);
+        let offset_s = (self.cuts.in_point.0 - self.clock.start.0) as f64 / 1e9;
+        let x0 = offset_s * rate + self.skip as f64 * step;
+        let channels = usize::from(self.file.info.channels);
+        let mut resampler = Resampler::new(channels, x0, step);
+        let total = self.output_samples().saturating_sub(self.skip);
+        let mut made = 0u64;
+        let mut input = Vec::new();
+        let mut output: Vec<i16> = Vec::new();
+        let mut input_done = false;
+        while made < total {
+            output.clear();
+            let want = BLOCK.min((total - made) as usize);
+            let n = resampler.produce(&mut output, want);
+            if n == 0 {
+                if input_done {
+                    break; // cannot happen: past the input's end the resampler makes silence
+                }
+                if self.file.read(&mut input)? == 0 {
+                    input_done = true;
+                    resampler.finish();
+                } else {
+                    resampler.push(&input);
+                }
+                continue;
+            }
+            // Contiguous from 0: the encoder's priming then plays during [0, skip).
+            let pts = made * 1_000_000_000 / u64::from(OUTPUT_RATE);
+            let end = (made + n as u64) * 1_000_000_000 / u64::from(OUTPUT_RATE);
+            let bytes: Vec<u8> = output.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let mut buffer = gst::Buffer::from_mut_slice(bytes);
+            {
+                let b = buffer.get_mut().expect("new buffer is writable");
+                b.set_pts(gst::ClockTime::from_nseconds(pts));
+                b.set_duration(gst::ClockTime::from_nseconds(end - pts));
+            }
+            src.push_buffer(buffer).map_err(|e| MuxError::Pipeline {
+                stage: "muxing".into(),
+                element: "audio".into(),
+                message: format!("the muxer stopped taking audio ({e:?})"),
+            })?;
+            made += n as u64;
+            pushed.store(made, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

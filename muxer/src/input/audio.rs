@@ -1,0 +1,325 @@
+//! CTI recordings: PCM WAV read with `hound`; G.711 (µ-law, A-law) WAV by [`super::g711`];
+//! MP3, FLAC, Ogg Vorbis and AAC decoded with `symphonia`. Every format comes out the same way — blocks of
+//! interleaved `f32` frames, streamed, so a long call is never held in memory — with the exact
+//! number of frames known before the mux starts (drift is measured from it).
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use super::g711;
+use crate::error::{MuxError, Result};
+
+/// What a CTI recording holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AudioInfo {
+    /// Nominal sample rate (the recorder's clock may drift from it).
+    pub rate_hz: u32,
+    /// Channels (stereo CTI often carries customer and operator apart: both are kept).
+    pub channels: u16,
+    /// Frames (samples per channel) in the file.
+    pub frames: u64,
+    /// Codec as read (`pcm_s16le`, `pcm_mulaw`, `mp3`, …).
+    pub codec: String,
+}
+
+/// A CTI recording opened for streaming.
+pub struct AudioFile {
+    /// The file.
+    pub path: PathBuf,
+    /// What it holds.
+    pub info: AudioInfo,
+    source: Box<dyn PcmSource>,
+}
+
+/// Decoded audio, a block at a time.
+trait PcmSource: Send {
+    /// Appends up to a block of interleaved frames to `out`; returns how many (0 at the end).
+    fn read(&mut self, out: &mut Vec<f32>) -> Result<usize>;
+}
+
+impl AudioFile {
+    /// Opens `path`, learning its format and exact length.
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] for a missing, empty, corrupt, truncated or unsupported file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if file_len == 0 {
+            return Err(MuxError::input(path, "the audio file is empty"));
+        }
+        match g711::wav_format_tag(path) {
+            Some(6 | 7) => return open_g711(path),
+            Some(_) => {}
+            // Not WAV: MP3, FLAC, Ogg Vorbis, AAC.
+            None if !is_riff(path) => return open_symphonia(path),
+            None => {}
+        }
+        match hound::WavReader::new(BufReader::new(file)) {
+            Ok(reader) => open_pcm_wav(path, reader, file_len),
+            Err(e) => Err(MuxError::input(path, format!("corrupt WAV header: {e}"))),
+        }
+    }
+
+    /// Reads the next block of interleaved frames into `out` (cleared first); 0 at the end.
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] when the file turns out damaged part-way.
+    pub fn read(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        out.clear();
+        self.source.read(out)
+    }
+}
+
+fn is_riff(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"RIFF"
+}
+
+fn open_g711(path: &Path) -> Result<AudioFile> {
+    let format = g711::parse(path)?;
+    let frames = format.data_len / u64::from(format.channels);
+    if frames == 0 {
+        return Err(MuxError::input(path, "the recording holds no samples"));
+    }
+    Ok(AudioFile {
+        path: path.to_path_buf(),
+        info: AudioInfo {
+            rate_hz: format.rate_hz,
+            channels: format.channels,
+            frames,
+            codec: match format.law {
+                g711::Law::Mu => "pcm_mulaw".into(),
+                g711::Law::A => "pcm_alaw".into(),
+            },
+        },
+        source: Box::new(G711Source {
+            reader: g711::G711Reader::open(path, &format)?,
+            channels: usize::from(format.channels),
+        }),
+    })
+}
+
+struct G711Source {
+    reader: g711::G711Reader,
+    channels: usize,
+}
+
+impl PcmSource for G711Source {
+    fn read(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        Ok(self.reader.read(out)? / self.channels)
+    }
+}
+
+const BLOCK_FRAMES: usize = 4096;
+
+fn open_pcm_wav(
+    path: &Path,
+    reader: hound::WavReader<BufReader<File>>,
+    file_len: u64,
+) -> Result<AudioFile> {
+    let spec = reader.spec();
+    let frames = u64::from(reader.duration());
+    let bytes = frames * u64::from(spec.channels) * u64::from(spec.bits_per_sample.div_ceil(8));
+    if bytes > file_len {
+        return Err(MuxError::input(
+            path,
+            format!(
+                "truncated WAV: the header promises {frames} frames ({bytes} bytes) but the file has {file_len} bytes"
+            ),
+        ));
+    }
+    if frames == 0 {
+        return Err(MuxError::input(path, "the recording holds no samples"));
+    }
+    let codec = match spec.sample_format {
+        hound::SampleFormat::Int => format!("pcm_s{}le", spec.bits_per_sample),
+        hound::SampleFormat::Float => format!("pcm_f{}le", spec.bits_per_sample),
+    };
+    let info = AudioInfo {
+        rate_hz: spec.sample_rate,
+        channels: spec.channels,
+        frames,
+        codec,
+    };
+    Ok(AudioFile {
+        path: path.to_path_buf(),
+        info,
+        source: Box::new(HoundSource {
+            path: path.to_path_buf(),
+            reader,
+            channels: usize::from(spec.channels),
+            scale: match spec.sample_format {
+                hound::SampleFormat::Int => 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32,
+                hound::SampleFormat::Float => 1.0,
+            },
+            float: spec.sample_format == hound::SampleFormat::Float,
+        }),
+    })
+}
+
+struct HoundSource {
+    path: PathBuf,
+    reader: hound::WavReader<BufReader<File>>,
+    channels: usize,
+    scale: f32,
+    float: bool,
+}
+
+impl PcmSource for HoundSource {
+    fn read(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        let want = BLOCK_FRAMES * self.channels;
+        let fail = |e: hound::Error| MuxError::input(&self.path, format!("damaged WAV data: {e}"));
+        if self.float {
+            for s in self.reader.samples::<f32>().take(want) {
+                out.push(s.map_err(fail)?);
+            }
+        } else {
+            for s in self.reader.samples::<i32>().take(want) {
+                out.push(s.map_err(fail)? as f32 * self.scale);
+            }
+        }
+        Ok(out.len() / self.channels)
+    }
+}
+
+fn open_symphonia(path: &Path) -> Result<AudioFile> {
+    // Count the frames with one decoding pass: container headers of lossy formats (MP3, AAC)
+    // do not say exactly, and drift is measured from this number.
+    let mut counter = SymphoniaSource::open(path)?;
+    let (rate_hz, channels, codec) = (counter.rate_hz, counter.channels, counter.codec.clone());
+    let mut frames = 0u64;
+    let mut scratch = Vec::new();
+    loop {
+        scratch.clear();
+        let n = counter.read(&mut scratch)?;
+        if n == 0 {
+            break;
+        }
+        frames += n as u64;
+    }
+    if frames == 0 {
+        return Err(MuxError::input(path, "the recording holds no samples"));
+    }
+    Ok(AudioFile {
+        path: path.to_path_buf(),
+        info: AudioInfo {
+            rate_hz,
+            channels,
+            frames,
+            codec,
+        },
+        source: Box::new(SymphoniaSource::open(path)?),
+    })
+}
+
+struct SymphoniaSource {
+    path: PathBuf,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn Decoder>,
+    track_id: u32,
+    rate_hz: u32,
+    channels: u16,
+    codec: String,
+    buf: Option<SampleBuffer<f32>>,
+}
+
+impl SymphoniaSource {
+    fn open(path: &Path) -> Result<Self> {
+        let bad = |what: &str, e: SymphoniaError| MuxError::input(path, format!("{what}: {e}"));
+        let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+        let stream = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let probed = symphonia::default::get_probe()
+            .format(
+                &hint,
+                stream,
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .map_err(|e| bad("not a readable audio file", e))?;
+        let format = probed.format;
+        let track = format
+            .tracks()
+            .iter()
+            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .ok_or_else(|| MuxError::input(path, "no audio track"))?;
+        let params = track.codec_params.clone();
+        let codec = symphonia::default::get_codecs()
+            .get_codec(params.codec)
+            .map_or_else(|| "unknown".to_owned(), |d| d.short_name.to_owned());
+        let decoder = symphonia::default::get_codecs()
+            .make(&params, &DecoderOptions::default())
+            .map_err(|e| bad("unsupported audio codec", e))?;
+        let rate_hz = params
+            .sample_rate
+            .ok_or_else(|| MuxError::input(path, "no sample rate"))?;
+        let channels = params.channels.map_or(1, |c| c.count()) as u16;
+        Ok(Self {
+            path: path.to_path_buf(),
+            track_id: track.id,
+            format,
+            decoder,
+            rate_hz,
+            channels,
+            codec,
+            buf: None,
+        })
+    }
+}
+
+impl PcmSource for SymphoniaSource {
+    fn read(&mut self, out: &mut Vec<f32>) -> Result<usize> {
+        loop {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymphoniaError::IoError(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    return Ok(0);
+                }
+                Err(e) => {
+                    return Err(MuxError::input(&self.path, format!("damaged audio: {e}")));
+                }
+            };
+            if packet.track_id() != self.track_id {
+                continue;
+            }
+            let decoded = match self.decoder.decode(&packet) {
+                Ok(d) => d,
+                // One bad packet in a lossy stream is concealed by the decoder's reset.
+                Err(SymphoniaError::DecodeError(_)) => continue,
+                Err(e) => {
+                    return Err(MuxError::input(&self.path, format!("damaged audio: {e}")));
+                }
+            };
+            if decoded.frames() == 0 {
+                continue;
+            }
+            let spec = *decoded.spec();
+            let capacity = decoded.capacity() as u64;
+            let buf = match &mut self.buf {
+                Some(b) if b.capacity() >= decoded.capacity() * spec.channels.count() => b,
+                slot => slot.insert(SampleBuffer::new(capacity, spec)),
+            };
+            buf.copy_interleaved_ref(decoded);
+            out.extend_from_slice(buf.samples());
+            return Ok(buf.samples().len() / usize::from(self.channels.max(1)));
+        }
+    }
+}

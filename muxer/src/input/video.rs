@@ -1,0 +1,301 @@
+//! Camera and screen files (MP4, Matroska, WebM, IVF; H.264, VP8, VP9): demuxed in code
+//! (`filesrc ! parsebin ! appsink`) into encoded frames with their presentation times, without
+//! decoding. A first pass ([`VideoScan::of`]) learns the codec, every frame's time and the
+//! keyframes; the mux streams a second pass ([`Demuxer`]) so no file is ever held in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::error::{MuxError, Result};
+use crate::pipeline::{self, Pipeline};
+
+/// The video codecs the muxer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoCodec {
+    /// H.264 / AVC.
+    H264,
+    /// VP8.
+    Vp8,
+    /// VP9.
+    Vp9,
+}
+
+impl VideoCodec {
+    fn of_caps(caps: &gst::CapsRef) -> Option<Self> {
+        match caps.structure(0)?.name().as_str() {
+            "video/x-h264" => Some(Self::H264),
+            "video/x-vp8" => Some(Self::Vp8),
+            "video/x-vp9" => Some(Self::Vp9),
+            _ => None,
+        }
+    }
+
+    /// The GStreamer decoder for this codec.
+    #[must_use]
+    pub fn decoder(self) -> &'static str {
+        match self {
+            Self::H264 => "avdec_h264",
+            Self::Vp8 => "vp8dec",
+            Self::Vp9 => "vp9dec",
+        }
+    }
+}
+
+/// One encoded frame as the file holds it.
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    /// Presentation time relative to the file's first frame, nanoseconds.
+    pub pts: i64,
+    /// Whether it decodes on its own.
+    pub keyframe: bool,
+    /// The encoded access unit (AVC: length-prefixed NAL units).
+    pub data: gst::Buffer,
+}
+
+/// What a first pass learned about a video file.
+#[derive(Debug, Clone)]
+pub struct VideoScan {
+    /// The file.
+    pub path: PathBuf,
+    /// Its codec.
+    pub codec: VideoCodec,
+    /// The parsed stream's caps (AVC with `codec_data` for H.264).
+    pub caps: gst::Caps,
+    /// Width and height in pixels.
+    pub size: (i32, i32),
+    /// Presentation time of every frame relative to the first, in decode order.
+    pub frame_pts: Vec<i64>,
+    /// Whether each frame (same index) is a keyframe.
+    pub keyframes: Vec<bool>,
+    /// True when frames are stored out of presentation order (B-frames).
+    pub reordered: bool,
+    /// The nominal frame duration: the median gap between frames, nanoseconds.
+    pub frame_duration: i64,
+    /// Encoded bytes of all frames (for choosing a bitrate when re-encoding).
+    pub bytes: u64,
+}
+
+impl VideoScan {
+    /// Reads every frame's time and flags (no decoding).
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] for a missing, unreadable, truncated or non-video file, or an
+    /// unknown codec.
+    pub fn of(path: &Path) -> Result<Self> {
+        let mut demuxer = Demuxer::open(path)?;
+        let mut frame_pts = Vec::new();
+        let mut keyframes = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(frame) = demuxer.next_frame()? {
+            bytes += frame.data.size() as u64;
+            frame_pts.push(frame.pts);
+            keyframes.push(frame.keyframe);
+        }
+        if frame_pts.is_empty() {
+            return Err(MuxError::input(path, "no video frames"));
+        }
+        if !keyframes[0] {
+            return Err(MuxError::input(
+                path,
+                "the first frame is not a keyframe (truncated at the start?)",
+            ));
+        }
+        let caps = demuxer
+            .caps
+            .clone()
+            .expect("caps come with the first frame");
+        let codec = demuxer.codec.expect("codec comes with the caps");
+        let s = caps.structure(0).expect("video caps have a structure");
+        let size = (
+            s.get::<i32>("width").unwrap_or(0),
+            s.get::<i32>("height").unwrap_or(0),
+        );
+        if size.0 <= 0 || size.1 <= 0 {
+            return Err(MuxError::input(path, "the video stream has no frame size"));
+        }
+        let reordered = frame_pts.windows(2).any(|w| w[1] <= w[0]);
+        let mut sorted = frame_pts.clone();
+        sorted.sort_unstable();
+        let mut gaps: Vec<i64> = sorted.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_unstable();
+        let frame_duration = gaps.get(gaps.len() / 2).copied().unwrap_or(33_333_333);
+        Ok(Self {
+            path: path.to_path_buf(),
+            codec,
+            caps,
+            size,
+            frame_pts,
+            keyframes,
+            reordered,
+            frame_duration: frame_duration.max(1),
+            bytes,
+        })
+    }
+
+    /// Presentation times in ascending order.
+    #[must_use]
+    pub fn sorted_pts(&self) -> Vec<i64> {
+        let mut sorted = self.frame_pts.clone();
+        sorted.sort_unstable();
+        sorted
+    }
+
+    /// The average bitrate, kbit/s (at least 300).
+    #[must_use]
+    pub fn bitrate_kbps(&self) -> u32 {
+        let seconds = self.end() as f64 / 1e9;
+        ((self.bytes as f64 * 8.0 / 1000.0 / seconds.max(0.001)) as u32).max(300)
+    }
+
+    /// Frames per second, from the nominal frame duration.
+    #[must_use]
+    pub fn fps(&self) -> f64 {
+        1e9 / self.frame_duration as f64
+    }
+
+    /// The time just after the last frame (last frame + one nominal frame duration).
+    #[must_use]
+    pub fn end(&self) -> i64 {
+        self.frame_pts.iter().max().copied().unwrap_or(0) + self.frame_duration
+    }
+}
+
+/// Encoded frames out of a container, in decode order.
+pub struct Demuxer {
+    path: PathBuf,
+    pipeline: Pipeline,
+    sink: gst_app::AppSink,
+    linked: Arc<Mutex<bool>>,
+    first_pts: Option<u64>,
+    /// Caps of the video stream, known from the first frame on.
+    pub caps: Option<gst::Caps>,
+    /// Codec of the video stream, known from the first frame on.
+    pub codec: Option<VideoCodec>,
+}
+
+impl Demuxer {
+    /// Starts demuxing `path`.
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] when the file does not exist, or GStreamer cannot start.
+    pub fn open(path: &Path) -> Result<Self> {
+        pipeline::init()?;
+        std::fs::metadata(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+        let pipeline = Pipeline::new(format!("demuxing {}", path.display()));
+        let src = pipeline::element("filesrc")?;
+        src.set_property("location", path.to_string_lossy().as_ref());
+        let parse = pipeline::element("parsebin")?;
+        let sink = gst_app::AppSink::builder()
+            .caps(
+                &"video/x-h264,stream-format=avc,alignment=au; video/x-vp8; video/x-vp9"
+                    .parse::<gst::Caps>()
+                    .expect("static caps parse"),
+            )
+            .sync(false)
+            .max_buffers(64)
+            .build();
+        pipeline.chain(&[&src, &parse])?;
+        pipeline
+            .inner
+            .add(&sink)
+            .map_err(|e| pipeline.error("appsink", e))?;
+        let linked = Arc::new(Mutex::new(false));
+        let bin = pipeline.inner.clone();
+        let sink_pad = sink.static_pad("sink").expect("appsink has a sink pad");
+        let linked_in_cb = Arc::clone(&linked);
+        parse.connect_pad_added(move |_, pad| {
+            let is_video = pad
+                .current_caps()
+                .or_else(|| Some(pad.query_caps(None)))
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            let mut linked = linked_in_cb.lock().expect("not poisoned");
+            if is_video && !*linked && pad.link(&sink_pad).is_ok() {
+                *linked = true;
+                return;
+            }
+            // Audio or a second video stream: drained, never linked to us.
+            if let Ok(fake) = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .build()
+                && bin.add(&fake).is_ok()
+            {
+                let _ = fake.sync_state_with_parent();
+                if let Some(fake_pad) = fake.static_pad("sink") {
+                    let _ = pad.link(&fake_pad);
+                }
+            }
+        });
+        pipeline
+            .play()
+            .map_err(|e| MuxError::input(path, reason_of(&e)))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            pipeline,
+            sink,
+            linked,
+            first_pts: None,
+            caps: None,
+            codec: None,
+        })
+    }
+
+    /// The next frame in decode order, `None` at the end.
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] when the file is damaged, holds no video, or an unknown codec.
+    pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>> {
+        let sample = self
+            .pipeline
+            .pull(&self.sink)
+            .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
+        let Some(sample) = sample else {
+            if !*self.linked.lock().expect("not poisoned") {
+                return Err(MuxError::input(
+                    &self.path,
+                    "no H.264, VP8 or VP9 video stream in this file",
+                ));
+            }
+            // A clean end: make sure nothing failed on the way.
+            self.pipeline
+                .check_bus()
+                .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
+            return Ok(None);
+        };
+        if self.caps.is_none() {
+            let caps = sample
+                .caps_owned()
+                .ok_or_else(|| MuxError::input(&self.path, "video stream without caps"))?;
+            self.codec = Some(
+                VideoCodec::of_caps(&caps)
+                    .ok_or_else(|| MuxError::input(&self.path, format!("unknown codec {caps}")))?,
+            );
+            self.caps = Some(caps);
+        }
+        let buffer = sample
+            .buffer_owned()
+            .ok_or_else(|| MuxError::input(&self.path, "empty sample"))?;
+        let Some(pts) = buffer.pts().or(buffer.dts()) else {
+            return Err(MuxError::input(&self.path, "a frame without a timestamp"));
+        };
+        let first = *self.first_pts.get_or_insert(pts.nseconds());
+        Ok(Some(EncodedFrame {
+            pts: pts.nseconds() as i64 - first as i64,
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            data: buffer,
+        }))
+    }
+}
+
+/// The reason part of a pipeline error, for an input error message.
+fn reason_of(e: &MuxError) -> String {
+    match e {
+        MuxError::Pipeline { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,440 @@
+//! One mux, end to end: read the inputs, put them on the timeline, choose the cuts, plan each
+//! track, build the output pipeline (appsrc per track → encoder where needed → `mp4mux` in
+//! fragmented mode or `matroskamux` in streaming mode → appsink) and stream its bytes into
+//! the caller's writer — the sealed archive — as they come, so memory stays bounded however
+//! long the call. Returns the manifest to seal with them.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::audio::{AudioInput, AudioTrack, OUTPUT_RATE};
+use crate::error::{MuxError, Result};
+use crate::input::audio::AudioFile;
+use crate::input::fingerprint;
+use crate::input::video::{VideoCodec, VideoScan};
+use crate::manifest::{
+    ClockRecord, CutRecord, InputRecord, MANIFEST_VERSION, Manifest, TrackRecord, TrackRole,
+    rfc3339,
+};
+use crate::pipeline::{self, Pipeline, element};
+use crate::timeline::{CtiClock, CutPoints, UtcNanos};
+use crate::video::{self, VideoInput, VideoMode, VideoTrack};
+
+/// The container (and with it the codecs) of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Fragmented MP4: H.264 + AAC.
+    #[default]
+    Mp4,
+    /// Matroska: VP8/VP9 + Opus.
+    Mkv,
+}
+
+impl OutputFormat {
+    fn video_codec(self, input: VideoCodec) -> VideoCodec {
+        match (self, input) {
+            (Self::Mp4, _) => VideoCodec::H264,
+            (Self::Mkv, VideoCodec::Vp9) => VideoCodec::Vp9,
+            (Self::Mkv, _) => VideoCodec::Vp8,
+        }
+    }
+
+    fn audio_codec(self) -> &'static str {
+        match self {
+            Self::Mp4 => "aac",
+            Self::Mkv => "opus",
+        }
+    }
+
+    /// Samples of priming the audio encoder puts before the first real one that players do
+    /// not skip on their own (see [`crate::audio`]).
+    fn audio_skip(self) -> u64 {
+        match self {
+            Self::Mp4 => 1024,
+            Self::Mkv => 0,
+        }
+    }
+
+    fn container(self) -> &'static str {
+        match self {
+            Self::Mp4 => "mp4 (fragmented)",
+            Self::Mkv => "matroska (streaming)",
+        }
+    }
+}
+
+/// What to mux.
+#[derive(Debug, Clone)]
+pub struct MuxRequest {
+    /// The camera file and when its first frame was captured.
+    pub camera: VideoInput,
+    /// The screen file, if any.
+    pub screen: Option<VideoInput>,
+    /// The CTI recording and its call record.
+    pub audio: AudioInput,
+    /// An explicit in point (verification start), instead of the latest start.
+    pub in_point: Option<UtcNanos>,
+    /// An explicit out point (verification end), instead of the earliest end.
+    pub out_point: Option<UtcNanos>,
+    /// The output container.
+    pub format: OutputFormat,
+}
+
+/// Muxes `request` into `out`, calling `progress` with the fraction done (0..=1).
+///
+/// # Errors
+/// Unreadable or mismatched inputs, impossible cuts, a pipeline failure, or a write failure.
+/// Whatever was written to `out` by then must be discarded (the vault does).
+pub fn mux(
+    request: &MuxRequest,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Manifest> {
+    pipeline::init()?;
+    let mut videos = vec![request.camera.clone()];
+    videos.extend(request.screen.clone());
+    let inputs_to_hash: Vec<_> = videos
+        .iter()
+        .map(|v| v.path.clone())
+        .chain([request.audio.path.clone()])
+        .collect();
+
+    std::thread::scope(|scope| {
+        // Hash the inputs while the scan reads them too (page cache shared).
+        let hashing = scope.spawn(move || {
+            inputs_to_hash
+                .iter()
+                .map(|p| fingerprint(p))
+                .collect::<Result<Vec<_>>>()
+        });
+        let scans = videos
+            .iter()
+            .map(|v| VideoScan::of(&v.path))
+            .collect::<Result<Vec<_>>>()?;
+        let audio_file = AudioFile::open(&request.audio.path)?;
+        let clock = CtiClock::new(
+            request.audio.start,
+            request.audio.end,
+            audio_file.info.frames,
+            audio_file.info.rate_hz,
+        )?;
+        let mut spans: Vec<_> = scans
+            .iter()
+            .zip(&videos)
+            .map(|(s, v)| VideoTrack::span(s, v.start))
+            .collect();
+        spans.push(clock.span());
+        let cuts = CutPoints::choose(&spans, request.in_point, request.out_point)?;
+        let tracks: Vec<VideoTrack> = videos
+            .iter()
+            .zip(scans)
+            .map(|(v, s)| {
+                let codec = request.format.video_codec(s.codec);
+                VideoTrack::plan(v.clone(), s, cuts, codec)
+            })
+            .collect();
+        let audio_info = audio_file.info.clone();
+        let audio = AudioTrack::plan(audio_file, clock, cuts, request.format.audio_skip());
+        let audio_gaps = audio.gaps.clone();
+        let audio_samples = audio.output_samples();
+
+        let units = run_pipeline(request.format, &tracks, audio, out, progress)?;
+
+        let hashes = hashing.join().expect("hashing does not panic")?;
+        let mut inputs: Vec<InputRecord> = tracks
+            .iter()
+            .zip(&hashes)
+            .map(|(t, (sha256, bytes))| InputRecord {
+                role: t.input.role.into(),
+                file: file_name(&t.input.path),
+                bytes: *bytes,
+                sha256: sha256.clone(),
+                codec: format!("{:?}", t.scan.codec).to_lowercase(),
+                start: rfc3339(t.input.start),
+                end: rfc3339(t.input.start.plus(t.scan.end())),
+                units: t.scan.frame_pts.len() as u64,
+            })
+            .collect();
+        let (audio_sha, audio_bytes) = hashes.last().cloned().expect("audio is hashed");
+        inputs.push(InputRecord {
+            role: TrackRole::CtiAudio,
+            file: file_name(&request.audio.path),
+            bytes: audio_bytes,
+            sha256: audio_sha,
+            codec: audio_info.codec.clone(),
+            start: rfc3339(clock.start),
+            end: rfc3339(clock.span().end),
+            units: audio_info.frames,
+        });
+        let mut out_tracks: Vec<TrackRecord> = tracks
+            .iter()
+            .enumerate()
+            .map(|(index, t)| TrackRecord {
+                index,
+                role: t.input.role.into(),
+                codec: format!("{:?}", request.format.video_codec(t.scan.codec)).to_lowercase(),
+                made_by: match t.mode {
+                    VideoMode::Passthrough => "passthrough".into(),
+                    VideoMode::ReencodedHead { frames } => {
+                        format!("passthrough; the first {frames} frames (partial GOP at the in point) re-encoded")
+                    }
+                    VideoMode::Transcode(_) => "transcoded".into(),
+                },
+                units: units.get(index).copied().unwrap_or(0),
+            })
+            .collect();
+        out_tracks.push(TrackRecord {
+            index: tracks.len(),
+            role: TrackRole::CtiAudio,
+            codec: request.format.audio_codec().into(),
+            made_by: format!(
+                "resampled {} Hz → {OUTPUT_RATE} Hz on the timeline ({}); {} channel(s) kept",
+                audio_info.rate_hz,
+                clock.drift_ppm().map_or_else(
+                    || "no end time: nominal rate".into(),
+                    |p| format!("drift {p:+.1} ppm corrected")
+                ),
+                audio_info.channels
+            ),
+            units: audio_samples,
+        });
+        let mut gaps: Vec<_> = tracks.iter().flat_map(|t| t.gaps.clone()).collect();
+        gaps.extend(audio_gaps);
+        let gaps = gaps
+            .into_iter()
+            .map(|g| g.relative_to(cuts.in_point))
+            .collect();
+        let spans_start = spans.iter().map(|s| s.start).max();
+        let spans_end = spans.iter().map(|s| s.end).min();
+        Ok(Manifest {
+            kind: "mux",
+            manifest_version: MANIFEST_VERSION,
+            tool: concat!("idv ", env!("CARGO_PKG_VERSION")).into(),
+            gstreamer: gst::version_string().to_string(),
+            container: request.format.container(),
+            inputs,
+            clock: ClockRecord {
+                method: if request.audio.end.is_some() {
+                    "call record: start, and drift from length vs end − start"
+                } else {
+                    "call record: start only (nominal rate)"
+                },
+                nominal_rate_hz: audio_info.rate_hz,
+                effective_rate_hz: clock.effective_rate_hz(),
+                drift_ppm: clock.drift_ppm(),
+                audio_offset_s: (clock.start.0 - request.camera.start.0) as f64 / 1e9,
+                confidence: None,
+                agent_clock: None,
+            },
+            cuts: CutRecord {
+                r#in: rfc3339(cuts.in_point),
+                out: rfc3339(cuts.out_point),
+                duration_s: cuts.duration() as f64 / 1e9,
+                in_chosen_by: if request.in_point.is_some() {
+                    "requested"
+                } else if spans_start == Some(cuts.in_point) {
+                    "latest start"
+                } else {
+                    "requested"
+                },
+                out_chosen_by: if request.out_point.is_some() || spans_end != Some(cuts.out_point) {
+                    "requested"
+                } else {
+                    "earliest end"
+                },
+            },
+            tracks: out_tracks,
+            gaps,
+            muxed_at: rfc3339(
+                UtcNanos::from_datetime(time::OffsetDateTime::now_utc()).unwrap_or(UtcNanos(0)),
+            ),
+        })
+    })
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Builds and runs the output pipeline; returns the frames pushed per video track.
+fn run_pipeline(
+    format: OutputFormat,
+    tracks: &[VideoTrack],
+    audio: AudioTrack,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<u64>> {
+    let pipeline = Pipeline::new("muxing");
+    let muxer = match format {
+        OutputFormat::Mp4 => {
+            let m = element("mp4mux")?;
+            m.set_property("fragment-duration", 1000u32);
+            m.set_property("streamable", true);
+            m
+        }
+        OutputFormat::Mkv => {
+            let m = element("matroskamux")?;
+            m.set_property("streamable", true);
+            m.set_property("writing-app", concat!("idv ", env!("CARGO_PKG_VERSION")));
+            m
+        }
+    };
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(16)
+        .build();
+    pipeline.chain(&[&muxer, sink.upcast_ref()])?;
+
+    let mut video_srcs = Vec::new();
+    for (i, track) in tracks.iter().enumerate() {
+        let src = gst_app::AppSrc::builder()
+            .name(format!("video{i}"))
+            .caps(&video::feed::appsrc_caps(track))
+            .format(gst::Format::Time)
+            .block(true)
+            .max_bytes(8 << 20)
+            .build();
+        let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
+        if let VideoMode::Transcode(codec) = track.mode {
+            let gop = (track.scan.fps() * 2.0).round().max(1.0) as u32;
+            let reencoder = video::Reencoder::new(
+                track.scan.codec,
+                codec,
+                track.scan.bitrate_kbps(),
+                gop,
+                video::feed::retime_window(track),
+            )?;
+            chain.extend(reencoder.elements);
+        }
+        chain.push(element("queue")?);
+        let refs: Vec<&gst::Element> = chain.iter().collect();
+        pipeline.chain(&refs)?;
+        link_to_muxer(
+            &pipeline,
+            chain.last().expect("non-empty"),
+            &muxer,
+            "video_%u",
+        )?;
+        video_srcs.push(src);
+    }
+
+    let audio_src = gst_app::AppSrc::builder()
+        .name("audio")
+        .caps(&audio.caps())
+        .format(gst::Format::Time)
+        .block(true)
+        .max_bytes(1 << 20)
+        .build();
+    let encoder = match format {
+        OutputFormat::Mp4 => {
+            let e = element("avenc_aac")?;
+            e.set_property("bitrate", 64_000i32 * i32::from(audio.file.info.channels));
+            e
+        }
+        OutputFormat::Mkv => {
+            let e = element("opusenc")?;
+            e.set_property("bitrate", 32_000i32 * i32::from(audio.file.info.channels));
+            e
+        }
+    };
+    let audio_chain = [
+        audio_src.upcast_ref(),
+        &element("audioconvert")?,
+        &encoder,
+        &element("queue")?,
+    ];
+    pipeline.chain(&audio_chain)?;
+    link_to_muxer(&pipeline, audio_chain[3], &muxer, "audio_%u")?;
+
+    pipeline.play()?;
+    let total_samples = audio.output_samples().max(1);
+    let pushed_audio = AtomicU64::new(0);
+    let pushed_video: Vec<AtomicU64> = tracks.iter().map(|_| AtomicU64::new(0)).collect();
+
+    std::thread::scope(|scope| -> Result<Vec<u64>> {
+        let feeders: Vec<_> = tracks
+            .iter()
+            .zip(&video_srcs)
+            .zip(&pushed_video)
+            .map(|((track, src), pushed)| scope.spawn(move || video::feed(track, src, pushed)))
+            .collect();
+        let audio_feeder = scope.spawn(|| audio.feed(&audio_src, &pushed_audio));
+
+        let written = drain(&pipeline, &sink, out, &mut || {
+            progress(pushed_audio.load(Ordering::Relaxed) as f64 / total_samples as f64);
+        });
+        if written.is_err() {
+            // Unblock the feeders: a stopped pipeline refuses their pushes.
+            pipeline.stop();
+        }
+        let mut errors: Vec<MuxError> = feeders
+            .into_iter()
+            .filter_map(|f| f.join().expect("feeders do not panic").err())
+            .collect();
+        errors.extend(audio_feeder.join().expect("feeders do not panic").err());
+        // A damaged input explains everything after it; otherwise the pipeline's own error
+        // says more than a feeder that found the pipeline stopped.
+        if let Some(i) = errors
+            .iter()
+            .position(|e| matches!(e, MuxError::Input { .. }))
+        {
+            return Err(errors.swap_remove(i));
+        }
+        written?;
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        progress(1.0);
+        Ok(pushed_video
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .collect())
+    })
+}
+
+/// Links `from` to a new request pad of `muxer` (explicitly: linking by caps could hand a
+/// video stream an audio pad).
+fn link_to_muxer(
+    pipeline: &Pipeline,
+    from: &gst::Element,
+    muxer: &gst::Element,
+    template: &str,
+) -> Result<()> {
+    let pad = muxer
+        .request_pad_simple(template)
+        .ok_or_else(|| pipeline.error(muxer.name(), format!("no {template} pad")))?;
+    let src = from
+        .static_pad("src")
+        .expect("the last element has a src pad");
+    src.link(&pad)
+        .map(|_| ())
+        .map_err(|e| pipeline.error(muxer.name(), format!("{template}: {e:?}")))
+}
+
+/// Writes the muxer's output to `out` until end of stream.
+fn drain(
+    pipeline: &Pipeline,
+    sink: &gst_app::AppSink,
+    out: &mut dyn Write,
+    tick: &mut dyn FnMut(),
+) -> Result<()> {
+    while let Some(sample) = pipeline.pull(sink)? {
+        if let Some(buffer) = sample.buffer() {
+            let map = buffer
+                .map_readable()
+                .map_err(|e| pipeline.error("appsink", e))?;
+            out.write_all(map.as_slice()).map_err(MuxError::Output)?;
+        }
+        tick();
+    }
+    pipeline.check_bus()?;
+    pipeline.stop();
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Decode → retime → encode chains, for a re-encoded first GOP or a whole transcoded track.
+//! The retiming probe sits between decoder and encoder: frames are pushed with their file
+//! times (decoding needs the GOP from its keyframe), and the probe drops what lies before the
+//! frame on screen at the in point or at/after the out point, and turns file time into output
+//! time (the frame on screen at the in point starts at 0, shortened, not moved).
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::error::Result;
+use crate::input::video::VideoCodec;
+use crate::pipeline::element;
+
+/// An encoder for `codec`, tuned for archives made faster than real time on two cores.
+///
+/// # Errors
+/// [`crate::MuxError::MissingElement`] when the plugin is missing.
+pub fn encoder_for(
+    codec: VideoCodec,
+    bitrate_kbps: u32,
+    keyframe_every: u32,
+) -> Result<gst::Element> {
+    let enc = match codec {
+        VideoCodec::H264 => {
+            let e = element("x264enc")?;
+            e.set_property_from_str("speed-preset", "veryfast");
+            e.set_property_from_str("tune", "zerolatency");
+            e.set_property("bitrate", bitrate_kbps);
+            e.set_property("key-int-max", keyframe_every);
+            e.set_property("bframes", 0u32);
+            e
+        }
+        VideoCodec::Vp8 | VideoCodec::Vp9 => {
+            let e = element(if codec == VideoCodec::Vp8 {
+                "vp8enc"
+            } else {
+                "vp9enc"
+            })?;
+            e.set_property("deadline", 1i64);
+            e.set_property("cpu-used", 8i32);
+            e.set_property("threads", 2i32);
+            e.set_property("target-bitrate", (bitrate_kbps * 1000) as i32);
+            e.set_property("keyframe-max-dist", keyframe_every as i32);
+            e
+        }
+    };
+    Ok(enc)
+}
+
+/// A decode → retime → encode chain (not yet in a pipeline).
+pub struct Reencoder {
+    /// The elements, in link order.
+    pub elements: Vec<gst::Element>,
+}
+
+impl Reencoder {
+    /// Decodes `from`, keeps frames whose file time is in `[first_shown, out_rel)`, shifts
+    /// them by `-in_rel` (clamping the first to 0), and encodes them as `to`.
+    ///
+    /// # Errors
+    /// A missing plugin.
+    pub fn new(
+        from: VideoCodec,
+        to: VideoCodec,
+        bitrate_kbps: u32,
+        keyframe_every: u32,
+        window: RetimeWindow,
+    ) -> Result<Self> {
+        let decoder = element(from.decoder())?;
+        let convert = element("videoconvert")?;
+        let encoder = encoder_for(to, bitrate_kbps, keyframe_every)?;
+        let src = convert
+            .static_pad("src")
+            .expect("videoconvert has a src pad");
+        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buffer) = info.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buffer.pts().map(|p| p.nseconds() as i64) else {
+                return gst::PadProbeReturn::Drop;
+            };
+            match window.retime(pts, buffer.duration().map(|d| d.nseconds() as i64)) {
+                Some((new_pts, duration)) => {
+                    let b = buffer.make_mut();
+                    b.set_pts(gst::ClockTime::from_nseconds(new_pts as u64));
+                    b.set_dts(gst::ClockTime::NONE);
+                    if let Some(d) = duration {
+                        b.set_duration(gst::ClockTime::from_nseconds(d as u64));
+                    }
+                    gst::PadProbeReturn::Ok
+                }
+                None => gst::PadProbeReturn::Drop,
+            }
+        });
+        let mut elements = vec![decoder, convert, encoder];
+        if to == VideoCodec::H264 {
+            let parse = element("h264parse")?;
+            let caps = element("capsfilter")?;
+            caps.set_property(
+                "caps",
+                gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "avc")
+                    .field("alignment", "au")
+                    .build(),
+            );
+            elements.push(parse);
+            elements.push(caps);
+        }
+        Ok(Self { elements })
+    }
+}
+
+/// Which decoded frames a [`Reencoder`] keeps and how it shifts them (file times, ns).
+#[derive(Debug, Clone, Copy)]
+pub struct RetimeWindow {
+    /// File time of the frame on screen at the in point.
+    pub first_shown: i64,
+    /// The in point in file time.
+    pub in_rel: i64,
+    /// The out point in file time.
+    pub out_rel: i64,
+}
+
+impl RetimeWindow {
+    /// Output `(pts, duration)` of the decoded frame at file time `pts`, or `None` to drop it.
+    #[must_use]
+    pub fn retime(&self, pts: i64, duration: Option<i64>) -> Option<(i64, Option<i64>)> {
+        if pts < self.first_shown || pts >= self.out_rel {
+            return None;
+        }
+        let start = pts.max(self.in_rel);
+        let end = duration.map(|d| (pts + d).min(self.out_rel));
+        Some((start - self.in_rel, end.map(|e| (e - start).max(1))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_on_screen_at_the_in_point_starts_at_zero_shortened() {
+        let w = RetimeWindow {
+            first_shown: 1_000,
+            in_rel: 1_400,
+            out_rel: 5_000,
+        };
+        assert_eq!(w.retime(900, Some(100)), None, "before the shown frame");
+        assert_eq!(w.retime(1_000, Some(1_000)), Some((0, Some(600))));
+        assert_eq!(w.retime(2_000, Some(1_000)), Some((600, Some(1_000))));
+        assert_eq!(
+            w.retime(4_500, Some(1_000)),
+            Some((3_100, Some(500))),
+            "ends at out"
+        );
+        assert_eq!(w.retime(5_000, Some(1_000)), None, "at the out point");
+    }
+}
