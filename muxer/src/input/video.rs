@@ -284,11 +284,46 @@ impl Demuxer {
             return Err(MuxError::input(&self.path, "a frame without a timestamp"));
         };
         let first = *self.first_pts.get_or_insert(pts.nseconds());
+        // VP8/VP9 say it in their own header; some parsers (ivfparse) flag nothing.
+        let keyframe = match self.codec {
+            Some(codec @ (VideoCodec::Vp8 | VideoCodec::Vp9)) => buffer
+                .map_readable()
+                .ok()
+                .and_then(|m| vpx_keyframe(codec, m.as_slice()))
+                .unwrap_or(false),
+            _ => !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        };
         Ok(Some(EncodedFrame {
             pts: pts.nseconds() as i64 - first as i64,
-            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            keyframe,
             data: buffer,
         }))
+    }
+}
+
+/// Whether a VP8 or VP9 frame is a keyframe, from its uncompressed header (RFC 6386 §9.1;
+/// VP9 bitstream spec §6.2); `None` for an empty or malformed frame.
+fn vpx_keyframe(codec: VideoCodec, frame: &[u8]) -> Option<bool> {
+    let first = *frame.first()?;
+    match codec {
+        // VP8: bit 0 of the frame tag is 0 for a key frame.
+        VideoCodec::Vp8 => Some(first & 0x01 == 0),
+        VideoCodec::Vp9 => {
+            let bit = |i: u32| (first >> (7 - i)) & 1;
+            if (first >> 6) != 0b10 {
+                return None; // frame_marker
+            }
+            let profile = bit(2) | (bit(3) << 1);
+            let mut at = 4;
+            if profile == 3 {
+                at += 1; // reserved_zero
+            }
+            if bit(at) == 1 {
+                return Some(false); // show_existing_frame
+            }
+            Some(bit(at + 1) == 0) // frame_type: 0 = KEY_FRAME
+        }
+        VideoCodec::H264 => None,
     }
 }
 
@@ -297,5 +332,30 @@ fn reason_of(e: &MuxError) -> String {
     match e {
         MuxError::Pipeline { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vpx_keyframes_are_read_from_the_frame_header() {
+        assert_eq!(vpx_keyframe(VideoCodec::Vp8, &[0x30, 0x0c]), Some(true));
+        assert_eq!(vpx_keyframe(VideoCodec::Vp8, &[0x31, 0x0c]), Some(false));
+        // VP9 profile 0: marker 10, profile 00, show_existing 0, frame_type 0/1.
+        assert_eq!(vpx_keyframe(VideoCodec::Vp9, &[0b1000_0000]), Some(true));
+        assert_eq!(vpx_keyframe(VideoCodec::Vp9, &[0b1000_0100]), Some(false));
+        assert_eq!(
+            vpx_keyframe(VideoCodec::Vp9, &[0b1000_1000]),
+            Some(false),
+            "shown again"
+        );
+        assert_eq!(
+            vpx_keyframe(VideoCodec::Vp9, &[0b0000_0000]),
+            None,
+            "no frame marker"
+        );
+        assert_eq!(vpx_keyframe(VideoCodec::Vp8, &[]), None);
     }
 }

@@ -1,0 +1,413 @@
+//! Lips and voice agree: generated camera clips (a white flash on chosen frames) and CTI
+//! recordings (a 1 kHz beep at the same true instants) with offsets, drift, gaps, codecs and
+//! containers; each muxed, decoded back by `ffmpeg` (what players do), and every mark measured.
+//! Nothing here looks at the muxer's internals.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fixtures::media::{
+    CameraClip, CtiContainer, CtiEncoding, CtiRecording, Measured, VideoCodec, VideoContainer,
+    gst_discoverer_ok, measure_with_ffmpeg,
+};
+use muxer::timeline::UtcNanos;
+use muxer::{AudioInput, Manifest, MuxRequest, OutputFormat, VideoInput, VideoRole};
+
+/// The budget for |audio − video| at every mark.
+const SYNC_MS: f64 = 10.0;
+const FPS: u32 = 30;
+const FRAME_MS: f64 = 1000.0 / FPS as f64;
+/// 2026-11-21T10:00:00Z: where every camera clip starts.
+const T0: i64 = 1_795_255_200 * UtcNanos::SECOND;
+
+struct Case {
+    name: &'static str,
+    video_codec: VideoCodec,
+    video_container: VideoContainer,
+    seconds: u32,
+    keyframe_interval: u32,
+    video_gaps: Vec<std::ops::Range<u32>>,
+    encoding: CtiEncoding,
+    audio_container: CtiContainer,
+    rate_hz: u32,
+    channels: u16,
+    /// Audio start − camera start, seconds.
+    offset_s: f64,
+    drift_ppm: f64,
+    /// Whether the call record gives the end (so drift can be measured).
+    with_end: bool,
+    /// Explicit cuts, seconds after the camera's start.
+    in_s: Option<f64>,
+    out_s: Option<f64>,
+    /// Sync marks, seconds after the camera's start (rounded to a frame).
+    marks_s: Vec<f64>,
+    format: OutputFormat,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            name: "",
+            video_codec: VideoCodec::H264,
+            video_container: VideoContainer::Mp4,
+            seconds: 20,
+            keyframe_interval: 30,
+            video_gaps: Vec::new(),
+            encoding: CtiEncoding::MuLaw,
+            audio_container: CtiContainer::Wav,
+            rate_hz: 8000,
+            channels: 1,
+            offset_s: 0.0,
+            drift_ppm: 0.0,
+            with_end: true,
+            in_s: None,
+            out_s: None,
+            marks_s: Vec::new(),
+            format: OutputFormat::Mp4,
+        }
+    }
+}
+
+fn at(seconds_after_t0: f64) -> UtcNanos {
+    UtcNanos(T0 + (seconds_after_t0 * 1e9).round() as i64)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Outcome {
+    measured: Measured,
+    manifest: Manifest,
+    /// Expected output time of each mark, ms.
+    expected_ms: Vec<f64>,
+    duration_ms: f64,
+}
+
+fn run(case: &Case, dir: &Path) -> Outcome {
+    let slots: Vec<u32> = case
+        .marks_s
+        .iter()
+        .map(|s| (s * f64::from(FPS)).round() as u32)
+        .collect();
+    let clip = CameraClip {
+        codec: case.video_codec,
+        container: case.video_container,
+        width: 160,
+        height: 120,
+        fps: FPS,
+        frames: case.seconds * FPS,
+        flash_frames: slots.clone(),
+        gaps: case.video_gaps.clone(),
+        keyframe_interval: case.keyframe_interval,
+        bitrate_kbps: 300,
+    };
+    let video_path = dir.join(format!(
+        "camera.{}",
+        match case.video_container {
+            VideoContainer::Mp4 => "mp4",
+            VideoContainer::Matroska => "mkv",
+            VideoContainer::WebM => "webm",
+            VideoContainer::Ivf => "ivf",
+        }
+    ));
+    let clip_truth = clip.write(&video_path).expect("camera clip");
+    assert_eq!(
+        clip_truth.flash_times.len(),
+        slots.len(),
+        "{}: marks in gaps",
+        case.name
+    );
+    let mark_times: Vec<f64> = slots
+        .iter()
+        .map(|&k| clip.slot_time(k).as_secs_f64())
+        .collect();
+    let cti = CtiRecording {
+        encoding: case.encoding,
+        container: case.audio_container,
+        rate_hz: case.rate_hz,
+        channels: case.channels,
+        duration: Duration::from_secs(u64::from(case.seconds)),
+        beeps: mark_times
+            .iter()
+            .map(|t| Duration::from_secs_f64(t - case.offset_s))
+            .collect(),
+        drift_ppm: case.drift_ppm,
+    };
+    let audio_path = dir.join(format!(
+        "cti.{}",
+        match case.audio_container {
+            CtiContainer::Wav => "wav",
+            CtiContainer::Flac => "flac",
+            CtiContainer::OggVorbis => "ogg",
+            CtiContainer::Mp3 => "mp3",
+        }
+    ));
+    let audio_truth = cti.write(&audio_path).expect("CTI recording");
+    let audio_start = at(case.offset_s);
+    let request = MuxRequest {
+        camera: VideoInput {
+            role: VideoRole::Camera,
+            path: video_path,
+            start: at(0.0),
+        },
+        screen: None,
+        audio: AudioInput {
+            path: audio_path,
+            start: audio_start,
+            end: case
+                .with_end
+                .then(|| audio_start.plus(audio_truth.true_duration.as_nanos() as i64)),
+        },
+        in_point: case.in_s.map(at),
+        out_point: case.out_s.map(at),
+        format: case.format,
+    };
+    let out_path = dir.join(match case.format {
+        OutputFormat::Mp4 => "out.mp4",
+        OutputFormat::Mkv => "out.mkv",
+    });
+    let mut out = std::fs::File::create(&out_path).unwrap();
+    let manifest = muxer::mux(&request, &mut out, &mut |_| {}).expect("mux");
+    drop(out);
+    gst_discoverer_ok(&out_path).expect("gst-discoverer accepts the output");
+    let measured = measure_with_ffmpeg(&out_path, 0).expect("measure");
+
+    let video_end = clip.slot_time(clip.frames - 1).as_secs_f64() + 1.0 / f64::from(FPS);
+    let in_s = case.in_s.unwrap_or(case.offset_s.max(0.0));
+    let audio_end = case.offset_s + audio_truth.true_duration.as_secs_f64();
+    let out_s = case.out_s.unwrap_or(video_end.min(audio_end));
+    let expected_ms = mark_times
+        .iter()
+        .filter(|&&t| t >= in_s && t < out_s)
+        .map(|t| (t - in_s) * 1000.0)
+        .collect();
+    Outcome {
+        measured,
+        manifest,
+        expected_ms,
+        duration_ms: (out_s - in_s) * 1000.0,
+    }
+}
+
+/// Asserts every mark is in sync and where it belongs, and the durations; prints the errors
+/// (`cargo test -- --nocapture` shows them: the closing note quotes the worst).
+fn check(case: &Case, o: &Outcome) {
+    let m = &o.measured;
+    let flashes: Vec<f64> = m.flashes.iter().copied().map(ms).collect();
+    let beeps: Vec<f64> = m.beeps.iter().copied().map(ms).collect();
+    assert_eq!(
+        flashes.len(),
+        o.expected_ms.len(),
+        "{}: flashes {flashes:?} vs expected {:?}",
+        case.name,
+        o.expected_ms
+    );
+    assert_eq!(
+        beeps.len(),
+        o.expected_ms.len(),
+        "{}: beeps {beeps:?} vs expected {:?}",
+        case.name,
+        o.expected_ms
+    );
+    for ((f, b), e) in flashes.iter().zip(&beeps).zip(&o.expected_ms) {
+        let sync = b - f;
+        println!(
+            "SYNC {:<40} mark at {e:>9.3} ms: audio−video {sync:+7.3} ms, video {:+7.3} ms, audio {:+7.3} ms",
+            case.name,
+            f - e,
+            b - e
+        );
+        assert!(
+            sync.abs() <= SYNC_MS,
+            "{}: mark at {e} ms: audio − video = {sync:.3} ms",
+            case.name
+        );
+        assert!(
+            (f - e).abs() <= 1.5,
+            "{}: flash at {f} ms, expected {e} ms",
+            case.name
+        );
+        assert!(
+            (b - e).abs() <= SYNC_MS,
+            "{}: beep at {b} ms, expected {e} ms",
+            case.name
+        );
+    }
+    assert!(
+        ms(m.first_video_pts).abs() < 0.5,
+        "{}: video starts at {:?}",
+        case.name,
+        m.first_video_pts
+    );
+    let (vd, ad) = (ms(m.video_duration), ms(m.audio_duration));
+    println!(
+        "DURATION {:<36} expected {:.3} ms: video {:+.3} ms, audio {:+.3} ms",
+        case.name,
+        o.duration_ms,
+        vd - o.duration_ms,
+        ad - o.duration_ms
+    );
+    assert!(
+        (vd - o.duration_ms).abs() <= FRAME_MS,
+        "{}: video lasts {vd} ms, cut is {} ms",
+        case.name,
+        o.duration_ms
+    );
+    assert!(
+        (ad - o.duration_ms).abs() <= FRAME_MS,
+        "{}: audio lasts {ad} ms, cut is {} ms",
+        case.name,
+        o.duration_ms
+    );
+    assert!(
+        (ad - vd).abs() <= FRAME_MS,
+        "{}: audio {ad} ms vs video {vd} ms",
+        case.name
+    );
+    assert!((o.manifest.cuts.duration_s * 1000.0 - o.duration_ms).abs() < 0.01);
+}
+
+fn mux_and_check(case: &Case) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(case, dir.path());
+    if std::env::var_os("IDV_KEEP_SYNC_MEDIA").is_some() {
+        let kept = dir.keep();
+        println!("{}: media kept in {}", case.name, kept.display());
+    }
+    check(case, &outcome);
+    outcome
+}
+
+#[test]
+fn h264_mp4_with_mulaw_8k_starting_later() {
+    let o = mux_and_check(&Case {
+        name: "h264/mp4 + µ-law 8k, audio +2 s",
+        offset_s: 2.0,
+        marks_s: vec![3.0, 7.5, 12.0, 19.0],
+        ..Case::default()
+    });
+    assert_eq!(
+        o.manifest.tracks[0].made_by, "passthrough",
+        "in point on a keyframe"
+    );
+}
+
+#[test]
+fn recorder_running_300_ppm_fast_five_seconds_early() {
+    let o = mux_and_check(&Case {
+        name: "h264/mp4 + µ-law 8k, audio −5 s, +300 ppm",
+        seconds: 60,
+        offset_s: -5.0,
+        drift_ppm: 300.0,
+        marks_s: vec![1.0, 20.0, 40.0, 54.0],
+        ..Case::default()
+    });
+    let drift = o.manifest.clock.drift_ppm.expect("end time given");
+    assert!((drift - 300.0).abs() < 1.0, "drift found {drift}");
+}
+
+#[test]
+fn recorder_running_300_ppm_slow_stereo_16k_pcm_from_matroska() {
+    let o = mux_and_check(&Case {
+        name: "h264/mkv + PCM 16k stereo, +5 s, −300 ppm",
+        seconds: 60,
+        video_container: VideoContainer::Matroska,
+        encoding: CtiEncoding::Pcm16,
+        rate_hz: 16_000,
+        channels: 2,
+        offset_s: 5.0,
+        drift_ppm: -300.0,
+        marks_s: vec![6.0, 30.0, 59.0],
+        ..Case::default()
+    });
+    assert_eq!(o.measured.audio_channels, 2, "both CTI channels kept");
+}
+
+#[test]
+fn vp8_webm_with_alaw_into_matroska() {
+    let o = mux_and_check(&Case {
+        name: "vp8/webm + A-law 8k → mkv, +1.234 s, +150 ppm",
+        video_codec: VideoCodec::Vp8,
+        video_container: VideoContainer::WebM,
+        encoding: CtiEncoding::ALaw,
+        offset_s: 1.234,
+        drift_ppm: 150.0,
+        marks_s: vec![2.0, 9.0, 18.0],
+        format: OutputFormat::Mkv,
+        ..Case::default()
+    });
+    assert!(o.manifest.tracks[0].made_by.starts_with("passthrough"));
+}
+
+#[test]
+fn vp8_ivf_transcoded_into_mp4() {
+    let o = mux_and_check(&Case {
+        name: "vp8/ivf + µ-law → mp4 (transcode)",
+        video_codec: VideoCodec::Vp8,
+        video_container: VideoContainer::Ivf,
+        offset_s: 0.5,
+        marks_s: vec![1.0, 10.0],
+        ..Case::default()
+    });
+    assert_eq!(o.manifest.tracks[0].made_by, "transcoded");
+}
+
+#[test]
+fn h264_into_matroska_transcoded_with_flac_16k() {
+    mux_and_check(&Case {
+        name: "h264/mp4 + FLAC 16k → mkv (transcode)",
+        audio_container: CtiContainer::Flac,
+        encoding: CtiEncoding::Pcm16,
+        rate_hz: 16_000,
+        offset_s: -1.5,
+        marks_s: vec![1.0, 8.0, 17.0],
+        format: OutputFormat::Mkv,
+        ..Case::default()
+    });
+}
+
+#[test]
+fn a_hole_in_the_video_and_cuts_inside_a_gop() {
+    let case = Case {
+        name: "h264 gap 10–11.5 s, cut 2.55–17.3 s",
+        video_gaps: vec![300..345],
+        offset_s: 0.25,
+        in_s: Some(2.55),
+        out_s: Some(17.3),
+        marks_s: vec![3.0, 9.0, 12.0, 17.0],
+        ..Case::default()
+    };
+    let o = mux_and_check(&case);
+    assert!(
+        o.manifest.tracks[0].made_by.contains("re-encoded"),
+        "{}",
+        o.manifest.tracks[0].made_by
+    );
+    // The hole stays a hole: no frame shown between 10 s and 11.5 s of the camera (7.45 s to
+    // 8.95 s of the output), and the manifest lists it.
+    let inside: Vec<_> = o
+        .measured
+        .frame_times
+        .iter()
+        .map(|t| ms(*t))
+        .filter(|&t| t > 7_460.0 && t < 8_940.0)
+        .collect();
+    assert!(inside.is_empty(), "frames inside the gap: {inside:?}");
+    let gap = o
+        .manifest
+        .gaps
+        .iter()
+        .find(|g| g.filled_with == "held frame")
+        .expect("the gap is in the manifest");
+    assert!((gap.output_from_s - (10.0 - 2.55)).abs() < 0.04, "{gap:?}");
+    assert!((gap.seconds - 1.5).abs() < 0.04, "{gap:?}");
+    // The first frame is the one on screen at the in point (captured at 2.5333 s), shown
+    // from 0; the next one comes at its true time.
+    let t = &o.measured.frame_times;
+    assert!(
+        ms(t[0]).abs() < 0.5 && (ms(t[1]) - (2566.667 - 2550.0)).abs() < 1.0,
+        "{:?}",
+        &t[..3]
+    );
+}
