@@ -371,7 +371,7 @@ fn h264_into_matroska_transcoded_with_flac_16k() {
 fn a_hole_in_the_video_and_cuts_inside_a_gop() {
     let case = Case {
         name: "h264 gap 10–11.5 s, cut 2.55–17.3 s",
-        video_gaps: [300..345].into(),
+        video_gaps: std::iter::once(300..345).collect(),
         offset_s: 0.25,
         in_s: Some(2.55),
         out_s: Some(17.3),
