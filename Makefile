@@ -30,10 +30,12 @@ lint:
 unit:
 	IDV_REQUIRE_S3=1 $(CARGO) test --workspace -j$(JOBS)
 
-## Criterion benches: seal/open vs raw aes-gcm vs ring, printed as a ratio table.
+## Benches: seal/open vs raw aes-gcm vs ring (criterion), and the mux vs ffmpeg + AES-GCM.
 bench: bootstrap
 	$(CARGO) bench -j$(JOBS) -p idv-benches
 	@python3 benches/ratios.py "$(CARGO_TARGET_DIR)/criterion"
+	$(CARGO) build --release -j$(JOBS) -p idv -p idv-benches --bins
+	python3 benches/mux_vs_ffmpeg.py "$(CARGO_TARGET_DIR)/release" --minutes 10 --runs 3 --memory-minutes 60
 
 ## Fuzz the archive parser (needs cargo-fuzz; FUZZ_SECONDS=60 by default).
 fuzz: bootstrap

@@ -322,3 +322,147 @@ fn rotation_keeps_old_keys_while_an_archive_is_unreachable() {
     assert!(out.contains("destroyed kek-0001, kek-0002"), "{out}");
     assert!(d.ok(&["verify", &a]).starts_with("ok: ") && d.ok(&["verify", &b]).starts_with("ok: "));
 }
+
+/// A 6 s camera clip (flashes at 1 s and 4 s) and a 7 s µ-law call starting 0.5 s earlier.
+fn small_call(d: &DataDir) -> (String, String) {
+    use fixtures::media::{CameraClip, CtiRecording};
+    use std::time::Duration;
+    CameraClip {
+        width: 160,
+        height: 120,
+        frames: 180,
+        flash_frames: vec![30, 120],
+        ..CameraClip::default()
+    }
+    .write(&d.path("camera.mp4"))
+    .unwrap();
+    CtiRecording {
+        duration: Duration::from_secs(7),
+        beeps: vec![Duration::from_millis(1500), Duration::from_millis(4500)],
+        ..CtiRecording::default()
+    }
+    .write(&d.path("cti.wav"))
+    .unwrap();
+    (d.s("camera.mp4"), d.s("cti.wav"))
+}
+
+const CAMERA_START: &str = "2026-11-21T10:00:00.000Z";
+const CALL_START: &str = "2026-11-21T09:59:59.500Z";
+
+fn mux_args<'a>(video: &'a str, audio: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "mux",
+        "--video",
+        video,
+        "--video-start",
+        CAMERA_START,
+        "--audio",
+        audio,
+        "--audio-start",
+        CALL_START,
+        "-o",
+        out,
+    ]
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+#[test]
+fn mux_seals_a_playable_recording_with_its_manifest() {
+    let d = DataDir::new();
+    let (video, audio) = small_call(&d);
+    let out = d.s("call.idvr");
+    let printed = d.ok(&mux_args(&video, &audio, &out));
+    assert!(printed.starts_with("muxed "), "{printed}");
+    d.ok(&["verify", &out]);
+
+    let manifest: serde_json::Value = serde_json::from_str(&d.ok(&["manifest", &out])).unwrap();
+    assert_eq!(manifest["kind"], "mux");
+    assert_eq!(
+        manifest["inputs"][0]["sha256"],
+        sha256_hex(&d.path("camera.mp4"))
+    );
+    assert_eq!(
+        manifest["inputs"][1]["sha256"],
+        sha256_hex(&d.path("cti.wav"))
+    );
+    assert_eq!(manifest["inputs"][1]["codec"], "pcm_mulaw");
+    assert_eq!(manifest["cuts"]["in"], "2026-11-21T10:00:00Z");
+    assert_eq!(manifest["cuts"]["out"], "2026-11-21T10:00:06Z");
+    assert_eq!(manifest["clock"]["audio_offset_s"], -0.5);
+
+    d.ok(&["open", &out, "-o", &d.s("call.mp4")]);
+    fixtures::media::ffprobe_ok(&d.path("call.mp4")).unwrap();
+    fixtures::media::gst_discoverer_ok(&d.path("call.mp4")).unwrap();
+    let m = fixtures::media::measure_with_ffmpeg(&d.path("call.mp4"), 0).unwrap();
+    assert_eq!(m.flashes.len(), 2);
+    for (flash, beep) in m.flashes.iter().zip(&m.beeps) {
+        let sync_ms = (beep.as_secs_f64() - flash.as_secs_f64()) * 1000.0;
+        assert!(sync_ms.abs() <= 10.0, "audio − video {sync_ms} ms");
+    }
+    let audit = d.ok(&["audit", "list"]);
+    assert!(audit.contains("archive.mux"), "{audit}");
+}
+
+#[test]
+fn mux_refuses_bad_inputs_in_one_line_and_leaves_nothing_behind() {
+    let d = DataDir::new();
+    let (video, audio) = small_call(&d);
+    let out = d.s("call.idvr");
+    let wav = std::fs::read(d.path("cti.wav")).unwrap();
+    let corrupt_header = d.write(
+        "corrupt.wav",
+        &[b"RIFF\x10\x00\x00\x00WAVEfmt ".as_slice(), &[0xff; 8]].concat(),
+    );
+    let truncated_wav = d.write("truncated.wav", &wav[..wav.len() / 2]);
+    let mp4 = std::fs::read(d.path("camera.mp4")).unwrap();
+    let truncated_mp4 = d.write("truncated.mp4", &mp4[..mp4.len() / 2]);
+    let noise = d.write("noise.mkv", &fixtures::pseudo_random_bytes(7, 100_000));
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            mux_args(&video, &corrupt_header, &out),
+            "corrupt WAV header",
+        ),
+        (mux_args(&video, &truncated_wav, &out), "truncated"),
+        (mux_args(&truncated_mp4, &audio, &out), "truncated.mp4"),
+        (mux_args(&noise, &audio, &out), "noise.mkv"),
+        (mux_args(&audio, &audio, &out), "cti.wav"),
+        (mux_args(&video, &d.s("missing.wav"), &out), "missing.wav"),
+    ];
+    for (args, expected) in &cases {
+        let reason = d.fails(args);
+        assert!(reason.contains(expected), "{args:?}: {reason}");
+    }
+    let mut no_overlap = mux_args(&video, &audio, &out);
+    no_overlap[8] = "2026-11-21T11:00:00Z";
+    let reason = d.fails(&no_overlap);
+    assert!(reason.contains("do not overlap"), "{reason}");
+    let mut bad_cut = mux_args(&video, &audio, &out);
+    bad_cut.extend([
+        "--in",
+        "2026-11-21T10:00:04Z",
+        "--out-point",
+        "2026-11-21T10:00:02Z",
+    ]);
+    let reason = d.fails(&bad_cut);
+    assert!(reason.contains("before the in point"), "{reason}");
+
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("call.idvr"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Every attempt is audited, and none as a success.
+    let audit = d.ok(&["audit", "list", "--limit", "100"]);
+    let muxes: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("archive.mux"))
+        .collect();
+    assert_eq!(muxes.len(), cases.len() + 2, "{audit}");
+    assert!(muxes.iter().all(|l| l.contains("Failed")), "{audit}");
+}

@@ -11,7 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use crate::audio::{AudioInput, AudioTrack, OUTPUT_RATE};
+use crate::audio::{AudioInput, AudioOutput, AudioTrack};
 use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
 use crate::input::fingerprint;
@@ -50,12 +50,22 @@ impl OutputFormat {
         }
     }
 
-    /// Samples of priming the audio encoder puts before the first real one that players do
-    /// not skip on their own (see [`crate::audio`]).
-    fn audio_skip(self) -> u64 {
+    /// Audio rate, and the priming the encoder puts before the first real sample that
+    /// players do not skip on their own (see [`crate::audio`]): `voaacenc` delays by 1600
+    /// samples (measured by the sync tests: 1024 of priming plus its 576-sample look-ahead);
+    /// Opus says its pre-skip in its header.
+    fn audio_output(self) -> AudioOutput {
         match self {
-            Self::Mp4 => 1024,
-            Self::Mkv => 0,
+            Self::Mp4 => AudioOutput {
+                rate_hz: 32_000,
+                skip: 1600,
+                tail: 1600 + 1024,
+            },
+            Self::Mkv => AudioOutput {
+                rate_hz: 48_000,
+                skip: 0,
+                tail: 0,
+            },
         }
     }
 
@@ -138,7 +148,7 @@ pub fn mux(
             })
             .collect();
         let audio_info = audio_file.info.clone();
-        let audio = AudioTrack::plan(audio_file, clock, cuts, request.format.audio_skip());
+        let audio = AudioTrack::plan(audio_file, clock, cuts, request.format.audio_output());
         let audio_gaps = audio.gaps.clone();
         let audio_samples = audio.output_samples();
 
@@ -192,8 +202,9 @@ pub fn mux(
             role: TrackRole::CtiAudio,
             codec: request.format.audio_codec().into(),
             made_by: format!(
-                "resampled {} Hz → {OUTPUT_RATE} Hz on the timeline ({}); {} channel(s) kept",
+                "resampled {} Hz → {} Hz on the timeline ({}); {} channel(s) kept",
                 audio_info.rate_hz,
+                request.format.audio_output().rate_hz,
                 clock.drift_ppm().map_or_else(
                     || "no end time: nominal rate".into(),
                     |p| format!("drift {p:+.1} ppm corrected")
@@ -334,8 +345,8 @@ fn run_pipeline(
         .build();
     let encoder = match format {
         OutputFormat::Mp4 => {
-            let e = element("avenc_aac")?;
-            e.set_property("bitrate", 64_000i32 * i32::from(audio.file.info.channels));
+            let e = element("voaacenc")?;
+            e.set_property("bitrate", 48_000i32 * i32::from(audio.file.info.channels));
             e
         }
         OutputFormat::Mkv => {

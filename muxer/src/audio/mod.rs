@@ -2,12 +2,13 @@
 //! known, which gives the drift), resampled onto the output's sample grid so that sample `n`
 //! plays at `in + n / rate` exactly, and pushed into the output pipeline.
 //!
-//! Encoder delay: AAC encoders put `delay` samples of priming before the first real one, and
+//! Encoder delay: AAC encoders put `delay` samples before the first real one (1600 for
+//! `voaacenc`), and
 //! a fragmented MP4 cannot carry the edit list that would hide them (GStreamer writes none
 //! there, and browsers ignore it in fragments). So the track is fed from `in + delay / rate`:
 //! a player that plays the priming — ffmpeg, GStreamer, browsers all do here — hears every
 //! later sample at its true time, and the first `delay` samples after the in point
-//! (21 ms at 48 kHz) are the encoder's silence. Opus carries its pre-skip in the stream
+//! (50 ms at 32 kHz) are the encoder's silence. Opus carries its pre-skip in the stream
 //! header and decoders honour it, so nothing is skipped there.
 
 pub mod resample;
@@ -35,9 +36,19 @@ pub struct AudioInput {
     pub end: Option<UtcNanos>,
 }
 
-/// The output rate: every output codec takes it, and one AAC frame (1024 samples) is 21 ms,
-/// well under a video frame, so audio and video durations agree within one frame.
-pub const OUTPUT_RATE: u32 = 48_000;
+/// The output's audio encoding: rate, and priming the player does not skip on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioOutput {
+    /// Output sample rate. For AAC 32 kHz: one frame (1024 samples, 32 ms) is shorter than a
+    /// video frame, so the durations agree within one frame, at two thirds of 48 kHz's cost.
+    pub rate_hz: u32,
+    /// Samples of encoder priming skipped at the start (see the module docs).
+    pub skip: u64,
+    /// Samples of silence pushed after the out point so the encoder emits everything it holds
+    /// (`voaacenc`: its look-ahead, and it drops a partial last frame): the track then ends
+    /// less than one audio frame (32 ms) after the out point.
+    pub tail: u64,
+}
 
 /// The audio track, planned.
 pub struct AudioTrack {
@@ -47,16 +58,16 @@ pub struct AudioTrack {
     pub clock: CtiClock,
     /// The in and out points.
     pub cuts: CutPoints,
-    /// Samples of encoder priming skipped at the start (see the module docs).
-    pub skip: u64,
+    /// The output encoding.
+    pub output: AudioOutput,
     /// Stretches of the cut the recording does not cover (silence).
     pub gaps: Vec<Gap>,
 }
 
 impl AudioTrack {
-    /// Plans the track; `skip` is the output encoder's delay in samples at [`OUTPUT_RATE`].
+    /// Plans the track for the `output` encoding.
     #[must_use]
-    pub fn plan(file: AudioFile, clock: CtiClock, cuts: CutPoints, skip: u64) -> Self {
+    pub fn plan(file: AudioFile, clock: CtiClock, cuts: CutPoints, output: AudioOutput) -> Self {
         let span = clock.span();
         let mut gaps = Vec::new();
         if span.start > cuts.in_point {
@@ -76,15 +87,15 @@ impl AudioTrack {
             file,
             clock,
             cuts,
-            skip,
+            output,
             gaps,
         }
     }
 
-    /// Output samples in `[in, out)` at [`OUTPUT_RATE`].
+    /// Output samples in `[in, out)` at the output rate.
     #[must_use]
     pub fn output_samples(&self) -> u64 {
-        (self.cuts.duration() as f64 * f64::from(OUTPUT_RATE) / 1e9).round() as u64
+        (self.cuts.duration() as f64 * f64::from(self.output.rate_hz) / 1e9).round() as u64
     }
 
     /// Caps of the raw audio pushed into the pipeline.
@@ -93,7 +104,7 @@ impl AudioTrack {
         gst::Caps::builder("audio/x-raw")
             .field("format", "S16LE")
             .field("layout", "interleaved")
-            .field("rate", OUTPUT_RATE as i32)
+            .field("rate", self.output.rate_hz as i32)
             .field("channels", i32::from(self.file.info.channels))
             .build()
     }
@@ -110,14 +121,15 @@ impl AudioTrack {
     }
 
     fn feed_inner(&mut self, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
-        const BLOCK: usize = 4800; // 100 ms
+        const BLOCK: usize = 4800;
         let rate = self.clock.effective_rate_hz();
-        let step = rate / f64::from(OUTPUT_RATE);
+        let out_rate = f64::from(self.output.rate_hz);
+        let step = rate / out_rate;
         let offset_s = (self.cuts.in_point.0 - self.clock.start.0) as f64 / 1e9;
-        let x0 = offset_s * rate + self.skip as f64 * step;
+        let x0 = offset_s * rate + self.output.skip as f64 * step;
         let channels = usize::from(self.file.info.channels);
         let mut resampler = Resampler::new(channels, x0, step);
-        let total = self.output_samples().saturating_sub(self.skip);
+        let total = self.output_samples().saturating_sub(self.output.skip);
         let mut made = 0u64;
         let mut input = Vec::new();
         let mut output: Vec<i16> = Vec::new();
@@ -138,24 +150,38 @@ impl AudioTrack {
                 }
                 continue;
             }
-            // Contiguous from 0: the encoder's priming then plays during [0, skip).
-            let pts = made * 1_000_000_000 / u64::from(OUTPUT_RATE);
-            let end = (made + n as u64) * 1_000_000_000 / u64::from(OUTPUT_RATE);
-            let bytes: Vec<u8> = output.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut buffer = gst::Buffer::from_mut_slice(bytes);
-            {
-                let b = buffer.get_mut().expect("new buffer is writable");
-                b.set_pts(gst::ClockTime::from_nseconds(pts));
-                b.set_duration(gst::ClockTime::from_nseconds(end - pts));
-            }
-            src.push_buffer(buffer).map_err(|e| MuxError::Pipeline {
-                stage: "muxing".into(),
-                element: "audio".into(),
-                message: format!("the muxer stopped taking audio ({e:?})"),
-            })?;
+            self.push(src, &output, made)?;
             made += n as u64;
             pushed.store(made, Ordering::Relaxed);
         }
+        if self.output.tail > 0 {
+            // Silence past the out point flushes what the encoder still holds.
+            let silence = vec![0i16; self.output.tail as usize * channels];
+            self.push(src, &silence, made)?;
+        }
         Ok(())
+    }
+
+    /// Pushes interleaved samples starting at output sample `at` (contiguous from 0: the
+    /// encoder's priming then plays during `[0, skip)`).
+    fn push(&self, src: &gst_app::AppSrc, samples: &[i16], at: u64) -> Result<()> {
+        let frames = (samples.len() / usize::from(self.file.info.channels)) as u64;
+        let rate = u64::from(self.output.rate_hz);
+        let pts = at * 1_000_000_000 / rate;
+        let end = (at + frames) * 1_000_000_000 / rate;
+        let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut buffer = gst::Buffer::from_mut_slice(bytes);
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
+            b.set_duration(gst::ClockTime::from_nseconds(end - pts));
+        }
+        src.push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|e| MuxError::Pipeline {
+                stage: "muxing".into(),
+                element: "audio".into(),
+                message: format!("the muxer stopped taking audio ({e:?})"),
+            })
     }
 }
