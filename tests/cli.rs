@@ -421,6 +421,7 @@ fn mux_refuses_bad_inputs_in_one_line_and_leaves_nothing_behind() {
     let mp4 = std::fs::read(d.path("camera.mp4")).unwrap();
     let truncated_mp4 = d.write("truncated.mp4", &mp4[..mp4.len() / 2]);
     let noise = d.write("noise.mkv", &fixtures::pseudo_random_bytes(7, 100_000));
+    let missing = d.s("missing.wav");
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -431,7 +432,7 @@ fn mux_refuses_bad_inputs_in_one_line_and_leaves_nothing_behind() {
         (mux_args(&truncated_mp4, &audio, &out), "truncated.mp4"),
         (mux_args(&noise, &audio, &out), "noise.mkv"),
         (mux_args(&audio, &audio, &out), "cti.wav"),
-        (mux_args(&video, &d.s("missing.wav"), &out), "missing.wav"),
+        (mux_args(&video, &missing, &out), "missing.wav"),
     ];
     for (args, expected) in &cases {
         let reason = d.fails(args);

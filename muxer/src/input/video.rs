@@ -4,6 +4,7 @@
 //! keyframes; the mux streams a second pass ([`Demuxer`]) so no file is ever held in memory.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
@@ -78,6 +79,8 @@ pub struct VideoScan {
     pub frame_duration: i64,
     /// Encoded bytes of all frames (for choosing a bitrate when re-encoding).
     pub bytes: u64,
+    /// The nominal frame rate from the caps, when the stream declares one.
+    pub framerate: Option<(i32, i32)>,
 }
 
 impl VideoScan {
@@ -118,6 +121,11 @@ impl VideoScan {
         if size.0 <= 0 || size.1 <= 0 {
             return Err(MuxError::input(path, "the video stream has no frame size"));
         }
+        let framerate = s
+            .get::<gst::Fraction>("framerate")
+            .ok()
+            .map(|f| (f.numer(), f.denom()))
+            .filter(|&(n, d)| n > 0 && d > 0);
         let reordered = frame_pts.windows(2).any(|w| w[1] <= w[0]);
         let mut sorted = frame_pts.clone();
         sorted.sort_unstable();
@@ -134,6 +142,7 @@ impl VideoScan {
             reordered,
             frame_duration: frame_duration.max(1),
             bytes,
+            framerate,
         })
     }
 
@@ -161,7 +170,22 @@ impl VideoScan {
     /// The time just after the last frame (last frame + one nominal frame duration).
     #[must_use]
     pub fn end(&self) -> i64 {
-        self.frame_pts.iter().max().copied().unwrap_or(0) + self.frame_duration
+        let end = self.frame_pts.iter().max().copied().unwrap_or(0) + self.frame_duration;
+        // Containers store times rounded to their timescale; snap to the frame grid when the
+        // stream declares its rate, so 180 frames at 30 fps end at 6 s, not 5.999999999 s.
+        match self.framerate {
+            Some((n, d)) => {
+                let (n, d) = (i128::from(n), i128::from(d));
+                let frames = (i128::from(end) * n + 500_000_000 * d) / (1_000_000_000 * d);
+                let snapped = (frames * 1_000_000_000 * d + n / 2) / n;
+                if (snapped - i128::from(end)).abs() < 1_000_000 {
+                    snapped as i64
+                } else {
+                    end
+                }
+            }
+            None => end,
+        }
     }
 }
 
@@ -171,6 +195,8 @@ pub struct Demuxer {
     pipeline: Pipeline,
     sink: gst_app::AppSink,
     linked: Arc<Mutex<bool>>,
+    all_pads: Arc<AtomicBool>,
+    opened_at: std::time::Instant,
     first_pts: Option<u64>,
     /// Caps of the video stream, known from the first frame on.
     pub caps: Option<gst::Caps>,
@@ -231,6 +257,11 @@ impl Demuxer {
                 }
             }
         });
+        // A file with no video stream (a WAV given as --video) would leave the appsink waiting
+        // forever: end its stream when parsebin says no more pads are coming.
+        let all_pads = Arc::new(AtomicBool::new(false));
+        let all_pads_in_cb = Arc::clone(&all_pads);
+        parse.connect_no_more_pads(move |_| all_pads_in_cb.store(true, Ordering::SeqCst));
         pipeline
             .play()
             .map_err(|e| MuxError::input(path, reason_of(&e)))?;
@@ -239,6 +270,8 @@ impl Demuxer {
             pipeline,
             sink,
             linked,
+            all_pads,
+            opened_at: std::time::Instant::now(),
             first_pts: None,
             caps: None,
             codec: None,
@@ -250,10 +283,27 @@ impl Demuxer {
     /// # Errors
     /// [`MuxError::Input`] when the file is damaged, holds no video, or an unknown codec.
     pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>> {
-        let sample = self
-            .pipeline
-            .pull(&self.sink)
-            .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
+        let sample = loop {
+            if let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                break Some(sample);
+            }
+            let linked = *self.linked.lock().expect("not poisoned");
+            // No video pad once parsebin is done (or, should it never say so, after 5 s of
+            // nothing): a file without video, e.g. a WAV given as the camera.
+            if self.sink.is_eos()
+                || (!linked
+                    && (self.all_pads.load(Ordering::SeqCst)
+                        || self.opened_at.elapsed() > std::time::Duration::from_secs(5)))
+            {
+                break None;
+            }
+            self.pipeline
+                .check_bus()
+                .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
+        };
         let Some(sample) = sample else {
             if !*self.linked.lock().expect("not poisoned") {
                 return Err(MuxError::input(
