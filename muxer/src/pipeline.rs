@@ -3,7 +3,6 @@
 //! from an appsink without hanging when upstream failed, and stop (EOS first, then `Null`).
 
 use std::sync::Once;
-use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -117,24 +116,6 @@ impl Pipeline {
         self.error(element, message)
     }
 
-    /// Waits for end-of-stream (or the first error) on the bus.
-    ///
-    /// # Errors
-    /// The first bus error.
-    pub fn wait_eos(&self) -> Result<()> {
-        let bus = self.inner.bus().expect("a pipeline has a bus");
-        match bus.timed_pop_filtered(
-            gst::ClockTime::NONE,
-            &[gst::MessageType::Error, gst::MessageType::Eos],
-        ) {
-            Some(msg) => match msg.view() {
-                gst::MessageView::Error(err) => Err(self.bus_error(err)),
-                _ => Ok(()),
-            },
-            None => Err(self.error("bus", "closed before end of stream")),
-        }
-    }
-
     /// The next sample from `sink`, `None` at end of stream; never hangs on an upstream
     /// failure (the bus is checked between short waits).
     ///
@@ -163,6 +144,3 @@ impl Drop for Pipeline {
         self.stop();
     }
 }
-
-/// How long a feeder waits for a full appsrc before it looks at the bus again.
-pub const FEED_POLL: Duration = Duration::from_millis(100);
