@@ -219,8 +219,6 @@ pub fn mux(
             .into_iter()
             .map(|g| g.relative_to(cuts.in_point))
             .collect();
-        let spans_start = spans.iter().map(|s| s.start).max();
-        let spans_end = spans.iter().map(|s| s.end).min();
         Ok(Manifest {
             kind: "mux",
             manifest_version: MANIFEST_VERSION,
@@ -245,14 +243,13 @@ pub fn mux(
                 r#in: rfc3339(cuts.in_point),
                 out: rfc3339(cuts.out_point),
                 duration_s: cuts.duration() as f64 / 1e9,
+                // Without an explicit point, `CutPoints::choose` takes exactly these.
                 in_chosen_by: if request.in_point.is_some() {
                     "requested"
-                } else if spans_start == Some(cuts.in_point) {
-                    "latest start"
                 } else {
-                    "requested"
+                    "latest start"
                 },
-                out_chosen_by: if request.out_point.is_some() || spans_end != Some(cuts.out_point) {
+                out_chosen_by: if request.out_point.is_some() {
                     "requested"
                 } else {
                     "earliest end"
