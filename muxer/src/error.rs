@@ -20,6 +20,9 @@ pub enum MuxError {
     /// The inputs cannot be put on one timeline or cut as asked.
     #[error(transparent)]
     Timeline(#[from] TimelineError),
+    /// The request asks for something that cannot be made (a layout without its inputs).
+    #[error("cannot mux as asked: {0}")]
+    Request(String),
     /// A GStreamer element failed; `element` is its path in the pipeline.
     #[error("{stage}: {element}: {message}")]
     Pipeline {

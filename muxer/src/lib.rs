@@ -21,5 +21,5 @@ pub mod video;
 pub use audio::AudioInput;
 pub use error::{MuxError, Result};
 pub use manifest::Manifest;
-pub use mux::{MuxRequest, OutputFormat, mux};
+pub use mux::{Layout, MuxRequest, OutputFormat, mux};
 pub use video::{VideoInput, VideoRole};

@@ -20,6 +20,8 @@ pub enum TrackRole {
     Screen,
     /// The call centre's recording of the call.
     CtiAudio,
+    /// The camera composited over the screen (`--layout pip`).
+    Composite,
 }
 
 impl From<crate::video::VideoRole> for TrackRole {

@@ -22,7 +22,7 @@ use crate::manifest::{
 };
 use crate::pipeline::{self, Pipeline, element};
 use crate::timeline::{CtiClock, CutPoints, UtcNanos};
-use crate::video::{self, VideoInput, VideoMode, VideoTrack};
+use crate::video::{self, PipBranch, PipLayout, VideoInput, VideoMode, VideoTrack};
 
 /// The container (and with it the codecs) of the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +77,17 @@ impl OutputFormat {
     }
 }
 
+/// How the video tracks are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// One track per input (camera, then screen).
+    #[default]
+    Tracks,
+    /// The same, plus a first track with the camera composited over the screen (see
+    /// [`crate::video::pip`]). Needs a screen.
+    Pip,
+}
+
 /// What to mux.
 #[derive(Debug, Clone)]
 pub struct MuxRequest {
@@ -92,6 +103,8 @@ pub struct MuxRequest {
     pub out_point: Option<UtcNanos>,
     /// The output container.
     pub format: OutputFormat,
+    /// Separate tracks, or a picture-in-picture composite as well.
+    pub layout: Layout,
 }
 
 /// Muxes `request` into `out`, calling `progress` with the fraction done (0..=1).
@@ -105,6 +118,11 @@ pub fn mux(
     progress: &mut dyn FnMut(f64),
 ) -> Result<Manifest> {
     pipeline::init()?;
+    if request.layout == Layout::Pip && request.screen.is_none() {
+        return Err(MuxError::Request(
+            "the picture-in-picture layout needs a screen track".into(),
+        ));
+    }
     let mut videos = vec![request.camera.clone()];
     videos.extend(request.screen.clone());
     let inputs_to_hash: Vec<_> = videos
@@ -152,7 +170,15 @@ pub fn mux(
         let audio_gaps = audio.gaps.clone();
         let audio_samples = audio.output_samples();
 
-        let units = run_pipeline(request.format, &tracks, audio, out, progress)?;
+        let pip = (request.layout == Layout::Pip).then(|| {
+            let (camera, screen) = (&tracks[0].scan, &tracks[1].scan);
+            PipLayout::new(
+                camera.size,
+                screen.size,
+                camera.framerate.unwrap_or((0, 0)),
+            )
+        });
+        let units = run_pipeline(request.format, &tracks, pip.as_ref(), audio, out, progress)?;
 
         let hashes = hashing.join().expect("hashing does not panic")?;
         let mut inputs: Vec<InputRecord> = tracks
@@ -180,11 +206,23 @@ pub fn mux(
             end: rfc3339(clock.span().end),
             units: audio_info.frames,
         });
-        let mut out_tracks: Vec<TrackRecord> = tracks
+        let first = usize::from(pip.is_some());
+        let mut out_tracks: Vec<TrackRecord> = pip
             .iter()
-            .enumerate()
-            .map(|(index, t)| TrackRecord {
-                index,
+            .map(|l| TrackRecord {
+                index: 0,
+                role: TrackRole::Composite,
+                codec: format!("{:?}", request.format.video_codec(tracks[0].scan.codec))
+                    .to_lowercase(),
+                made_by: format!(
+                    "camera at {}×{} over the screen at {}×{}, encoded",
+                    l.inset.2, l.inset.3, l.width, l.height
+                ),
+                units: units.composite,
+            })
+            .collect();
+        out_tracks.extend(tracks.iter().enumerate().map(|(i, t)| TrackRecord {
+                index: first + i,
                 role: t.input.role.into(),
                 codec: format!("{:?}", request.format.video_codec(t.scan.codec)).to_lowercase(),
                 made_by: match t.mode {
@@ -194,11 +232,10 @@ pub fn mux(
                     }
                     VideoMode::Transcode(_) => "transcoded".into(),
                 },
-                units: units.get(index).copied().unwrap_or(0),
-            })
-            .collect();
+                units: units.tracks.get(i).copied().unwrap_or(0),
+            }));
         out_tracks.push(TrackRecord {
-            index: tracks.len(),
+            index: first + tracks.len(),
             role: TrackRole::CtiAudio,
             codec: request.format.audio_codec().into(),
             made_by: format!(
@@ -271,14 +308,22 @@ fn file_name(path: &std::path::Path) -> String {
     )
 }
 
-/// Builds and runs the output pipeline; returns the frames pushed per video track.
+/// Frames muxed per video track.
+struct Units {
+    tracks: Vec<u64>,
+    composite: u64,
+}
+
+/// Builds and runs the output pipeline (the composite first when `pip` is given, then the
+/// video tracks, then the audio).
 fn run_pipeline(
     format: OutputFormat,
     tracks: &[VideoTrack],
+    pip: Option<&PipLayout>,
     audio: AudioTrack,
     out: &mut dyn Write,
     progress: &mut dyn FnMut(f64),
-) -> Result<Vec<u64>> {
+) -> Result<Units> {
     let pipeline = Pipeline::new("muxing");
     let muxer = match format {
         OutputFormat::Mp4 => {
@@ -300,6 +345,15 @@ fn run_pipeline(
         .build();
     pipeline.chain(&[&muxer, sink.upcast_ref()])?;
 
+    let composite = match pip {
+        Some(layout) => {
+            let codec = format.video_codec(tracks[0].scan.codec);
+            let branch = PipBranch::build(&pipeline, layout, &tracks[0], &tracks[1], codec)?;
+            link_to_muxer(&pipeline, &branch.last, &muxer, "video_%u")?;
+            Some(branch)
+        }
+        None => None,
+    };
     let mut video_srcs = Vec::new();
     for (i, track) in tracks.iter().enumerate() {
         let src = gst_app::AppSrc::builder()
@@ -366,7 +420,7 @@ fn run_pipeline(
     let pushed_audio = AtomicU64::new(0);
     let pushed_video: Vec<AtomicU64> = tracks.iter().map(|_| AtomicU64::new(0)).collect();
 
-    std::thread::scope(|scope| -> Result<Vec<u64>> {
+    std::thread::scope(|scope| -> Result<Units> {
         let feeders: Vec<_> = tracks
             .iter()
             .zip(&video_srcs)
@@ -374,6 +428,11 @@ fn run_pipeline(
             .map(|((track, src), pushed)| scope.spawn(move || video::feed(track, src, pushed)))
             .collect();
         let audio_feeder = scope.spawn(|| audio.feed(&audio_src, &pushed_audio));
+        let composite_feeders: Vec<_> = composite
+            .iter()
+            .flat_map(|b| [(&tracks[0], &b.camera), (&tracks[1], &b.screen)])
+            .map(|(track, src)| scope.spawn(move || video::feed_decoded(track, src)))
+            .collect();
 
         let written = drain(&pipeline, &sink, out, &mut || {
             progress(pushed_audio.load(Ordering::Relaxed) as f64 / total_samples as f64);
@@ -384,6 +443,7 @@ fn run_pipeline(
         }
         let mut errors: Vec<MuxError> = feeders
             .into_iter()
+            .chain(composite_feeders)
             .filter_map(|f| f.join().expect("feeders do not panic").err())
             .collect();
         errors.extend(audio_feeder.join().expect("feeders do not panic").err());
@@ -400,10 +460,15 @@ fn run_pipeline(
             return Err(e);
         }
         progress(1.0);
-        Ok(pushed_video
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .collect())
+        Ok(Units {
+            tracks: pushed_video
+                .iter()
+                .map(|p| p.load(Ordering::Relaxed))
+                .collect(),
+            composite: composite
+                .as_ref()
+                .map_or(0, |b| b.frames.load(Ordering::Relaxed)),
+        })
     })
 }
 

@@ -11,7 +11,8 @@ use fixtures::media::{
     gst_discoverer_ok, measure_with_ffmpeg,
 };
 use muxer::timeline::UtcNanos;
-use muxer::{AudioInput, Manifest, MuxRequest, OutputFormat, VideoInput, VideoRole};
+use muxer::manifest::TrackRole;
+use muxer::{AudioInput, Layout, Manifest, MuxRequest, OutputFormat, VideoInput, VideoRole};
 
 /// The budget for |audio − video| at every mark.
 const SYNC_MS: f64 = 10.0;
@@ -42,6 +43,16 @@ struct Case {
     /// Sync marks, seconds after the camera's start (rounded to a frame).
     marks_s: Vec<f64>,
     format: OutputFormat,
+    /// A screen track too: its codec, container and start − camera start (whole frames).
+    screen: Option<Screen>,
+    layout: Layout,
+}
+
+/// The screen of a case: a second clip flashing at the same instants, another picture size.
+struct Screen {
+    codec: VideoCodec,
+    container: VideoContainer,
+    offset_s: f64,
 }
 
 impl Default for Case {
@@ -64,6 +75,8 @@ impl Default for Case {
             out_s: None,
             marks_s: Vec::new(),
             format: OutputFormat::Mp4,
+            screen: None,
+            layout: Layout::Tracks,
         }
     }
 }
@@ -77,11 +90,59 @@ fn ms(d: Duration) -> f64 {
 }
 
 struct Outcome {
+    /// The first video stream (and the audio).
     measured: Measured,
+    /// The other video streams, in order.
+    more: Vec<Measured>,
     manifest: Manifest,
     /// Expected output time of each mark, ms.
     expected_ms: Vec<f64>,
     duration_ms: f64,
+}
+
+fn extension(container: VideoContainer) -> &'static str {
+    match container {
+        VideoContainer::Mp4 => "mp4",
+        VideoContainer::Matroska => "mkv",
+        VideoContainer::WebM => "webm",
+        VideoContainer::Ivf => "ivf",
+    }
+}
+
+/// Writes the screen clip: 320×180, flashing at the marks that fall in it; returns its input
+/// and when it ends (seconds after the camera's start).
+fn write_screen(screen: &Screen, case: &Case, dir: &Path) -> (VideoInput, f64) {
+    let frames = case.seconds * FPS - (screen.offset_s * f64::from(FPS)).round() as u32;
+    let slots = case
+        .marks_s
+        .iter()
+        .map(|s| ((s - screen.offset_s) * f64::from(FPS)).round())
+        .filter(|&k| k >= 0.0 && k < f64::from(frames))
+        .map(|k| k as u32)
+        .collect();
+    let clip = CameraClip {
+        codec: screen.codec,
+        container: screen.container,
+        width: 320,
+        height: 180,
+        fps: FPS,
+        frames,
+        flash_frames: slots,
+        gaps: Vec::new(),
+        keyframe_interval: 45,
+        bitrate_kbps: 300,
+    };
+    let path = dir.join(format!("screen.{}", extension(screen.container)));
+    clip.write(&path).expect("screen clip");
+    let end = screen.offset_s + f64::from(frames) / f64::from(FPS);
+    (
+        VideoInput {
+            role: VideoRole::Screen,
+            path,
+            start: at(screen.offset_s),
+        },
+        end,
+    )
 }
 
 fn run(case: &Case, dir: &Path) -> Outcome {
@@ -102,15 +163,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         keyframe_interval: case.keyframe_interval,
         bitrate_kbps: 300,
     };
-    let video_path = dir.join(format!(
-        "camera.{}",
-        match case.video_container {
-            VideoContainer::Mp4 => "mp4",
-            VideoContainer::Matroska => "mkv",
-            VideoContainer::WebM => "webm",
-            VideoContainer::Ivf => "ivf",
-        }
-    ));
+    let video_path = dir.join(format!("camera.{}", extension(case.video_container)));
     let clip_truth = clip.write(&video_path).expect("camera clip");
     assert_eq!(
         clip_truth.flash_times.len(),
@@ -145,13 +198,14 @@ fn run(case: &Case, dir: &Path) -> Outcome {
     ));
     let audio_truth = cti.write(&audio_path).expect("CTI recording");
     let audio_start = at(case.offset_s);
+    let screen = case.screen.as_ref().map(|s| write_screen(s, case, dir));
     let request = MuxRequest {
         camera: VideoInput {
             role: VideoRole::Camera,
             path: video_path,
             start: at(0.0),
         },
-        screen: None,
+        screen: screen.as_ref().map(|(input, _)| input.clone()),
         audio: AudioInput {
             path: audio_path,
             start: audio_start,
@@ -162,6 +216,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         in_point: case.in_s.map(at),
         out_point: case.out_s.map(at),
         format: case.format,
+        layout: case.layout,
     };
     let out_path = dir.join(match case.format {
         OutputFormat::Mp4 => "out.mp4",
@@ -171,12 +226,26 @@ fn run(case: &Case, dir: &Path) -> Outcome {
     let manifest = muxer::mux(&request, &mut out, &mut |_| {}).expect("mux");
     drop(out);
     gst_discoverer_ok(&out_path).expect("gst-discoverer accepts the output");
+    let streams = manifest
+        .tracks
+        .iter()
+        .filter(|t| t.role != TrackRole::CtiAudio)
+        .count();
     let measured = measure_with_ffmpeg(&out_path, 0).expect("measure");
+    let more = (1..streams)
+        .map(|i| measure_with_ffmpeg(&out_path, i).expect("measure"))
+        .collect();
 
     let video_end = clip.slot_time(clip.frames - 1).as_secs_f64() + 1.0 / f64::from(FPS);
-    let in_s = case.in_s.unwrap_or(case.offset_s.max(0.0));
+    let screen_start = case.screen.as_ref().map_or(0.0, |s| s.offset_s);
+    let screen_end = screen.as_ref().map_or(f64::MAX, |(_, end)| *end);
+    let in_s = case
+        .in_s
+        .unwrap_or(case.offset_s.max(0.0).max(screen_start));
     let audio_end = case.offset_s + audio_truth.true_duration.as_secs_f64();
-    let out_s = case.out_s.unwrap_or(video_end.min(audio_end));
+    let out_s = case
+        .out_s
+        .unwrap_or(video_end.min(audio_end).min(screen_end));
     let expected_ms = mark_times
         .iter()
         .filter(|&&t| t >= in_s && t < out_s)
@@ -184,6 +253,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         .collect();
     Outcome {
         measured,
+        more,
         manifest,
         expected_ms,
         duration_ms: (out_s - in_s) * 1000.0,
@@ -192,14 +262,13 @@ fn run(case: &Case, dir: &Path) -> Outcome {
 
 /// Asserts every mark is in sync and where it belongs, and the durations; prints the errors
 /// (`cargo test -- --nocapture` shows them: the closing note quotes the worst).
-fn check(case: &Case, o: &Outcome) {
-    let m = &o.measured;
+fn check_marks(case: &Case, o: &Outcome, stream: usize, m: &Measured) {
     let flashes: Vec<f64> = m.flashes.iter().copied().map(ms).collect();
     let beeps: Vec<f64> = m.beeps.iter().copied().map(ms).collect();
     assert_eq!(
         flashes.len(),
         o.expected_ms.len(),
-        "{}: flashes {flashes:?} vs expected {:?}",
+        "{} (video {stream}): flashes {flashes:?} vs expected {:?}",
         case.name,
         o.expected_ms
     );
@@ -213,19 +282,19 @@ fn check(case: &Case, o: &Outcome) {
     for ((f, b), e) in flashes.iter().zip(&beeps).zip(&o.expected_ms) {
         let sync = b - f;
         println!(
-            "SYNC {:<40} mark at {e:>9.3} ms: audio−video {sync:+7.3} ms, video {:+7.3} ms, audio {:+7.3} ms",
+            "SYNC {:<40} v{stream} mark at {e:>9.3} ms: audio−video {sync:+7.3} ms, video {:+7.3} ms, audio {:+7.3} ms",
             case.name,
             f - e,
             b - e
         );
         assert!(
             sync.abs() <= SYNC_MS,
-            "{}: mark at {e} ms: audio − video = {sync:.3} ms",
+            "{} (video {stream}): mark at {e} ms: audio − video = {sync:.3} ms",
             case.name
         );
         assert!(
             (f - e).abs() <= 1.5,
-            "{}: flash at {f} ms, expected {e} ms",
+            "{} (video {stream}): flash at {f} ms, expected {e} ms",
             case.name
         );
         assert!(
@@ -234,6 +303,26 @@ fn check(case: &Case, o: &Outcome) {
             case.name
         );
     }
+    assert!(
+        ms(m.first_video_pts).abs() < 0.5,
+        "{} (video {stream}): starts at {:?}",
+        case.name,
+        m.first_video_pts
+    );
+    let vd = ms(m.video_duration);
+    assert!(
+        (vd - o.duration_ms).abs() <= FRAME_MS,
+        "{} (video {stream}): lasts {vd} ms, cut is {} ms",
+        case.name,
+        o.duration_ms
+    );
+}
+
+fn check(case: &Case, o: &Outcome) {
+    for (stream, m) in std::iter::once(&o.measured).chain(&o.more).enumerate() {
+        check_marks(case, o, stream, m);
+    }
+    let m = &o.measured;
     assert!(
         ms(m.first_video_pts).abs() < 0.5,
         "{}: video starts at {:?}",
@@ -410,4 +499,56 @@ fn a_hole_in_the_video_and_cuts_inside_a_gop() {
         "{:?}",
         &t[..3]
     );
+}
+
+#[test]
+fn a_screen_starting_later_is_a_second_track_in_sync() {
+    let o = mux_and_check(&Case {
+        name: "h264 camera + vp8 screen +1 s → mp4",
+        offset_s: -0.75,
+        marks_s: vec![2.0, 9.0, 16.0],
+        screen: Some(Screen {
+            codec: VideoCodec::Vp8,
+            container: VideoContainer::WebM,
+            offset_s: 1.0,
+        }),
+        ..Case::default()
+    });
+    let roles: Vec<_> = o.manifest.tracks.iter().map(|t| t.role).collect();
+    assert_eq!(
+        roles,
+        [TrackRole::Camera, TrackRole::Screen, TrackRole::CtiAudio]
+    );
+    assert_eq!(o.manifest.cuts.in_chosen_by, "latest start");
+    assert_eq!(o.manifest.tracks[1].made_by, "transcoded", "VP8 into MP4");
+}
+
+#[test]
+fn picture_in_picture_composites_camera_over_screen_first() {
+    let o = mux_and_check(&Case {
+        name: "pip: h264 camera over h264 screen +0.5 s → mkv",
+        offset_s: 0.2,
+        marks_s: vec![1.5, 8.0, 14.0],
+        screen: Some(Screen {
+            codec: VideoCodec::H264,
+            container: VideoContainer::Matroska,
+            offset_s: 0.5,
+        }),
+        layout: Layout::Pip,
+        format: OutputFormat::Mkv,
+        ..Case::default()
+    });
+    let roles: Vec<_> = o.manifest.tracks.iter().map(|t| t.role).collect();
+    assert_eq!(
+        roles,
+        [
+            TrackRole::Composite,
+            TrackRole::Camera,
+            TrackRole::Screen,
+            TrackRole::CtiAudio
+        ]
+    );
+    assert_eq!(o.more.len(), 2, "camera and screen kept as they were");
+    // 320×180 screen, 160×120 camera a quarter of the width wide in the corner.
+    assert!(o.manifest.tracks[0].made_by.contains("80×60"), "{}", o.manifest.tracks[0].made_by);
 }

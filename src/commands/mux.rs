@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use muxer::timeline::UtcNanos;
-use muxer::{AudioInput, MuxRequest, OutputFormat, VideoInput, VideoRole};
+use muxer::{AudioInput, Layout, MuxRequest, OutputFormat, VideoInput, VideoRole};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -44,6 +44,9 @@ pub struct MuxArgs {
     /// Output container: mp4 (H.264 + AAC) or mkv (VP8/VP9 + Opus).
     #[arg(long, value_enum, default_value_t = Format::Mp4)]
     format: Format,
+    /// `pip` adds a first video track with the camera over the screen (needs --screen).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Tracks, requires = "screen")]
+    layout: LayoutArg,
     /// Sealed recording to write (`*.idvr`); complete or absent.
     #[arg(short, long)]
     output: PathBuf,
@@ -53,6 +56,14 @@ pub struct MuxArgs {
 enum Format {
     Mp4,
     Mkv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LayoutArg {
+    /// One track per input.
+    Tracks,
+    /// Also camera composited over screen, as the first track.
+    Pip,
 }
 
 fn parse_instant(s: &str) -> Result<UtcNanos, String> {
@@ -86,6 +97,10 @@ pub async fn run(ctx: &Context, args: MuxArgs) -> anyhow::Result<()> {
         format: match args.format {
             Format::Mp4 => OutputFormat::Mp4,
             Format::Mkv => OutputFormat::Mkv,
+        },
+        layout: match args.layout {
+            LayoutArg::Tracks => Layout::Tracks,
+            LayoutArg::Pip => Layout::Pip,
         },
     };
     let vault = ctx.vault().await?;

@@ -47,6 +47,31 @@ pub fn encoder_for(
     Ok(enc)
 }
 
+/// Raw frames → `to`, in the stream format the muxers take (H.264: `avc`, whole frames).
+///
+/// # Errors
+/// A missing plugin.
+pub fn encode_chain(
+    to: VideoCodec,
+    bitrate_kbps: u32,
+    keyframe_every: u32,
+) -> Result<Vec<gst::Element>> {
+    let mut elements = vec![encoder_for(to, bitrate_kbps, keyframe_every)?];
+    if to == VideoCodec::H264 {
+        let caps = element("capsfilter")?;
+        caps.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build(),
+        );
+        elements.push(element("h264parse")?);
+        elements.push(caps);
+    }
+    Ok(elements)
+}
+
 /// A decode → retime → encode chain (not yet in a pipeline).
 pub struct Reencoder {
     /// The elements, in link order.
@@ -68,44 +93,9 @@ impl Reencoder {
     ) -> Result<Self> {
         let decoder = element(from.decoder())?;
         let convert = element("videoconvert")?;
-        let encoder = encoder_for(to, bitrate_kbps, keyframe_every)?;
-        let src = convert
-            .static_pad("src")
-            .expect("videoconvert has a src pad");
-        src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            let Some(buffer) = info.buffer_mut() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let Some(pts) = buffer.pts().map(|p| p.nseconds() as i64) else {
-                return gst::PadProbeReturn::Drop;
-            };
-            match window.retime(pts, buffer.duration().map(|d| d.nseconds() as i64)) {
-                Some((new_pts, duration)) => {
-                    let b = buffer.make_mut();
-                    b.set_pts(gst::ClockTime::from_nseconds(new_pts as u64));
-                    b.set_dts(gst::ClockTime::NONE);
-                    if let Some(d) = duration {
-                        b.set_duration(gst::ClockTime::from_nseconds(d as u64));
-                    }
-                    gst::PadProbeReturn::Ok
-                }
-                None => gst::PadProbeReturn::Drop,
-            }
-        });
-        let mut elements = vec![decoder, convert, encoder];
-        if to == VideoCodec::H264 {
-            let parse = element("h264parse")?;
-            let caps = element("capsfilter")?;
-            caps.set_property(
-                "caps",
-                gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "avc")
-                    .field("alignment", "au")
-                    .build(),
-            );
-            elements.push(parse);
-            elements.push(caps);
-        }
+        window.attach(&convert.static_pad("src").expect("videoconvert has a src pad"));
+        let mut elements = vec![decoder, convert];
+        elements.extend(encode_chain(to, bitrate_kbps, keyframe_every)?);
         Ok(Self { elements })
     }
 }
@@ -122,6 +112,31 @@ pub struct RetimeWindow {
 }
 
 impl RetimeWindow {
+    /// Retimes every buffer leaving `pad` (decoded frames in file time), dropping those
+    /// outside the window.
+    pub fn attach(self, pad: &gst::Pad) {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(buffer) = info.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buffer.pts().map(|p| p.nseconds() as i64) else {
+                return gst::PadProbeReturn::Drop;
+            };
+            match self.retime(pts, buffer.duration().map(|d| d.nseconds() as i64)) {
+                Some((new_pts, duration)) => {
+                    let b = buffer.make_mut();
+                    b.set_pts(gst::ClockTime::from_nseconds(new_pts as u64));
+                    b.set_dts(gst::ClockTime::NONE);
+                    if let Some(d) = duration {
+                        b.set_duration(gst::ClockTime::from_nseconds(d as u64));
+                    }
+                    gst::PadProbeReturn::Ok
+                }
+                None => gst::PadProbeReturn::Drop,
+            }
+        });
+    }
+
     /// Output `(pts, duration)` of the decoded frame at file time `pts`, or `None` to drop it.
     #[must_use]
     pub fn retime(&self, pts: i64, duration: Option<i64>) -> Option<(i64, Option<i64>)> {

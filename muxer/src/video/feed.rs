@@ -131,6 +131,57 @@ fn decode_input(track: &VideoTrack, src: &gst_app::AppSrc, pushed: &AtomicU64) -
     push_source_frames(track, src, from, until, pushed)
 }
 
+/// Pushes the frames a decoder needs to show `track` from the in point to the out point (file
+/// times), each lasting until the next so a hole holds the last picture — for a branch that
+/// decodes and retimes them itself (the picture-in-picture composite).
+///
+/// # Errors
+/// A damaged input, or the pipeline stopped taking frames.
+pub fn feed_decoded(track: &VideoTrack, src: &gst_app::AppSrc) -> Result<()> {
+    let from = track.keyframe_before(track.kept.start);
+    let result = if track.scan.reordered {
+        push_source_frames(track, src, from, usize::MAX, &AtomicU64::new(0))
+    } else {
+        push_held_frames(track, src, from)
+    };
+    let _ = src.end_of_stream();
+    result
+}
+
+fn push_held_frames(track: &VideoTrack, src: &gst_app::AppSrc, from: usize) -> Result<()> {
+    let mut demuxer = Demuxer::open(&track.input.path)?;
+    let out_rel = track.out_rel();
+    let stamp = |frame: EncodedFrame, until: i64| {
+        let mut data = frame.data;
+        let b = data.make_mut();
+        b.set_pts(gst::ClockTime::from_nseconds(frame.pts as u64));
+        b.set_dts(gst::ClockTime::NONE);
+        b.set_duration(gst::ClockTime::from_nseconds((until - frame.pts).max(1) as u64));
+        data
+    };
+    let mut held: Option<EncodedFrame> = None;
+    let mut index = 0usize;
+    while let Some(frame) = demuxer.next_frame()? {
+        let i = index;
+        index += 1;
+        if i < from {
+            continue;
+        }
+        if i >= track.kept.end {
+            break;
+        }
+        if let Some(prev) = held.take() {
+            push(src, stamp(prev, frame.pts))?;
+        }
+        held = Some(frame);
+    }
+    if let Some(last) = held {
+        let until = out_rel.max(last.pts + track.scan.frame_duration);
+        push(src, stamp(last, until))?;
+    }
+    Ok(())
+}
+
 fn push_source_frames(
     track: &VideoTrack,
     src: &gst_app::AppSrc,

@@ -17,9 +17,11 @@
 pub mod avc;
 mod encode;
 pub mod feed;
+pub mod pip;
 
 pub use encode::{Reencoder, encoder_for};
-pub use feed::feed;
+pub use feed::{feed, feed_decoded};
+pub use pip::{PipBranch, PipLayout};
 
 use std::ops::Range;
 use std::path::PathBuf;
