@@ -408,6 +408,41 @@ fn mux_seals_a_playable_recording_with_its_manifest() {
 }
 
 #[test]
+fn mux_with_a_screen_and_the_pip_layout_makes_three_video_tracks() {
+    let d = DataDir::new();
+    let (video, audio) = small_call(&d);
+    let out = d.s("pip.idvr");
+    let mut args = mux_args(&video, &audio, &out);
+    // The same clip stands in for the screen, started 1 s later.
+    args.extend([
+        "--screen",
+        &video,
+        "--screen-start",
+        "2026-11-21T10:00:01Z",
+        "--layout",
+        "pip",
+    ]);
+    d.ok(&args);
+    let manifest: serde_json::Value = serde_json::from_str(&d.ok(&["manifest", &out])).unwrap();
+    let roles: Vec<_> = manifest["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["role"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles, ["composite", "camera", "screen", "cti_audio"]);
+    assert_eq!(manifest["cuts"]["in"], "2026-11-21T10:00:01Z");
+    d.ok(&["open", &out, "-o", &d.s("pip.mp4")]);
+    fixtures::media::ffprobe_ok(&d.path("pip.mp4")).unwrap();
+    fixtures::media::gst_discoverer_ok(&d.path("pip.mp4")).unwrap();
+
+    let mut no_screen = mux_args(&video, &audio, &out);
+    no_screen.extend(["--layout", "pip"]);
+    let err = d.fails(&no_screen);
+    assert!(err.contains("--screen"), "{err}");
+}
+
+#[test]
 fn mux_refuses_bad_inputs_in_one_line_and_leaves_nothing_behind() {
     let d = DataDir::new();
     let (video, audio) = small_call(&d);

@@ -52,12 +52,17 @@ impl OutputFormat {
 
     /// Audio rate, and the priming the encoder puts before the first real sample that
     /// players do not skip on their own (see [`crate::audio`]): `voaacenc` delays by 1600
-    /// samples (measured by the sync tests: 1024 of priming plus its 576-sample look-ahead);
-    /// Opus says its pre-skip in its header.
-    fn audio_output(self) -> AudioOutput {
+    /// samples at any rate (measured by the sync tests: 1024 of priming plus its 576-sample
+    /// look-ahead); Opus says its pre-skip in its header. AAC runs at 32 kHz at least: an
+    /// fragmented MP4 ends on a whole AAC frame of 1024 samples, and only from 32 kHz up is
+    /// that shorter than a video frame (the duration contract); at 8 kHz it would be 128 ms.
+    fn audio_output(self, input_rate_hz: u32) -> AudioOutput {
         match self {
             Self::Mp4 => AudioOutput {
-                rate_hz: 32_000,
+                rate_hz: match input_rate_hz {
+                    44_100 | 48_000 => input_rate_hz,
+                    _ => 32_000,
+                },
                 skip: 1600,
                 tail: 1600 + 1024,
             },
@@ -87,6 +92,9 @@ pub enum Layout {
     /// [`crate::video::pip`]). Needs a screen.
     Pip,
 }
+
+/// AAC bit rate per channel.
+const AAC_BITRATE_PER_CHANNEL: i32 = 48_000;
 
 /// What to mux.
 #[derive(Debug, Clone)]
@@ -139,11 +147,14 @@ pub fn mux(
                 .map(|p| fingerprint(p))
                 .collect::<Result<Vec<_>>>()
         });
+        let started = std::time::Instant::now();
         let scans = videos
             .iter()
             .map(|v| VideoScan::of(&v.path))
             .collect::<Result<Vec<_>>>()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "video scanned");
         let audio_file = AudioFile::open(&request.audio.path)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "audio opened");
         let clock = CtiClock::new(
             request.audio.start,
             request.audio.end,
@@ -166,21 +177,24 @@ pub fn mux(
             })
             .collect();
         let audio_info = audio_file.info.clone();
-        let audio = AudioTrack::plan(audio_file, clock, cuts, request.format.audio_output());
+        let audio = AudioTrack::plan(
+            audio_file,
+            clock,
+            cuts,
+            request.format.audio_output(audio_info.rate_hz),
+        );
         let audio_gaps = audio.gaps.clone();
         let audio_samples = audio.output_samples();
 
         let pip = (request.layout == Layout::Pip).then(|| {
             let (camera, screen) = (&tracks[0].scan, &tracks[1].scan);
-            PipLayout::new(
-                camera.size,
-                screen.size,
-                camera.framerate.unwrap_or((0, 0)),
-            )
+            PipLayout::new(camera.size, screen.size, camera.framerate.unwrap_or((0, 0)))
         });
         let units = run_pipeline(request.format, &tracks, pip.as_ref(), audio, out, progress)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "muxed");
 
         let hashes = hashing.join().expect("hashing does not panic")?;
+        tracing::debug!(elapsed = ?started.elapsed(), "inputs hashed");
         let mut inputs: Vec<InputRecord> = tracks
             .iter()
             .zip(&hashes)
@@ -241,7 +255,7 @@ pub fn mux(
             made_by: format!(
                 "resampled {} Hz → {} Hz on the timeline ({}); {} channel(s) kept",
                 audio_info.rate_hz,
-                request.format.audio_output().rate_hz,
+                request.format.audio_output(audio_info.rate_hz).rate_hz,
                 clock.drift_ppm().map_or_else(
                     || "no end time: nominal rate".into(),
                     |p| format!("drift {p:+.1} ppm corrected")
@@ -397,7 +411,10 @@ fn run_pipeline(
     let encoder = match format {
         OutputFormat::Mp4 => {
             let e = element("voaacenc")?;
-            e.set_property("bitrate", 48_000i32 * i32::from(audio.file.info.channels));
+            e.set_property(
+                "bitrate",
+                AAC_BITRATE_PER_CHANNEL * i32::from(audio.file.info.channels),
+            );
             e
         }
         OutputFormat::Mkv => {

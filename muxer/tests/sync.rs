@@ -10,8 +10,8 @@ use fixtures::media::{
     CameraClip, CtiContainer, CtiEncoding, CtiRecording, Measured, VideoCodec, VideoContainer,
     gst_discoverer_ok, measure_with_ffmpeg,
 };
-use muxer::timeline::UtcNanos;
 use muxer::manifest::TrackRole;
+use muxer::timeline::UtcNanos;
 use muxer::{AudioInput, Layout, Manifest, MuxRequest, OutputFormat, VideoInput, VideoRole};
 
 /// The budget for |audio − video| at every mark.
@@ -131,6 +131,7 @@ fn write_screen(screen: &Screen, case: &Case, dir: &Path) -> (VideoInput, f64) {
         gaps: Vec::new(),
         keyframe_interval: 45,
         bitrate_kbps: 300,
+        grain: 0,
     };
     let path = dir.join(format!("screen.{}", extension(screen.container)));
     clip.write(&path).expect("screen clip");
@@ -162,6 +163,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         gaps: case.video_gaps.clone(),
         keyframe_interval: case.keyframe_interval,
         bitrate_kbps: 300,
+        grain: 0,
     };
     let video_path = dir.join(format!("camera.{}", extension(case.video_container)));
     let clip_truth = clip.write(&video_path).expect("camera clip");
@@ -550,5 +552,9 @@ fn picture_in_picture_composites_camera_over_screen_first() {
     );
     assert_eq!(o.more.len(), 2, "camera and screen kept as they were");
     // 320×180 screen, 160×120 camera a quarter of the width wide in the corner.
-    assert!(o.manifest.tracks[0].made_by.contains("80×60"), "{}", o.manifest.tracks[0].made_by);
+    assert!(
+        o.manifest.tracks[0].made_by.contains("80×60"),
+        "{}",
+        o.manifest.tracks[0].made_by
+    );
 }

@@ -1,5 +1,6 @@
 //! Writes the mux bench's call: `bench-call DIR MINUTES` → `DIR/camera-<M>min.mp4` (720p30
-//! H.264, a keyframe every 2 s, 1.5 Mbit/s, like the agent's camera) and `DIR/cti-<M>min.wav`
+//! H.264, a keyframe every 2 s, 1.5 Mbit/s with grain so the file really is that big, like the
+//! agent's camera) and `DIR/cti-<M>min.wav`
 //! (8 kHz µ-law, as CTI systems record). Skips files that already exist.
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             gaps: Vec::new(),
             keyframe_interval: 2 * fps,
             bitrate_kbps: 1500,
+            // Sensor-like grain: the encoder spends its bitrate, as on a real camera.
+            grain: 12,
         }
         .write(&camera)?;
     }

@@ -93,7 +93,11 @@ impl Reencoder {
     ) -> Result<Self> {
         let decoder = element(from.decoder())?;
         let convert = element("videoconvert")?;
-        window.attach(&convert.static_pad("src").expect("videoconvert has a src pad"));
+        window.attach(
+            &convert
+                .static_pad("src")
+                .expect("videoconvert has a src pad"),
+        );
         let mut elements = vec![decoder, convert];
         elements.extend(encode_chain(to, bitrate_kbps, keyframe_every)?);
         Ok(Self { elements })

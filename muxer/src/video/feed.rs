@@ -156,7 +156,9 @@ fn push_held_frames(track: &VideoTrack, src: &gst_app::AppSrc, from: usize) -> R
         let b = data.make_mut();
         b.set_pts(gst::ClockTime::from_nseconds(frame.pts as u64));
         b.set_dts(gst::ClockTime::NONE);
-        b.set_duration(gst::ClockTime::from_nseconds((until - frame.pts).max(1) as u64));
+        b.set_duration(gst::ClockTime::from_nseconds(
+            (until - frame.pts).max(1) as u64
+        ));
         data
     };
     let mut held: Option<EncodedFrame> = None;

@@ -17,9 +17,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::VideoTrack;
 use super::encode::{RetimeWindow, encode_chain};
 use super::feed::retime_window;
-use super::VideoTrack;
 use crate::error::Result;
 use crate::input::video::VideoCodec;
 use crate::pipeline::{Pipeline, element};
@@ -54,8 +54,8 @@ impl PipLayout {
         let height = even(f64::from(screen.1) * scale);
         let camera = known_size(camera);
         let inset_w = even(f64::from(width) / 4.0).max(2);
-        let inset_h = even(f64::from(inset_w) * f64::from(camera.1) / f64::from(camera.0))
-            .clamp(2, height);
+        let inset_h =
+            even(f64::from(inset_w) * f64::from(camera.1) / f64::from(camera.0)).clamp(2, height);
         let margin = even(f64::from(width) / 40.0);
         Self {
             width,
@@ -89,7 +89,11 @@ impl PipLayout {
 }
 
 fn known_size((w, h): (i32, i32)) -> (i32, i32) {
-    if w > 0 && h > 0 { (w, h) } else { FALLBACK_SIZE }
+    if w > 0 && h > 0 {
+        (w, h)
+    } else {
+        FALLBACK_SIZE
+    }
 }
 
 fn even(x: f64) -> i32 {
