@@ -8,7 +8,8 @@ CACHE_DIR="${IDV_CACHE_DIR:-$HOME/.cache/idv}"
 S3S_FS_VERSION="0.14.1" # 0.17 needs Rust 1.96; 0.14.1 is checked on Rust 1.95
 
 # System packages: GStreamer 1.22 (dev + plugins) for the muxer and agent, pkg-config for
-# the -sys crates, ffmpeg (ffprobe) to check what we mux, clang for cargo-fuzz sanitizers.
+# the -sys crates, libopus (dev) for the muxer's Opus CTI decoder, ffmpeg (ffprobe) to check
+# what we mux, clang for cargo-fuzz sanitizers.
 PACKAGES=(
   pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -16,6 +17,7 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
   gstreamer1.0-plugins-base-apps
   ffmpeg
+  libopus-dev
 )
 
 missing=()

@@ -196,6 +196,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
             CtiContainer::Flac => "flac",
             CtiContainer::OggVorbis => "ogg",
             CtiContainer::Mp3 => "mp3",
+            CtiContainer::OggOpus => "opus",
         }
     ));
     let audio_truth = cti.write(&audio_path).expect("CTI recording");
@@ -456,6 +457,24 @@ fn h264_into_matroska_transcoded_with_flac_16k() {
         format: OutputFormat::Mkv,
         ..Case::default()
     });
+}
+
+#[test]
+fn opus_48k_stereo_from_a_recorder_running_slow() {
+    let o = mux_and_check(&Case {
+        name: "h264/mp4 + Opus 48k stereo, +0.5 s, −120 ppm",
+        encoding: CtiEncoding::Pcm16,
+        audio_container: CtiContainer::OggOpus,
+        rate_hz: 48_000,
+        channels: 2,
+        offset_s: 0.5,
+        drift_ppm: -120.0,
+        marks_s: vec![1.0, 7.5, 13.0, 19.0],
+        ..Case::default()
+    });
+    assert_eq!(o.measured.audio_channels, 2, "both CTI channels kept");
+    let drift = o.manifest.clock.drift_ppm.expect("end time given");
+    assert!((drift + 120.0).abs() < 1.0, "drift found {drift}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! CTI recordings: PCM WAV read with `hound`; G.711 (µ-law, A-law) WAV by [`super::g711`];
-//! MP3, FLAC, Ogg Vorbis and AAC decoded with `symphonia`. Every format comes out the same way — blocks of
+//! MP3, FLAC, Ogg Vorbis and AAC decoded with `symphonia`; Ogg Opus demuxed by `symphonia` and
+//! decoded by libopus (`super::opus`). Every format comes out the same way — blocks of
 //! interleaved `f32` frames, streamed, so a long call is never held in memory — with the exact
 //! number of frames known before the mux starts (drift is measured from it).
 
@@ -8,14 +9,14 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{CODEC_TYPE_NULL, Decoder, DecoderOptions};
+use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, Decoder, DecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::formats::{FormatOptions, FormatReader, Track};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
-use super::g711;
+use super::{g711, opus};
 use crate::error::{MuxError, Result};
 
 /// What a CTI recording holds.
@@ -41,7 +42,7 @@ pub struct AudioFile {
 }
 
 /// Decoded audio, a block at a time.
-trait PcmSource: Send {
+pub(super) trait PcmSource: Send {
     /// Appends up to a block of interleaved frames to `out`; returns how many (0 at the end).
     fn read(&mut self, out: &mut Vec<f32>) -> Result<usize>;
 }
@@ -60,7 +61,7 @@ impl AudioFile {
         match g711::wav_format_tag(path) {
             Some(6 | 7) => return open_g711(path),
             Some(_) => {}
-            // Not WAV: MP3, FLAC, Ogg Vorbis, AAC.
+            // Not WAV: MP3, FLAC, Ogg Vorbis, Ogg Opus, AAC.
             None if !is_riff(path) => return open_symphonia(path),
             None => {}
         }
@@ -196,9 +197,18 @@ impl PcmSource for HoundSource {
 }
 
 fn open_symphonia(path: &Path) -> Result<AudioFile> {
+    let format = probe(path)?;
+    if audio_track(path, format.as_ref())?.codec_params.codec == CODEC_TYPE_OPUS {
+        let (info, source) = opus::open(path, format)?;
+        return Ok(AudioFile {
+            path: path.to_path_buf(),
+            info,
+            source: Box::new(source),
+        });
+    }
     // Count the frames with one decoding pass: container headers of lossy formats (MP3, AAC)
     // do not say exactly, and drift is measured from this number.
-    let mut counter = SymphoniaSource::open(path)?;
+    let mut counter = SymphoniaSource::new(path, format)?;
     let (rate_hz, channels, codec) = (counter.rate_hz, counter.channels, counter.codec.clone());
     let mut frames = 0u64;
     let mut scratch = Vec::new();
@@ -221,7 +231,7 @@ fn open_symphonia(path: &Path) -> Result<AudioFile> {
             frames,
             codec,
         },
-        source: Box::new(SymphoniaSource::open(path)?),
+        source: Box::new(SymphoniaSource::new(path, probe(path)?)?),
     })
 }
 
@@ -236,29 +246,46 @@ struct SymphoniaSource {
     buf: Option<SampleBuffer<f32>>,
 }
 
+/// Opens `path` with symphonia's demuxer for its container (found from the bytes, the
+/// extension a hint).
+pub(super) fn probe(path: &Path) -> Result<Box<dyn FormatReader>> {
+    let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| {
+            // symphonia gives up on an Ogg file whose only stream it cannot map, such as Opus
+            // with a channel mapping family other than 0 or 1: say which, if so.
+            opus::unsupported_head(path)
+                .unwrap_or_else(|| MuxError::input(path, format!("not a readable audio file: {e}")))
+        })?;
+    Ok(probed.format)
+}
+
+/// The recording's track: the first one symphonia knows the codec of.
+fn audio_track<'a>(path: &Path, format: &'a dyn FormatReader) -> Result<&'a Track> {
+    format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| {
+            opus::unsupported_head(path).unwrap_or_else(|| MuxError::input(path, "no audio track"))
+        })
+}
+
 impl SymphoniaSource {
-    fn open(path: &Path) -> Result<Self> {
+    fn new(path: &Path, format: Box<dyn FormatReader>) -> Result<Self> {
         let bad = |what: &str, e: SymphoniaError| MuxError::input(path, format!("{what}: {e}"));
-        let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
-        let stream = MediaSourceStream::new(Box::new(file), Default::default());
-        let mut hint = Hint::new();
-        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-            hint.with_extension(ext);
-        }
-        let probed = symphonia::default::get_probe()
-            .format(
-                &hint,
-                stream,
-                &FormatOptions::default(),
-                &MetadataOptions::default(),
-            )
-            .map_err(|e| bad("not a readable audio file", e))?;
-        let format = probed.format;
-        let track = format
-            .tracks()
-            .iter()
-            .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            .ok_or_else(|| MuxError::input(path, "no audio track"))?;
+        let track = audio_track(path, format.as_ref())?;
         let params = track.codec_params.clone();
         let codec = symphonia::default::get_codecs()
             .get_codec(params.codec)

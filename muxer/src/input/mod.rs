@@ -1,8 +1,9 @@
-//! Reading the inputs: video containers ([`video`]), CTI recordings ([`audio`]), and the
-//! SHA-256 every input is identified by in the manifest.
+//! Reading the inputs: video containers ([`video`]), CTI recordings ([`audio`]; Ogg Opus in
+//! `opus`), and the SHA-256 every input is identified by in the manifest.
 
 pub mod audio;
 pub mod g711;
+mod opus;
 pub mod video;
 
 use std::fs::File;
