@@ -65,11 +65,13 @@ impl OutputFormat {
                 },
                 skip: 1600,
                 tail: 1600 + 1024,
+                aac_bitrate_per_channel: Some(AAC_BITRATE_PER_CHANNEL),
             },
             Self::Mkv => AudioOutput {
                 rate_hz: 48_000,
                 skip: 0,
                 tail: 0,
+                aac_bitrate_per_channel: None,
             },
         }
     }
@@ -401,36 +403,32 @@ fn run_pipeline(
         video_srcs.push(src);
     }
 
-    let audio_src = gst_app::AppSrc::builder()
+    let audio_caps = audio.caps();
+    let mut audio_src = gst_app::AppSrc::builder()
         .name("audio")
-        .caps(&audio.caps())
         .format(gst::Format::Time)
         .block(true)
-        .max_bytes(1 << 20)
-        .build();
-    let encoder = match format {
-        OutputFormat::Mp4 => {
-            let e = element("voaacenc")?;
-            e.set_property(
-                "bitrate",
-                AAC_BITRATE_PER_CHANNEL * i32::from(audio.file.info.channels),
-            );
-            e
-        }
-        OutputFormat::Mkv => {
-            let e = element("opusenc")?;
-            e.set_property("bitrate", 32_000i32 * i32::from(audio.file.info.channels));
-            e
-        }
-    };
-    let audio_chain = [
-        audio_src.upcast_ref(),
-        &element("audioconvert")?,
-        &encoder,
-        &element("queue")?,
-    ];
-    pipeline.chain(&audio_chain)?;
-    link_to_muxer(&pipeline, audio_chain[3], &muxer, "audio_%u")?;
+        .max_bytes(1 << 20);
+    if let Some(caps) = &audio_caps {
+        audio_src = audio_src.caps(caps);
+    }
+    let audio_src = audio_src.build();
+    let mut audio_chain: Vec<gst::Element> = vec![audio_src.clone().upcast()];
+    if format == OutputFormat::Mkv {
+        // AAC is encoded by the feeder (see `audio::aac`); Opus here.
+        let encoder = element("opusenc")?;
+        encoder.set_property("bitrate", 32_000i32 * i32::from(audio.file.info.channels));
+        audio_chain.extend([element("audioconvert")?, encoder]);
+    }
+    audio_chain.push(element("queue")?);
+    let refs: Vec<&gst::Element> = audio_chain.iter().collect();
+    pipeline.chain(&refs)?;
+    link_to_muxer(
+        &pipeline,
+        audio_chain.last().expect("non-empty"),
+        &muxer,
+        "audio_%u",
+    )?;
 
     pipeline.play()?;
     let total_samples = audio.output_samples().max(1);

@@ -11,6 +11,7 @@
 //! (50 ms at 32 kHz) are the encoder's silence. Opus carries its pre-skip in the stream
 //! header and decoders honour it, so nothing is skipped there.
 
+pub mod aac;
 pub mod resample;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
 use crate::manifest::{Gap, TrackRole};
 use crate::timeline::{CtiClock, CutPoints, UtcNanos};
+use aac::{AacSettings, ChunkedAac};
 use resample::Resampler;
 
 /// A CTI recording and its call record.
@@ -48,6 +50,17 @@ pub struct AudioOutput {
     /// (`voaacenc`: its look-ahead, and it drops a partial last frame): the track then ends
     /// less than one audio frame (32 ms) after the out point.
     pub tail: u64,
+    /// AAC at this many bits per second and channel, encoded here on two cores (see
+    /// [`aac`]); `None`: raw PCM goes to the pipeline's own encoder.
+    pub aac_bitrate_per_channel: Option<i32>,
+}
+
+/// Where the track's PCM goes.
+enum PcmSink<'a> {
+    /// Into the pipeline, whose encoder follows the appsrc.
+    Raw(&'a gst_app::AppSrc),
+    /// Encoded to AAC here, frames into the appsrc.
+    Aac(ChunkedAac<'a>),
 }
 
 /// The audio track, planned.
@@ -98,15 +111,20 @@ impl AudioTrack {
         (self.cuts.duration() as f64 * f64::from(self.output.rate_hz) / 1e9).round() as u64
     }
 
-    /// Caps of the raw audio pushed into the pipeline.
+    /// Caps of what is pushed into the pipeline: raw audio, or `None` when it is AAC encoded
+    /// here (the encoder's caps are set on the first push).
     #[must_use]
-    pub fn caps(&self) -> gst::Caps {
-        gst::Caps::builder("audio/x-raw")
+    pub fn caps(&self) -> Option<gst::Caps> {
+        if self.output.aac_bitrate_per_channel.is_some() {
+            return None;
+        }
+        let caps = gst::Caps::builder("audio/x-raw")
             .field("format", "S16LE")
             .field("layout", "interleaved")
             .field("rate", self.output.rate_hz as i32)
             .field("channels", i32::from(self.file.info.channels))
-            .build()
+            .build();
+        Some(caps)
     }
 
     /// Decodes, resamples and pushes the track into `src`, then end-of-stream. `pushed`
@@ -115,12 +133,28 @@ impl AudioTrack {
     /// # Errors
     /// A recording damaged part-way, or the pipeline stopped taking audio.
     pub fn feed(mut self, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
-        let result = self.feed_inner(src, pushed);
+        let mut sink = match self.output.aac_bitrate_per_channel {
+            Some(per_channel) => PcmSink::Aac(ChunkedAac::new(
+                AacSettings {
+                    rate_hz: self.output.rate_hz,
+                    channels: self.file.info.channels,
+                    bitrate: per_channel * i32::from(self.file.info.channels),
+                },
+                src,
+            )),
+            None => PcmSink::Raw(src),
+        };
+        let result = self
+            .feed_inner(&mut sink, pushed)
+            .and_then(|()| match sink {
+                PcmSink::Aac(aac) => aac.finish(),
+                PcmSink::Raw(_) => Ok(()),
+            });
         let _ = src.end_of_stream();
         result
     }
 
-    fn feed_inner(&mut self, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
+    fn feed_inner(&mut self, sink: &mut PcmSink<'_>, pushed: &AtomicU64) -> Result<()> {
         const BLOCK: usize = 4800;
         let rate = self.clock.effective_rate_hz();
         let out_rate = f64::from(self.output.rate_hz);
@@ -150,16 +184,23 @@ impl AudioTrack {
                 }
                 continue;
             }
-            self.push(src, &output, made)?;
+            self.write(sink, &output, made)?;
             made += n as u64;
             pushed.store(made, Ordering::Relaxed);
         }
         if self.output.tail > 0 {
             // Silence past the out point flushes what the encoder still holds.
             let silence = vec![0i16; self.output.tail as usize * channels];
-            self.push(src, &silence, made)?;
+            self.write(sink, &silence, made)?;
         }
         Ok(())
+    }
+
+    fn write(&self, sink: &mut PcmSink<'_>, samples: &[i16], at: u64) -> Result<()> {
+        match sink {
+            PcmSink::Raw(src) => self.push(src, samples, at),
+            PcmSink::Aac(aac) => aac.write(samples),
+        }
     }
 
     /// Pushes interleaved samples starting at output sample `at` (contiguous from 0: the

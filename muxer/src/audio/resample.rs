@@ -18,8 +18,8 @@ pub struct Resampler {
     x0: f64,
     step: f64,
     next: u64,
-    /// Input frames kept, interleaved; `buf_start` is the input index of the first.
-    buf: Vec<f32>,
+    /// Input frames kept, one buffer per channel; `buf_start` is the input index of the first.
+    buf: Vec<Vec<f32>>,
     buf_start: i64,
     input_end: Option<i64>,
     table: Vec<[f32; TAPS]>,
@@ -60,7 +60,7 @@ impl Resampler {
             x0,
             step,
             next: 0,
-            buf: Vec::new(),
+            buf: vec![Vec::new(); channels],
             buf_start: 0,
             input_end: None,
             table,
@@ -69,54 +69,72 @@ impl Resampler {
 
     /// Appends interleaved input frames (in order, from input frame 0).
     pub fn push(&mut self, input: &[f32]) {
-        self.buf.extend_from_slice(input);
+        if self.channels == 1 {
+            self.buf[0].extend_from_slice(input);
+            return;
+        }
+        for frame in input.chunks_exact(self.channels) {
+            for (channel, &sample) in self.buf.iter_mut().zip(frame) {
+                channel.push(sample);
+            }
+        }
+    }
+
+    fn buffered_end(&self) -> i64 {
+        self.buf_start + self.buf[0].len() as i64
     }
 
     /// No more input: positions past what was pushed read silence.
     pub fn finish(&mut self) {
-        self.input_end = Some(self.buf_start + (self.buf.len() / self.channels) as i64);
+        self.input_end = Some(self.buffered_end());
     }
 
-    /// Input frames needed (pushed) before output sample `n` can be made.
-    fn needed_through(&self, n: u64) -> i64 {
+    /// The input position of output sample `n`: the frame at or before it, and the offset.
+    fn position(&self, n: u64) -> (i64, f64) {
         let x = self.x0 + n as f64 * self.step;
-        x.floor() as i64 + HALF as i64
+        let mut base = x as i64; // toward zero: one less for negative fractions
+        if base as f64 > x {
+            base -= 1;
+        }
+        (base, x - base as f64)
     }
 
     /// Makes as many of the next output frames as the input pushed so far allows, at most
     /// `max_frames`, appending them to `out`; returns how many.
     pub fn produce(&mut self, out: &mut Vec<i16>, max_frames: usize) -> usize {
-        let buffered_end = self.buf_start + (self.buf.len() / self.channels) as i64;
+        let buffered_end = self.buffered_end();
         let mut made = 0;
-        let mut acc = vec![0f32; self.channels];
+        out.reserve(max_frames * self.channels);
         while made < max_frames {
-            let n = self.next;
-            if self.input_end.is_none() && self.needed_through(n) >= buffered_end {
+            let (base, frac) = self.position(self.next);
+            if self.input_end.is_none() && base + HALF as i64 >= buffered_end {
                 break;
             }
-            let x = self.x0 + n as f64 * self.step;
-            let base = x.floor();
-            let phase = (x - base) * PHASES as f64;
-            let p = phase.floor() as usize;
+            let phase = frac * PHASES as f64;
+            let p = (phase as usize).min(PHASES - 1);
             let t = (phase - p as f64) as f32;
-            let (lo, hi) = (&self.table[p], &self.table[(p + 1).min(PHASES)]);
-            let first = base as i64 - (HALF as i64 - 1);
-            acc.iter_mut().for_each(|a| *a = 0.0);
-            for k in 0..TAPS {
-                let idx = first + k as i64;
-                if idx < self.buf_start || idx >= buffered_end {
-                    continue; // before the recording, or after its end: silence
+            let w = weights(&self.table[p], &self.table[p + 1], t);
+            let first = base - (HALF as i64 - 1);
+            if first >= self.buf_start && first + TAPS as i64 <= buffered_end {
+                let at = (first - self.buf_start) as usize;
+                for channel in &self.buf {
+                    let taps: &[f32; TAPS] =
+                        channel[at..at + TAPS].try_into().expect("TAPS samples");
+                    out.push(to_i16(dot(&w, taps)));
                 }
-                let w = lo[k] + (hi[k] - lo[k]) * t;
-                let at = (idx - self.buf_start) as usize * self.channels;
-                for (c, a) in acc.iter_mut().enumerate() {
-                    *a += w * self.buf[at + c];
+            } else {
+                // Near an end of the recording: missing samples are silence.
+                for channel in &self.buf {
+                    let mut taps = [0f32; TAPS];
+                    for (k, slot) in taps.iter_mut().enumerate() {
+                        let idx = first + k as i64;
+                        if idx >= self.buf_start && idx < buffered_end {
+                            *slot = channel[(idx - self.buf_start) as usize];
+                        }
+                    }
+                    out.push(to_i16(dot(&w, &taps)));
                 }
             }
-            out.extend(
-                acc.iter()
-                    .map(|a| (a * 32767.0).round().clamp(-32768.0, 32767.0) as i16),
-            );
             self.next += 1;
             made += 1;
         }
@@ -126,16 +144,54 @@ impl Resampler {
 
     /// Drops input frames no future output sample reads.
     fn compact(&mut self) {
-        let x = self.x0 + self.next as f64 * self.step;
-        let keep_from = x.floor() as i64 - HALF as i64;
+        let (base, _) = self.position(self.next);
+        let keep_from = base - HALF as i64;
+        let frames = self.buf[0].len();
         let drop = (keep_from - self.buf_start).max(0) as usize;
-        let frames = self.buf.len() / self.channels;
         if drop > 0 && drop * 2 >= frames.max(1) {
             let drop = drop.min(frames);
-            self.buf.drain(..drop * self.channels);
+            for channel in &mut self.buf {
+                channel.drain(..drop);
+            }
             self.buf_start += drop as i64;
         }
     }
+}
+
+/// The filter at a fractional phase: linear between the two tabulated neighbours.
+#[inline]
+fn weights(lo: &[f32; TAPS], hi: &[f32; TAPS], t: f32) -> [f32; TAPS] {
+    let mut w = [0f32; TAPS];
+    for k in 0..TAPS {
+        w[k] = lo[k] + (hi[k] - lo[k]) * t;
+    }
+    w
+}
+
+/// `Σ w·x`, summed as a tree so the compiler can keep it in vector registers.
+#[inline]
+fn dot(w: &[f32; TAPS], x: &[f32; TAPS]) -> f32 {
+    let mut p = [0f32; TAPS];
+    for k in 0..TAPS {
+        p[k] = w[k] * x[k];
+    }
+    let mut half = [0f32; TAPS / 2];
+    for k in 0..TAPS / 2 {
+        half[k] = p[k] + p[k + TAPS / 2];
+    }
+    let mut quarter = [0f32; TAPS / 4];
+    for k in 0..TAPS / 4 {
+        quarter[k] = half[k] + half[k + TAPS / 4];
+    }
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+}
+
+/// Full scale to 16 bits, rounded half away from zero, clipped.
+#[inline]
+fn to_i16(v: f32) -> i16 {
+    let scaled = v * 32767.0;
+    let rounded = scaled + if scaled >= 0.0 { 0.5 } else { -0.5 };
+    rounded.clamp(-32768.0, 32767.0) as i16
 }
 
 fn sinc(x: f64) -> f64 {
