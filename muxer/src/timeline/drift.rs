@@ -97,6 +97,17 @@ impl CtiClock {
         self.start.plus(nanos.round() as i64)
     }
 
+    /// The same recording moved `nanos` later on the timeline (earlier if negative), start
+    /// and end alike: a corrected offset, with the drift measured from the call record kept.
+    #[must_use]
+    pub fn shifted(self, nanos: i64) -> Self {
+        Self {
+            start: self.start.plus(nanos),
+            end: self.end.map(|end| end.plus(nanos)),
+            ..self
+        }
+    }
+
     /// What the recording covers on the timeline.
     #[must_use]
     pub fn span(&self) -> TrackSpan {
@@ -126,6 +137,18 @@ mod tests {
         // Slow clock.
         let slow = CtiClock::new(start, Some(start.plus(600 * S)), 4_799_040, 8000).unwrap();
         assert!((slow.drift_ppm().unwrap() + 200.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn a_shift_moves_start_and_end_and_keeps_the_drift() {
+        let start = UtcNanos(1_000 * S);
+        let clock = CtiClock::new(start, Some(start.plus(600 * S)), 4_800_720, 8000).unwrap();
+        let moved = clock.shifted(-730_000_000);
+        assert_eq!(moved.start, start.plus(-730_000_000));
+        assert_eq!(moved.span().end, start.plus(600 * S - 730_000_000));
+        assert_eq!(moved.effective_rate_hz(), clock.effective_rate_hz());
+        let open = CtiClock::new(start, None, 8000, 8000).unwrap().shifted(S);
+        assert_eq!((open.start, open.end), (start.plus(S), None));
     }
 
     #[test]

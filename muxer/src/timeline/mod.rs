@@ -1,11 +1,13 @@
 //! One timeline for every input: instants are nanoseconds of UTC ([`UtcNanos`]); each
 //! track's own clock is mapped onto it — the agent's monotonic clock by clock-sync samples
-//! ([`ClockMapping`]), the CTI's sample clock by its call record ([`CtiClock`]) — and the
-//! cut points are chosen on it ([`CutPoints`]).
+//! ([`ClockMapping`]), the CTI's sample clock by its call record ([`CtiClock`]), refined
+//! against a microphone reference by cross-correlation ([`xcorr`]) — and the cut points are
+//! chosen on it ([`CutPoints`]).
 
 mod clock_sync;
 mod cuts;
 mod drift;
+pub mod xcorr;
 
 pub use clock_sync::{ClockMapping, SyncSample};
 pub use cuts::{CutPoints, TrackSpan};
