@@ -502,3 +502,71 @@ fn mux_refuses_bad_inputs_in_one_line_and_leaves_nothing_behind() {
     assert_eq!(muxes.len(), cases.len() + 2, "{audit}");
     assert!(muxes.iter().all(|l| l.contains("Failed")), "{audit}");
 }
+
+#[test]
+fn mux_refines_a_wrong_call_start_against_the_microphone_reference() {
+    use fixtures::media::{CtiContainer, CtiEncoding, CtiRecording, Voice};
+    use std::time::Duration;
+    let d = DataDir::new();
+    let (video, _) = small_call(&d);
+    // `small_call`'s call with the customer talking, and the agent's microphone hearing the
+    // same talk from the camera's start (0.5 s into the call) with its own noise.
+    let talk = |from_ms| {
+        Some(Voice {
+            seed: 5,
+            from: Duration::from_millis(from_ms),
+        })
+    };
+    CtiRecording {
+        duration: Duration::from_secs(7),
+        beeps: vec![Duration::from_millis(1500), Duration::from_millis(4500)],
+        voice: talk(0),
+        ..CtiRecording::default()
+    }
+    .write(&d.path("talk.wav"))
+    .unwrap();
+    CtiRecording {
+        encoding: CtiEncoding::Pcm16,
+        container: CtiContainer::Flac,
+        rate_hz: 16_000,
+        duration: Duration::from_secs(6),
+        beeps: vec![Duration::from_millis(1000), Duration::from_millis(4000)],
+        noise_seed: 3,
+        voice: talk(500),
+        ..CtiRecording::default()
+    }
+    .write(&d.path("mic.flac"))
+    .unwrap();
+    let (audio, mic, out) = (d.s("talk.wav"), d.s("mic.flac"), d.s("call.idvr"));
+    let mut args = mux_args(&video, &audio, &out);
+    args[8] = "2026-11-21T09:59:59.850Z"; // the PBX's clock: 350 ms late
+    let mut no_start = args.clone();
+    no_start.extend(["--reference", &mic]);
+    let refused = d.idv(&no_start);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--reference-start"));
+
+    args.extend(["--reference", &mic, "--reference-start", CAMERA_START]);
+    d.ok(&args);
+    let manifest: serde_json::Value = serde_json::from_str(&d.ok(&["manifest", &out])).unwrap();
+    let clock = &manifest["clock"];
+    let refined = clock["refined_by_ms"].as_f64().unwrap();
+    assert!((refined + 350.0).abs() <= 2.0, "{clock}");
+    assert!(clock["confidence"].as_f64().unwrap() >= 0.5, "{clock}");
+    assert!((clock["audio_offset_s"].as_f64().unwrap() + 0.5).abs() < 0.002);
+    assert_eq!(manifest["inputs"][1]["start"], "2026-11-21T09:59:59.85Z");
+    assert_eq!(manifest["inputs"][2]["role"], "mic_reference");
+    assert_eq!(
+        manifest["inputs"][2]["sha256"],
+        sha256_hex(&d.path("mic.flac"))
+    );
+    assert_eq!(manifest["tracks"].as_array().unwrap().len(), 2, "not muxed");
+
+    d.ok(&["open", &out, "-o", &d.s("call.mp4")]);
+    let m = fixtures::media::measure_with_ffmpeg(&d.path("call.mp4"), 0).unwrap();
+    assert_eq!((m.flashes.len(), m.beeps.len()), (2, 2));
+    for (flash, beep) in m.flashes.iter().zip(&m.beeps) {
+        let sync_ms = (beep.as_secs_f64() - flash.as_secs_f64()) * 1000.0;
+        assert!(sync_ms.abs() <= 10.0, "audio − video {sync_ms} ms");
+    }
+}

@@ -5,10 +5,12 @@
 //! * [`timeline`] — instants, clock mapping, drift, cut points: the arithmetic.
 //! * [`input`] — reading camera/screen containers and CTI recordings.
 //! * [`video`], [`audio`] — planning each output track and feeding it to the muxer.
+//! * [`align`] — the CTI offset refined against the agent's microphone reference.
 //! * [`mux()`] — one mux end to end; [`manifest`] — what is sealed with it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod align;
 pub mod audio;
 pub mod error;
 pub mod input;
@@ -18,6 +20,7 @@ pub mod pipeline;
 pub mod timeline;
 pub mod video;
 
+pub use align::ReferenceInput;
 pub use audio::AudioInput;
 pub use error::{MuxError, Result};
 pub use manifest::Manifest;

@@ -22,6 +22,9 @@ pub enum TrackRole {
     CtiAudio,
     /// The camera composited over the screen (`--layout pip`).
     Composite,
+    /// The agent's microphone, recorded on the agent's clock: places the CTI audio on the
+    /// timeline, never muxed.
+    MicReference,
 }
 
 impl From<crate::video::VideoRole> for TrackRole {
@@ -96,7 +99,7 @@ pub struct InputRecord {
     pub sha256: String,
     /// Codec as read.
     pub codec: String,
-    /// When it starts on the timeline (as given).
+    /// When it starts on the timeline (as given: for the CTI audio, by the call record).
     pub start: String,
     /// When it ends on the timeline (as given, or as computed).
     pub end: String,
@@ -108,17 +111,24 @@ pub struct InputRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClockRecord {
     /// How the mapping was found.
-    pub method: &'static str,
+    pub method: String,
     /// Nominal sample rate of the recording.
     pub nominal_rate_hz: u32,
     /// Samples per second of UTC, as measured.
     pub effective_rate_hz: f64,
     /// Drift of the recorder's clock (+ = fast), ppm; `null` without an end time.
     pub drift_ppm: Option<f64>,
-    /// Audio start minus camera start, seconds.
+    /// Audio start minus camera start, seconds, as muxed (after any refinement).
     pub audio_offset_s: f64,
-    /// Confidence of the offset in [0, 1]; `null` when no reference track refined it (the
-    /// call record is then taken as is).
+    /// The correction applied to the call record's audio start, milliseconds (+ = later):
+    /// 0 when the microphone reference was not confident enough; `null` without one.
+    pub refined_by_ms: Option<f64>,
+    /// The correction the microphone reference points at, milliseconds, applied or not;
+    /// `null` without a reference, or when it overlaps the call too little or is silent.
+    pub reference_correction_ms: Option<f64>,
+    /// Confidence of the reference's estimate in [0, 1] (GCC-PHAT peak prominence: 1 −
+    /// runner-up ÷ peak); applied from 0.5. `null` without a reference: the call record is
+    /// then taken as is.
     pub confidence: Option<f64>,
     /// The agent clock's mapping, when sync samples were given (not for files).
     pub agent_clock: Option<serde_json::Value>,

@@ -11,6 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use crate::align::{self, AlignSettings, ReferenceInput};
 use crate::audio::{AudioInput, AudioOutput, AudioTrack};
 use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
@@ -107,6 +108,8 @@ pub struct MuxRequest {
     pub screen: Option<VideoInput>,
     /// The CTI recording and its call record.
     pub audio: AudioInput,
+    /// The agent's microphone reference, when sent: refines the CTI's offset (never muxed).
+    pub reference: Option<ReferenceInput>,
     /// An explicit in point (verification start), instead of the latest start.
     pub in_point: Option<UtcNanos>,
     /// An explicit out point (verification end), instead of the earliest end.
@@ -139,6 +142,7 @@ pub fn mux(
         .iter()
         .map(|v| v.path.clone())
         .chain([request.audio.path.clone()])
+        .chain(request.reference.iter().map(|r| r.path.clone()))
         .collect();
 
     std::thread::scope(|scope| {
@@ -163,6 +167,18 @@ pub fn mux(
             audio_file.info.frames,
             audio_file.info.rate_hz,
         )?;
+        // Refined against the microphone reference before any cut is chosen.
+        let recorded = clock;
+        let (clock, alignment) = match &request.reference {
+            Some(reference) => {
+                let settings = AlignSettings::default();
+                let (clock, found) =
+                    align::refine(reference, &request.audio.path, clock, &settings)?;
+                (clock, Some(found))
+            }
+            None => (clock, None),
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), "CTI offset checked");
         let mut spans: Vec<_> = scans
             .iter()
             .zip(&videos)
@@ -211,17 +227,31 @@ pub fn mux(
                 units: t.scan.frame_pts.len() as u64,
             })
             .collect();
-        let (audio_sha, audio_bytes) = hashes.last().cloned().expect("audio is hashed");
+        // Hashed in order: the videos, the CTI recording, the reference if any.
+        let (audio_sha, audio_bytes) = hashes[videos.len()].clone();
         inputs.push(InputRecord {
             role: TrackRole::CtiAudio,
             file: file_name(&request.audio.path),
             bytes: audio_bytes,
             sha256: audio_sha,
             codec: audio_info.codec.clone(),
-            start: rfc3339(clock.start),
-            end: rfc3339(clock.span().end),
+            start: rfc3339(recorded.start),
+            end: rfc3339(recorded.span().end),
             units: audio_info.frames,
         });
+        if let Some((reference, found)) = request.reference.as_ref().zip(alignment.as_ref()) {
+            let (sha256, bytes) = hashes[videos.len() + 1].clone();
+            inputs.push(InputRecord {
+                role: TrackRole::MicReference,
+                file: file_name(&reference.path),
+                bytes,
+                sha256,
+                codec: found.reference.codec.clone(),
+                start: rfc3339(found.reference_span.start),
+                end: rfc3339(found.reference_span.end),
+                units: found.reference.frames,
+            });
+        }
         let first = usize::from(pip.is_some());
         let mut out_tracks: Vec<TrackRecord> = pip
             .iter()
@@ -280,16 +310,17 @@ pub fn mux(
             container: request.format.container(),
             inputs,
             clock: ClockRecord {
-                method: if request.audio.end.is_some() {
-                    "call record: start, and drift from length vs end − start"
-                } else {
-                    "call record: start only (nominal rate)"
-                },
+                method: align::clock_method(request.audio.end.is_some(), alignment.as_ref()),
                 nominal_rate_hz: audio_info.rate_hz,
                 effective_rate_hz: clock.effective_rate_hz(),
                 drift_ppm: clock.drift_ppm(),
                 audio_offset_s: (clock.start.0 - request.camera.start.0) as f64 / 1e9,
-                confidence: None,
+                refined_by_ms: alignment.as_ref().map(|a| a.applied_ns as f64 / 1e6),
+                reference_correction_ms: alignment
+                    .as_ref()
+                    .and_then(|a| a.found_ns())
+                    .map(|ns| ns as f64 / 1e6),
+                confidence: alignment.as_ref().map(align::Alignment::confidence),
                 agent_clock: None,
             },
             cuts: CutRecord {

@@ -20,6 +20,7 @@ fn recording(rate_hz: u32, channels: u16) -> CtiRecording {
         duration: Duration::from_millis(6_010),
         beeps: [0.5, 2.345, 4.0205].map(Duration::from_secs_f64).to_vec(),
         drift_ppm: 0.0,
+        ..CtiRecording::default()
     }
 }
 

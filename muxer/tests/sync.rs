@@ -1,18 +1,22 @@
 //! Lips and voice agree: generated camera clips (a white flash on chosen frames) and CTI
 //! recordings (a 1 kHz beep at the same true instants) with offsets, drift, gaps, codecs and
-//! containers; each muxed, decoded back by `ffmpeg` (what players do), and every mark measured.
-//! Nothing here looks at the muxer's internals.
+//! containers, and call records that lie about the start while the agent's microphone
+//! reference tells the truth; each muxed, decoded back by `ffmpeg` (what players do), and
+//! every mark measured. Nothing here looks at the muxer's internals.
 
 use std::path::Path;
 use std::time::Duration;
 
 use fixtures::media::{
     CameraClip, CtiContainer, CtiEncoding, CtiRecording, Measured, VideoCodec, VideoContainer,
-    gst_discoverer_ok, measure_with_ffmpeg,
+    Voice, gst_discoverer_ok, measure_with_ffmpeg,
 };
 use muxer::manifest::TrackRole;
 use muxer::timeline::UtcNanos;
-use muxer::{AudioInput, Layout, Manifest, MuxRequest, OutputFormat, VideoInput, VideoRole};
+use muxer::{
+    AudioInput, Layout, Manifest, MuxRequest, OutputFormat, ReferenceInput, VideoInput, VideoRole,
+};
+use sha2::{Digest, Sha256};
 
 /// The budget for |audio − video| at every mark.
 const SYNC_MS: f64 = 10.0;
@@ -20,6 +24,22 @@ const FPS: u32 = 30;
 const FRAME_MS: f64 = 1000.0 / FPS as f64;
 /// 2026-11-21T10:00:00Z: where every camera clip starts.
 const T0: i64 = 1_795_255_200 * UtcNanos::SECOND;
+/// The customer's talk, heard by the CTI and by the agent's microphone.
+const CUSTOMER_TALK: u64 = 11;
+/// Someone else's talk.
+const OTHER_TALK: u64 = 12;
+
+/// The agent's microphone reference track, starting with the camera, on its clock.
+#[derive(Clone, Copy)]
+struct Reference {
+    encoding: CtiEncoding,
+    container: CtiContainer,
+    rate_hz: u32,
+    channels: u16,
+    /// The same call (the customer's talk and the beeps at their true instants, the
+    /// microphone's own noise), or another talk without beeps.
+    same_call: bool,
+}
 
 struct Case {
     name: &'static str,
@@ -37,6 +57,11 @@ struct Case {
     drift_ppm: f64,
     /// Whether the call record gives the end (so drift can be measured).
     with_end: bool,
+    /// The call record's start minus the true audio start, seconds (its end is off by as
+    /// much: a PBX clock set wrong).
+    record_error_s: f64,
+    /// The agent's microphone reference, if sent. The customer then talks on the CTI too.
+    reference: Option<Reference>,
     /// Explicit cuts, seconds after the camera's start.
     in_s: Option<f64>,
     out_s: Option<f64>,
@@ -71,6 +96,8 @@ impl Default for Case {
             offset_s: 0.0,
             drift_ppm: 0.0,
             with_end: true,
+            record_error_s: 0.0,
+            reference: None,
             in_s: None,
             out_s: None,
             marks_s: Vec::new(),
@@ -89,6 +116,16 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+fn audio_extension(container: CtiContainer) -> &'static str {
+    match container {
+        CtiContainer::Wav => "wav",
+        CtiContainer::Flac => "flac",
+        CtiContainer::OggVorbis => "ogg",
+        CtiContainer::Mp3 => "mp3",
+        CtiContainer::OggOpus => "opus",
+    }
+}
+
 struct Outcome {
     /// The first video stream (and the audio).
     measured: Measured,
@@ -97,6 +134,8 @@ struct Outcome {
     manifest: Manifest,
     /// Expected output time of each mark, ms.
     expected_ms: Vec<f64>,
+    /// SHA-256 of the microphone reference, if one was sent.
+    reference_sha256: Option<String>,
     duration_ms: f64,
 }
 
@@ -177,6 +216,8 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         .iter()
         .map(|&k| clip.slot_time(k).as_secs_f64())
         .collect();
+    // Talk time 0 is the earlier of the camera's and the audio's true starts.
+    let talk_origin_s = case.offset_s.min(0.0);
     let cti = CtiRecording {
         encoding: case.encoding,
         container: case.audio_container,
@@ -188,19 +229,51 @@ fn run(case: &Case, dir: &Path) -> Outcome {
             .map(|t| Duration::from_secs_f64(t - case.offset_s))
             .collect(),
         drift_ppm: case.drift_ppm,
+        voice: case.reference.map(|_| Voice {
+            seed: CUSTOMER_TALK,
+            from: Duration::from_secs_f64(case.offset_s - talk_origin_s),
+        }),
+        ..CtiRecording::default()
     };
-    let audio_path = dir.join(format!(
-        "cti.{}",
-        match case.audio_container {
-            CtiContainer::Wav => "wav",
-            CtiContainer::Flac => "flac",
-            CtiContainer::OggVorbis => "ogg",
-            CtiContainer::Mp3 => "mp3",
-            CtiContainer::OggOpus => "opus",
-        }
-    ));
+    let audio_path = dir.join(format!("cti.{}", audio_extension(case.audio_container)));
     let audio_truth = cti.write(&audio_path).expect("CTI recording");
-    let audio_start = at(case.offset_s);
+    let mut reference_sha256 = None;
+    let reference = case.reference.map(|r| {
+        let mic = CtiRecording {
+            encoding: r.encoding,
+            container: r.container,
+            rate_hz: r.rate_hz,
+            channels: r.channels,
+            duration: Duration::from_secs(u64::from(case.seconds)),
+            beeps: if r.same_call {
+                mark_times
+                    .iter()
+                    .copied()
+                    .map(Duration::from_secs_f64)
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            drift_ppm: 0.0,
+            noise_seed: 7,
+            voice: Some(Voice {
+                seed: if r.same_call {
+                    CUSTOMER_TALK
+                } else {
+                    OTHER_TALK
+                },
+                from: Duration::from_secs_f64(-talk_origin_s),
+            }),
+        };
+        let path = dir.join(format!("mic.{}", audio_extension(r.container)));
+        mic.write(&path).expect("microphone reference");
+        reference_sha256 = Some(hex::encode(Sha256::digest(std::fs::read(&path).unwrap())));
+        ReferenceInput {
+            path,
+            start: at(0.0),
+        }
+    });
+    let audio_start = at(case.offset_s + case.record_error_s);
     let screen = case.screen.as_ref().map(|s| write_screen(s, case, dir));
     let request = MuxRequest {
         camera: VideoInput {
@@ -216,6 +289,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
                 .with_end
                 .then(|| audio_start.plus(audio_truth.true_duration.as_nanos() as i64)),
         },
+        reference,
         in_point: case.in_s.map(at),
         out_point: case.out_s.map(at),
         format: case.format,
@@ -259,6 +333,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         more,
         manifest,
         expected_ms,
+        reference_sha256,
         duration_ms: (out_s - in_s) * 1000.0,
     }
 }
@@ -576,4 +651,136 @@ fn picture_in_picture_composites_camera_over_screen_first() {
         "{}",
         o.manifest.tracks[0].made_by
     );
+}
+
+/// The agent's microphone: 16 kHz mono FLAC, the same call.
+const MIC_FLAC_16K: Reference = Reference {
+    encoding: CtiEncoding::Pcm16,
+    container: CtiContainer::Flac,
+    rate_hz: 16_000,
+    channels: 1,
+    same_call: true,
+};
+
+/// What the manifest says about the reference: it is an input (hashed, never muxed), and
+/// returns (correction applied ms, confidence).
+fn reference_verdict(case: &Case, o: &Outcome) -> (f64, f64) {
+    let m = &o.manifest;
+    let mic = m
+        .inputs
+        .iter()
+        .find(|i| i.role == TrackRole::MicReference)
+        .expect("the reference is an input");
+    assert_eq!(Some(&mic.sha256), o.reference_sha256.as_ref());
+    assert_eq!(mic.start, "2026-11-21T10:00:00Z");
+    assert!(
+        m.tracks.iter().all(|t| t.role != TrackRole::MicReference) && m.tracks.len() == 2,
+        "the reference is not muxed: {:?}",
+        m.tracks
+    );
+    let clock = &m.clock;
+    let refined_ms = clock.refined_by_ms.expect("refined_by_ms with a reference");
+    let confidence = clock.confidence.expect("a confidence with a reference");
+    let planted_ms = case.record_error_s * 1000.0;
+    println!(
+        "REFERENCE {:<40} call record off by {planted_ms:+8.1} ms: refined by {refined_ms:+9.3} ms \
+         (error {:+.3} ms), found {:?} ms, confidence {confidence:.3}",
+        case.name,
+        refined_ms + planted_ms,
+        clock.reference_correction_ms,
+    );
+    (refined_ms, confidence)
+}
+
+fn assert_corrected(case: &Case, o: &Outcome) {
+    let (refined_ms, confidence) = reference_verdict(case, o);
+    let planted_ms = case.record_error_s * 1000.0;
+    assert!(confidence >= 0.5, "{}: confidence {confidence}", case.name);
+    assert!(
+        (refined_ms + planted_ms).abs() <= 2.0,
+        "{}: call record off by {planted_ms} ms, refined by {refined_ms} ms",
+        case.name
+    );
+    let clock = &o.manifest.clock;
+    assert!(
+        clock.method.contains("refined by GCC-PHAT"),
+        "{}",
+        clock.method
+    );
+    assert!(
+        (clock.audio_offset_s - case.offset_s).abs() < 0.002,
+        "{}: audio offset {} s, truly {} s",
+        case.name,
+        clock.audio_offset_s,
+        case.offset_s
+    );
+}
+
+#[test]
+fn a_call_record_730_ms_late_is_corrected_by_the_microphone_reference() {
+    let case = Case {
+        name: "µ-law 8k +150 ppm, record +730.31 ms, mic FLAC",
+        seconds: 40,
+        offset_s: 1.0,
+        drift_ppm: 150.0,
+        record_error_s: 0.730_31,
+        reference: Some(MIC_FLAC_16K),
+        marks_s: vec![2.0, 13.0, 27.5, 38.0],
+        ..Case::default()
+    };
+    let o = mux_and_check(&case);
+    assert_corrected(&case, &o);
+}
+
+#[test]
+fn a_call_record_2_4_s_early_is_corrected_by_a_stereo_48k_reference() {
+    let case = Case {
+        name: "PCM 16k stereo, record −2411.73 ms, mic 48k st.",
+        seconds: 30,
+        encoding: CtiEncoding::Pcm16,
+        rate_hz: 16_000,
+        channels: 2,
+        offset_s: -1.5,
+        drift_ppm: -200.0,
+        record_error_s: -2.411_73,
+        reference: Some(Reference {
+            encoding: CtiEncoding::Pcm16,
+            container: CtiContainer::Wav,
+            rate_hz: 48_000,
+            channels: 2,
+            same_call: true,
+        }),
+        marks_s: vec![1.0, 9.0, 17.5, 26.0],
+        ..Case::default()
+    };
+    let o = mux_and_check(&case);
+    assert_corrected(&case, &o);
+}
+
+#[test]
+fn an_unrelated_reference_leaves_the_call_record_as_it_is() {
+    // Another talk, no beeps: nothing to align on. The call record is right here, so the
+    // marks stay in sync only if it is kept.
+    let case = Case {
+        name: "µ-law 8k, record right, unrelated mic",
+        seconds: 30,
+        offset_s: 0.6,
+        reference: Some(Reference {
+            same_call: false,
+            ..MIC_FLAC_16K
+        }),
+        marks_s: vec![2.0, 14.0, 25.0],
+        ..Case::default()
+    };
+    let o = mux_and_check(&case);
+    let (refined_ms, confidence) = reference_verdict(&case, &o);
+    assert!(confidence < 0.5, "confidence {confidence}");
+    assert_eq!(refined_ms, 0.0);
+    let clock = &o.manifest.clock;
+    assert!(
+        clock.method.contains("call record kept"),
+        "{}",
+        clock.method
+    );
+    assert!((clock.audio_offset_s - 0.6).abs() < 1e-9);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use muxer::timeline::UtcNanos;
-use muxer::{AudioInput, Layout, MuxRequest, OutputFormat, VideoInput, VideoRole};
+use muxer::{AudioInput, Layout, MuxRequest, OutputFormat, ReferenceInput, VideoInput, VideoRole};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -29,6 +29,14 @@ pub struct MuxArgs {
     /// Call end from the call record, when known: gives the recorder's drift.
     #[arg(long, value_parser = parse_instant)]
     audio_end: Option<UtcNanos>,
+    /// The agent's microphone reference track (any format --audio takes, mono or stereo),
+    /// recorded on the camera's clock: refines the call record's start by GCC-PHAT; never
+    /// muxed.
+    #[arg(long, requires = "reference_start")]
+    reference: Option<PathBuf>,
+    /// When the reference's first sample was captured (RFC 3339, UTC).
+    #[arg(long, value_parser = parse_instant, requires = "reference")]
+    reference_start: Option<UtcNanos>,
     /// Screen file, a second video track.
     #[arg(long, requires = "screen_start")]
     screen: Option<PathBuf>,
@@ -92,6 +100,10 @@ pub async fn run(ctx: &Context, args: MuxArgs) -> anyhow::Result<()> {
             start: args.audio_start,
             end: args.audio_end,
         },
+        reference: args
+            .reference
+            .zip(args.reference_start)
+            .map(|(path, start)| ReferenceInput { path, start }),
         in_point: args.in_point,
         out_point: args.out_point,
         format: match args.format {
