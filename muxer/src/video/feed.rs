@@ -69,13 +69,10 @@ fn copy_frames(
     in_band: Option<ParameterSets>,
     pushed: &AtomicU64,
 ) -> Result<()> {
-    let mut demuxer = Demuxer::open(&track.input.path)?;
     let (in_rel, out_rel) = (track.in_rel(), track.out_rel());
-    let mut index = 0usize;
-    let mut held: Option<EncodedFrame> = None;
-    let flush = |frame: EncodedFrame, next_pts: i64| -> Result<()> {
+    frames_with_next(track, from, |frame, next_pts| {
         let start = frame.pts.max(in_rel);
-        let end = next_pts.min(out_rel);
+        let end = next_pts.unwrap_or(out_rel).min(out_rel);
         let mut data = frame.data;
         if let Some(sets) = &in_band {
             let map = data
@@ -99,7 +96,19 @@ fn copy_frames(
         push(src, data)?;
         pushed.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    };
+    })
+}
+
+/// Demuxes frames `from..kept.end` of `track` and hands each to `f` with the time of the
+/// next (`None` for the last).
+fn frames_with_next(
+    track: &VideoTrack,
+    from: usize,
+    mut f: impl FnMut(EncodedFrame, Option<i64>) -> Result<()>,
+) -> Result<()> {
+    let mut demuxer = Demuxer::open(&track.input.path)?;
+    let mut held: Option<EncodedFrame> = None;
+    let mut index = 0usize;
     while let Some(frame) = demuxer.next_frame()? {
         let i = index;
         index += 1;
@@ -109,15 +118,15 @@ fn copy_frames(
         if i >= track.kept.end {
             break;
         }
-        if let Some(prev) = held.take() {
-            flush(prev, frame.pts)?;
+        let next_pts = frame.pts;
+        if let Some(prev) = held.replace(frame) {
+            f(prev, Some(next_pts))?;
         }
-        held = Some(frame);
     }
-    if let Some(last) = held {
-        flush(last, out_rel)?;
+    match held {
+        Some(last) => f(last, None),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Pushes the source frames (file times) into a pipeline that decodes and re-encodes them.
@@ -149,9 +158,9 @@ pub fn feed_decoded(track: &VideoTrack, src: &gst_app::AppSrc) -> Result<()> {
 }
 
 fn push_held_frames(track: &VideoTrack, src: &gst_app::AppSrc, from: usize) -> Result<()> {
-    let mut demuxer = Demuxer::open(&track.input.path)?;
     let out_rel = track.out_rel();
-    let stamp = |frame: EncodedFrame, until: i64| {
+    frames_with_next(track, from, |frame, next_pts| {
+        let until = next_pts.unwrap_or_else(|| out_rel.max(frame.pts + track.scan.frame_duration));
         let mut data = frame.data;
         let b = data.make_mut();
         b.set_pts(gst::ClockTime::from_nseconds(frame.pts as u64));
@@ -159,29 +168,8 @@ fn push_held_frames(track: &VideoTrack, src: &gst_app::AppSrc, from: usize) -> R
         b.set_duration(gst::ClockTime::from_nseconds(
             (until - frame.pts).max(1) as u64
         ));
-        data
-    };
-    let mut held: Option<EncodedFrame> = None;
-    let mut index = 0usize;
-    while let Some(frame) = demuxer.next_frame()? {
-        let i = index;
-        index += 1;
-        if i < from {
-            continue;
-        }
-        if i >= track.kept.end {
-            break;
-        }
-        if let Some(prev) = held.take() {
-            push(src, stamp(prev, frame.pts))?;
-        }
-        held = Some(frame);
-    }
-    if let Some(last) = held {
-        let until = out_rel.max(last.pts + track.scan.frame_duration);
-        push(src, stamp(last, until))?;
-    }
-    Ok(())
+        push(src, data)
+    })
 }
 
 fn push_source_frames(
