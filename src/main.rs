@@ -51,6 +51,8 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
+    /// Run the server (TLS; writes DATA_DIR/tls/cert.pem and DATA_DIR/operator.token).
+    Serve(commands::serve::ServeArgs),
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
 }
@@ -97,6 +99,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mux(args) => commands::mux::run(&ctx, args).await,
         Command::Keys { command } => commands::keys::run(&ctx, command).await,
         Command::Audit { command } => commands::audit::run(&ctx, command).await,
+        Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

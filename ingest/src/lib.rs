@@ -1,3 +1,19 @@
 //! The axum server customers' agents and the CTI system talk to: sessions and one-time codes,
 //! consent, the agent media protocol, clock sync, CTI audio intake, durable segments and the
-//! mux job queue. Never decodes media. Built by the ingest issue.
+//! mux job queue. Never decodes media.
+//!
+//! Built so far: TLS with a self-signed certificate made on first start, the bootstrap
+//! operator token, `/healthz`, `/metrics`, the OpenAPI document and graceful shutdown.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+pub mod error;
+pub mod metrics;
+pub mod operator;
+mod secret_file;
+pub mod server;
+pub mod tls;
+
+pub use error::{IngestError, Result};
+pub use server::{RunningServer, ServeConfig, ShutdownHandle, start};

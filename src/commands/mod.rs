@@ -6,6 +6,7 @@ pub mod audit;
 pub mod demo;
 pub mod keys;
 pub mod mux;
+pub mod serve;
 
 use storage::{Access, StorageConfig, Vault};
 

@@ -1,0 +1,64 @@
+//! What can go wrong in the ingest server, and how each kind reaches an HTTP client: a status
+//! and one line of JSON (`{"error": "…"}`), never an internal detail an attacker could use.
+
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An ingest failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// A file under the data directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key is missing or unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The request carries no valid credentials.
+    #[error("not authorised")]
+    Unauthorised,
+    /// The request is malformed or not allowed in the current state.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+impl IngestError {
+    /// An [`IngestError::Io`] for `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The ingest server's result type.
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            Self::Unauthorised => (StatusCode::UNAUTHORIZED, self.to_string()),
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            Self::Io { .. } | Self::Tls(_) | Self::Storage(_) => {
+                tracing::error!(error = %self, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}

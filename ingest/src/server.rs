@@ -1,0 +1,198 @@
+//! The HTTPS server: binds, serves the API over TLS, and shuts down gracefully — it stops
+//! accepting, lets requests in flight finish (bounded by the drain time), then returns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::api;
+use crate::error::{IngestError, Result};
+use crate::metrics::Metrics;
+use crate::operator::{Operator, OperatorTokens};
+use crate::tls::TlsFiles;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The data directory (TLS files, bootstrap token, metadata, blobs).
+    pub data_dir: PathBuf,
+    /// Extra DNS names or addresses the self-signed certificate should cover.
+    pub tls_names: Vec<String>,
+    /// How long a graceful shutdown waits for requests in flight.
+    pub drain: Duration,
+}
+
+impl ServeConfig {
+    /// Loopback on `port`, data in `data_dir`, 10 s drain.
+    #[must_use]
+    pub fn local(data_dir: PathBuf, port: u16) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir,
+            tls_names: Vec::new(),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// Operator credentials.
+    pub operators: OperatorTokens,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// The operator behind a request, counting refusals.
+    ///
+    /// # Errors
+    /// [`IngestError::Unauthorised`].
+    pub fn operator(&self, headers: &HeaderMap) -> Result<Operator> {
+        self.operators.authenticate(headers).inspect_err(|_| {
+            self.metrics.unauthorised.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    drain: Duration,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL (`https://ADDR`).
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops accepting, waits for requests in flight (at most the drain time), and returns.
+    ///
+    /// # Errors
+    /// The server failed while running.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle.graceful_shutdown(Some(self.drain));
+        self.wait().await
+    }
+
+    /// Runs until the server stops.
+    ///
+    /// # Errors
+    /// The server failed while running.
+    pub async fn wait(self) -> Result<()> {
+        match self.task.await {
+            Ok(result) => {
+                result.map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))
+            }
+            Err(e) => Err(IngestError::BadRequest(format!("server task: {e}"))),
+        }
+    }
+
+    /// A handle that can start a graceful shutdown from elsewhere (a signal handler).
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            handle: self.handle.clone(),
+            drain: self.drain,
+        }
+    }
+}
+
+/// Starts a graceful shutdown of a [`RunningServer`].
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    handle: axum_server::Handle<SocketAddr>,
+    drain: Duration,
+}
+
+impl ShutdownHandle {
+    /// Stop accepting; finish what is in flight.
+    pub fn shutdown(&self) {
+        self.handle.graceful_shutdown(Some(self.drain));
+    }
+}
+
+/// Prepares the data directory (certificate, token) and starts serving.
+///
+/// # Errors
+/// The data directory cannot be prepared or the address cannot be bound.
+pub async fn start(config: ServeConfig) -> Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| IngestError::io(&config.data_dir, e))?;
+    let tls = TlsFiles::under(&config.data_dir).load_or_create(&config.tls_names)?;
+    let state = Arc::new(AppState {
+        operators: OperatorTokens::load_or_create(&config.data_dir)?,
+        metrics: Metrics::default(),
+    });
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(tls)))
+        .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
+        .handle(handle.clone());
+    let app = router(state);
+    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    tracing::info!(%addr, "serving");
+    Ok(RunningServer {
+        addr,
+        handle,
+        task,
+        drain: config.drain,
+    })
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn count_requests(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    state.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    next.run(request).await
+}

@@ -1,0 +1,68 @@
+//! `idv serve`: the server roles. Prints `listening on https://ADDR` once ready, then runs
+//! until SIGINT or SIGTERM, when it stops accepting and drains what is in flight.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Which roles this process runs.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+    /// Extra names or addresses for the self-signed certificate (repeatable).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+    /// Seconds a shutdown waits for requests in flight.
+    #[arg(long, default_value_t = 10)]
+    drain_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Every role in one process (the single-machine default).
+    All,
+    /// Sessions, agent media and CTI intake.
+    Ingest,
+    /// Mux job workers.
+    Muxer,
+}
+
+pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+    if args.role == Role::Muxer {
+        anyhow::bail!("the muxer worker role is not built yet (issue 4); use --role ingest or all");
+    }
+    let server = ingest::start(ingest::ServeConfig {
+        listen: args.listen,
+        data_dir: ctx.storage.data_dir.clone(),
+        tls_names: args.tls_names,
+        drain: Duration::from_secs(args.drain_seconds),
+    })
+    .await
+    .context("cannot start the server")?;
+    println!("listening on {}", server.url());
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("idv: shutting down (draining)");
+        stop.shutdown();
+    });
+    server.wait().await.context("the server failed")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
