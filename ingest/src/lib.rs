@@ -14,6 +14,7 @@ pub mod operator;
 mod secret_file;
 pub mod server;
 pub mod tls;
+pub mod track_log;
 
 pub use error::{IngestError, Result};
 pub use server::{RunningServer, ServeConfig, ShutdownHandle, start};

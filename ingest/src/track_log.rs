@@ -1,0 +1,448 @@
+//! Where an agent's frames become durable: one append-only log per session and track, on the
+//! server's disk until it is rolled into the blob store. A frame is acknowledged only after its
+//! record is written and the file is `fdatasync`ed, so an acknowledged frame survives a crash.
+//!
+//! The frames are stored exactly as they arrived — sealed by the agent under the session key —
+//! so no plaintext media is ever on the server's disk. Record layout (little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | record length `n` (of the frame) |
+//! | 8 | sequence number |
+//! | 8 | capture timestamp (agent clock, ns) |
+//! | n | the frame as received |
+//! | 4 | CRC-32 of the 20 + n bytes before it |
+//!
+//! Opening a log replays it: a torn last record (the crash came mid-write) is cut off — it was
+//! never acknowledged — while a damaged record followed by more data is an error, since that is
+//! not what a crash leaves. Sequence numbers must follow on (`last + 1`); a frame at or below
+//! the last stored one is a resend after a reconnect and is acknowledged without being stored
+//! twice.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Bytes before the frame in a record.
+const HEAD: usize = 20;
+/// Bytes after it.
+const TAIL: usize = 4;
+
+/// A track log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The log.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A record in the middle of the log is damaged (not a torn tail).
+    #[error("{}: damaged record at byte {offset}", path.display())]
+    Damaged {
+        /// The log.
+        path: PathBuf,
+        /// Where the damaged record starts.
+        offset: u64,
+    },
+    /// A frame skips sequence numbers.
+    #[error("frame {got} does not follow {last:?}: frames {expected}.. are missing")]
+    OutOfOrder {
+        /// The last stored sequence number.
+        last: Option<u64>,
+        /// What came.
+        got: u64,
+        /// What was expected.
+        expected: u64,
+    },
+    /// A frame larger than a record can hold.
+    #[error("a frame of {0} bytes is too large for a record")]
+    TooLarge(usize),
+}
+
+/// What [`TrackLog::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written (durable after the next [`TrackLog::sync`]).
+    Stored,
+    /// Already stored before: a resend.
+    Duplicate,
+}
+
+/// One stored frame, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its capture timestamp.
+    pub timestamp: i64,
+    /// The frame as received.
+    pub frame: Vec<u8>,
+}
+
+/// An open track log.
+#[derive(Debug)]
+pub struct TrackLog {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    records: u64,
+    dirty: bool,
+}
+
+impl TrackLog {
+    /// Opens (or creates) the log at `path`, replaying it and cutting a torn tail.
+    ///
+    /// # Errors
+    /// [`LogError::Io`], or [`LogError::Damaged`] for damage a crash cannot explain.
+    pub fn open(path: &Path) -> Result<Self, LogError> {
+        let io = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
+        let mut log = Self {
+            path: path.to_path_buf(),
+            file,
+            len: 0,
+            first_seq: None,
+            last_seq: None,
+            records: 0,
+            dirty: false,
+        };
+        let mut reader = BufReader::new(log.file.try_clone().map_err(io)?);
+        loop {
+            match read_record(&mut reader) {
+                Ok(Some(record)) => {
+                    log.first_seq.get_or_insert(record.seq);
+                    log.last_seq = Some(record.seq);
+                    log.records += 1;
+                    log.len += (HEAD + record.frame.len() + TAIL) as u64;
+                }
+                Ok(None) => break,
+                Err(ReadError::Torn) | Err(ReadError::Crc) => {
+                    // A crash leaves at most one partial record; more after the damage than
+                    // that record can hold is real damage.
+                    if !tail_is_one_record(path, log.len)? {
+                        return Err(LogError::Damaged {
+                            path: path.to_path_buf(),
+                            offset: log.len,
+                        });
+                    }
+                    tracing::warn!(log = %path.display(), offset = log.len, "cut a torn record left by a crash");
+                    log.file.set_len(log.len).map_err(io)?;
+                    log.file.sync_all().map_err(io)?;
+                    break;
+                }
+                Err(ReadError::Io(e)) => return Err(io(e)),
+            }
+        }
+        Ok(log)
+    }
+
+    /// The last sequence number stored (durable once synced).
+    #[must_use]
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The first sequence number stored.
+    #[must_use]
+    pub fn first_seq(&self) -> Option<u64> {
+        self.first_seq
+    }
+
+    /// Bytes in the log.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the log holds no record.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Where the log is.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends frame `seq` (unless it is already stored).
+    ///
+    /// # Errors
+    /// [`LogError::OutOfOrder`] when sequence numbers are skipped; [`LogError::Io`].
+    pub fn append(&mut self, seq: u64, timestamp: i64, frame: &[u8]) -> Result<Appended, LogError> {
+        if let Some(last) = self.last_seq {
+            if seq <= last {
+                return Ok(Appended::Duplicate);
+            }
+            if seq != last + 1 {
+                return Err(LogError::OutOfOrder {
+                    last: self.last_seq,
+                    got: seq,
+                    expected: last + 1,
+                });
+            }
+        }
+        let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
+        let mut record = Vec::with_capacity(HEAD + frame.len() + TAIL);
+        record.extend_from_slice(&n.to_le_bytes());
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(&timestamp.to_le_bytes());
+        record.extend_from_slice(frame);
+        let crc = crc32fast::hash(&record);
+        record.extend_from_slice(&crc.to_le_bytes());
+        self.file
+            .write_all(&record)
+            .map_err(|source| LogError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.len += record.len() as u64;
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.records += 1;
+        self.dirty = true;
+        Ok(Appended::Stored)
+    }
+
+    /// Makes everything appended so far durable (`fdatasync`); a no-op when nothing changed.
+    ///
+    /// # Errors
+    /// [`LogError::Io`]: then nothing appended since the last sync may be acknowledged.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        if self.dirty {
+            self.file.sync_data().map_err(|source| LogError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Every record in the log at `path`, in order.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] or [`LogError::Damaged`].
+    pub fn read_all(path: &Path) -> Result<Vec<Record>, LogError> {
+        let file = File::open(path).map_err(|source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let mut records = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            match read_record(&mut reader) {
+                Ok(Some(r)) => {
+                    offset += (HEAD + r.frame.len() + TAIL) as u64;
+                    records.push(r);
+                }
+                Ok(None) => return Ok(records),
+                Err(ReadError::Io(source)) => {
+                    return Err(LogError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    });
+                }
+                Err(_) => {
+                    return Err(LogError::Damaged {
+                        path: path.to_path_buf(),
+                        offset,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether everything from `offset` to the end of the file could be one partial record: its
+/// length field (when complete) says a record at least as long as what is there.
+fn tail_is_one_record(path: &Path, offset: u64) -> Result<bool, LogError> {
+    let io = |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let rest = file_len - offset;
+    if rest < 4 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+    let mut len = [0u8; 4];
+    file.read_exact(&mut len).map_err(io)?;
+    let record = (HEAD + TAIL) as u64 + u64::from(u32::from_le_bytes(len));
+    Ok(rest <= record)
+}
+
+enum ReadError {
+    /// The file ends inside a record.
+    Torn,
+    /// A complete record whose checksum does not match.
+    Crc,
+    Io(std::io::Error),
+}
+
+fn read_record(reader: &mut impl Read) -> Result<Option<Record>, ReadError> {
+    let mut head = [0u8; HEAD];
+    match read_full(reader, &mut head)? {
+        0 => return Ok(None),
+        n if n < HEAD => return Err(ReadError::Torn),
+        _ => {}
+    }
+    let n = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let seq = u64::from_le_bytes(head[4..12].try_into().expect("8 bytes"));
+    let timestamp = i64::from_le_bytes(head[12..20].try_into().expect("8 bytes"));
+    let mut frame = Vec::new();
+    let got = reader
+        .take(n as u64)
+        .read_to_end(&mut frame)
+        .map_err(ReadError::Io)?;
+    if got < n {
+        return Err(ReadError::Torn);
+    }
+    let mut crc = [0u8; TAIL];
+    if read_full(reader, &mut crc)? < TAIL {
+        return Err(ReadError::Torn);
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    hasher.update(&frame);
+    if hasher.finalize() != u32::from_le_bytes(crc) {
+        return Err(ReadError::Crc);
+    }
+    Ok(Some(Record {
+        seq,
+        timestamp,
+        frame,
+    }))
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, ReadError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_in(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("s/camera.log")
+    }
+
+    #[test]
+    fn frames_survive_a_reopen_and_resends_are_not_stored_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_in(&dir);
+        let mut log = TrackLog::open(&path).unwrap();
+        for seq in 1..=3 {
+            assert_eq!(
+                log.append(seq, seq as i64 * 33, &[seq as u8; 10]).unwrap(),
+                Appended::Stored
+            );
+        }
+        log.sync().unwrap();
+        drop(log);
+        let mut log = TrackLog::open(&path).unwrap();
+        assert_eq!((log.first_seq(), log.last_seq()), (Some(1), Some(3)));
+        assert_eq!(log.append(2, 66, &[2; 10]).unwrap(), Appended::Duplicate);
+        assert_eq!(log.append(4, 132, &[4; 10]).unwrap(), Appended::Stored);
+        log.sync().unwrap();
+        let records = TrackLog::read_all(&path).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(records[3].frame, vec![4; 10]);
+        assert_eq!(records[3].timestamp, 132);
+    }
+
+    #[test]
+    fn a_skipped_sequence_number_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TrackLog::open(&log_in(&dir)).unwrap();
+        log.append(7, 0, b"x").unwrap();
+        let err = log.append(9, 0, b"y").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::OutOfOrder {
+                    expected: 8,
+                    got: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_in(&dir);
+        let mut log = TrackLog::open(&path).unwrap();
+        log.append(1, 0, &[1; 100]).unwrap();
+        log.append(2, 0, &[2; 100]).unwrap();
+        log.sync().unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        // The crash came while writing frame 3: only part of its record reached the disk.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut partial = Vec::new();
+        partial.extend_from_slice(&100u32.to_le_bytes());
+        partial.extend_from_slice(&3u64.to_le_bytes());
+        partial.extend_from_slice(&[3; 30]);
+        file.write_all(&partial).unwrap();
+        drop(file);
+        let mut log = TrackLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), Some(2));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        log.append(3, 0, &[3; 100]).unwrap();
+        log.sync().unwrap();
+        assert_eq!(TrackLog::read_all(&path).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_an_error_not_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_in(&dir);
+        let mut log = TrackLog::open(&path).unwrap();
+        for seq in 1..=3 {
+            log.append(seq, 0, &[seq as u8; 100]).unwrap();
+        }
+        log.sync().unwrap();
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEAD + 50] ^= 0xff; // inside frame 1
+        std::fs::write(&path, &bytes).unwrap();
+        let err = TrackLog::open(&path).unwrap_err();
+        assert!(matches!(err, LogError::Damaged { offset: 0, .. }), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing cut");
+    }
+}
