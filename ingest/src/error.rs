@@ -22,6 +22,9 @@ pub enum IngestError {
     /// The TLS certificate or key is missing or unusable.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A server secret is missing, malformed, or cannot be made.
+    #[error("secret: {0}")]
+    Secret(String),
     /// The request carries no valid credentials.
     #[error("not authorised")]
     Unauthorised,
@@ -51,7 +54,7 @@ impl IntoResponse for IngestError {
         let (status, message) = match &self {
             Self::Unauthorised => (StatusCode::UNAUTHORIZED, self.to_string()),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
-            Self::Io { .. } | Self::Tls(_) | Self::Storage(_) => {
+            Self::Io { .. } | Self::Tls(_) | Self::Secret(_) | Self::Storage(_) => {
                 tracing::error!(error = %self, "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -40,7 +40,7 @@ impl OperatorTokens {
         if !path.exists() {
             let mut secret = [0u8; 32];
             getrandom::fill(&mut secret)
-                .map_err(|e| IngestError::Tls(format!("no OS randomness: {e}")))?;
+                .map_err(|e| IngestError::Secret(format!("no OS randomness: {e}")))?;
             secret_file::write_private(&path, format!("{}\n", hex::encode(secret)).as_bytes())?;
             tracing::info!(path = %path.display(), "wrote the bootstrap operator token");
         }
