@@ -150,6 +150,41 @@ impl Vault {
         Ok(self.keyring.keks().await?)
     }
 
+    /// Wraps a secret that is not an archive key (a live session's media key) under the active
+    /// KEK, bound to `context` (say what it is and whose: `b"session-media-key:<uuid>"`). The
+    /// result names its KEK, so it unwraps after rotations as long as that KEK lives:
+    /// `[kek id length: u8][kek id][wrapped key]`.
+    ///
+    /// # Errors
+    /// A keyring failure.
+    pub async fn wrap_secret(&self, context: &[u8], secret: &FileKey) -> Result<Vec<u8>> {
+        let kek = self.keyring.active_kek().await?;
+        let wrapped = self.keyring.wrap(&kek, context, secret).await?;
+        let id = u8::try_from(kek.len()).expect("KEK ids are short");
+        let mut out = Vec::with_capacity(1 + kek.len() + wrapped.len());
+        out.push(id);
+        out.extend_from_slice(kek.as_bytes());
+        out.extend_from_slice(&wrapped);
+        Ok(out)
+    }
+
+    /// Unwraps what [`Vault::wrap_secret`] made with the same `context`.
+    ///
+    /// # Errors
+    /// Malformed input, a destroyed KEK, or another context.
+    pub async fn unwrap_secret(&self, context: &[u8], wrapped: &[u8]) -> Result<FileKey> {
+        let malformed = || KeyringError::UnwrapFailed {
+            kek_id: "(malformed wrapped secret)".into(),
+        };
+        let (&len, rest) = wrapped.split_first().ok_or_else(malformed)?;
+        if rest.len() < usize::from(len) {
+            return Err(malformed().into());
+        }
+        let (kek, key) = rest.split_at(usize::from(len));
+        let kek = std::str::from_utf8(kek).map_err(|_| malformed())?;
+        Ok(self.keyring.unwrap(kek, context, key).await?)
+    }
+
     /// Seals the file `input` into the archive file `output`: written to a temporary file
     /// beside it, synced and renamed, so `output` is either a complete archive or absent.
     ///
