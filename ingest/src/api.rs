@@ -1,21 +1,30 @@
-//! The HTTP API under `/api/v1` (described by `/api/v1/openapi.json`).
+//! The HTTP API under `/api/v1` (described by `/api/v1/openapi.json`): operators create and
+//! end sessions; customers' agents join with a code and record consent.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use storage::db::ConsentScope;
+use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{IngestError, Result};
 use crate::operator::Operator;
 use crate::server::AppState;
+use crate::session::{CreatedSession, JoinedSession};
 
 /// The API's routes.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/openapi.json", get(openapi))
+        .route("/sessions", post(create_session))
+        .route("/sessions/{id}/end", post(end_session))
+        .route("/join", post(join))
+        .route("/consent", post(consent))
 }
 
 /// The operator the presented token stands for.
@@ -24,8 +33,88 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
 }
 
 async fn openapi() -> Json<serde_json::Value> {
-    Json(
-        serde_json::from_str(include_str!("openapi.json"))
-            .expect("the bundled OpenAPI document is JSON"),
-    )
+    Json(serde_json::from_str(include_str!("openapi.json")).expect("the bundled OpenAPI document is JSON"))
+}
+
+async fn create_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<CreatedSession>)> {
+    let operator = state.operator(&headers)?;
+    let created = state.sessions.create(&operator).await?;
+    state
+        .metrics
+        .sessions_created
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EndRequest {
+    reason: Option<String>,
+}
+
+async fn end_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    body: Option<Json<EndRequest>>,
+) -> Result<Json<serde_json::Value>> {
+    let operator = state.operator(&headers)?;
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "ended by the operator".into());
+    state.sessions.end(&operator, id, &reason).await?;
+    Ok(Json(serde_json::json!({ "session_id": id, "state": "ended" })))
+}
+
+#[derive(serde::Deserialize)]
+struct JoinRequest {
+    code: String,
+    /// The group whose page or app the customer typed the code into.
+    group: String,
+    /// Set when the customer followed a session-bound link.
+    session_id: Option<Uuid>,
+}
+
+async fn join(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<JoinRequest>,
+) -> Result<Json<JoinedSession>> {
+    state
+        .sessions
+        .join(&request.code, &request.group, request.session_id, peer.ip())
+        .await
+        .map(Json)
+}
+
+#[derive(serde::Deserialize)]
+struct ConsentRequest {
+    scopes: Vec<String>,
+    /// Who consented, as the agent describes the customer's device.
+    granted_by: String,
+}
+
+/// The session an agent's bearer token stands for.
+fn agent_session(state: &AppState, headers: &HeaderMap) -> Result<Uuid> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(IngestError::Unauthorised)?;
+    state.sessions.session_of_token(token.trim())
+}
+
+async fn consent(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(request): Json<ConsentRequest>,
+) -> Result<Json<serde_json::Value>> {
+    let session = agent_session(&state, &headers)?;
+    let scopes = request
+        .scopes
+        .iter()
+        .map(|s| ConsentScope::parse(s).ok_or_else(|| IngestError::BadRequest(format!("unknown consent scope {s:?}"))))
+        .collect::<Result<Vec<_>>>()?;
+    state.sessions.consent(session, &scopes, &request.granted_by).await?;
+    Ok(Json(serde_json::json!({ "session_id": session, "consented": request.scopes })))
 }

@@ -95,6 +95,12 @@ impl CodeKey {
         Ok(Self(Zeroizing::new(key)))
     }
 
+    /// The key bytes, for other MACs keyed by the same server secret (agent tokens).
+    #[must_use]
+    pub(crate) fn secret(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+
     /// `HMAC-SHA256(key, group ‖ 0 ‖ code)`.
     #[must_use]
     pub fn hash(&self, group: &str, code: &ConnectionCode) -> [u8; 32] {

@@ -28,6 +28,15 @@ pub enum IngestError {
     /// The request carries no valid credentials.
     #[error("not authorised")]
     Unauthorised,
+    /// Credentials are valid but do not allow this (a wrong code, another group's session).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing (or not visible to the caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// Too many failed attempts from this source: wait.
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts,
     /// The request is malformed or not allowed in the current state.
     #[error("{0}")]
     BadRequest(String),
@@ -54,6 +63,9 @@ impl IntoResponse for IngestError {
         let (status, message) = match &self {
             Self::Unauthorised => (StatusCode::UNAUTHORIZED, self.to_string()),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            Self::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
             Self::Io { .. } | Self::Tls(_) | Self::Secret(_) | Self::Storage(_) => {
                 tracing::error!(error = %self, "request failed");
                 (

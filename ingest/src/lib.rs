@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod operator;
 mod secret_file;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod track_log;
 

@@ -15,7 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_server::tls_rustls::RustlsConfig;
 
+use storage::Vault;
+
 use crate::api;
+use crate::code::CodeKey;
+use crate::session::Sessions;
 use crate::error::{IngestError, Result};
 use crate::metrics::Metrics;
 use crate::operator::{Operator, OperatorTokens};
@@ -32,6 +36,8 @@ pub struct ServeConfig {
     pub tls_names: Vec<String>,
     /// How long a graceful shutdown waits for requests in flight.
     pub drain: Duration,
+    /// How long a connection code stays valid.
+    pub code_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -43,6 +49,7 @@ impl ServeConfig {
             data_dir,
             tls_names: Vec::new(),
             drain: Duration::from_secs(10),
+            code_ttl: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -53,6 +60,10 @@ pub struct AppState {
     pub operators: OperatorTokens,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Sessions, codes, consent.
+    pub sessions: Sessions,
+    /// How the server was configured.
+    pub config: ServeConfig,
 }
 
 impl AppState {
@@ -134,16 +145,20 @@ impl ShutdownHandle {
     }
 }
 
-/// Prepares the data directory (certificate, token) and starts serving.
+/// Prepares the data directory (certificate, token, code key) and starts serving, storing in
+/// `vault`.
 ///
 /// # Errors
 /// The data directory cannot be prepared or the address cannot be bound.
-pub async fn start(config: ServeConfig) -> Result<RunningServer> {
+pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| IngestError::io(&config.data_dir, e))?;
     let tls = TlsFiles::under(&config.data_dir).load_or_create(&config.tls_names)?;
+    let codes = CodeKey::load_or_create(&config.data_dir)?;
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
         metrics: Metrics::default(),
+        sessions: Sessions::new(vault, codes, config.code_ttl),
+        config: config.clone(),
     });
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;
@@ -158,7 +173,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningServer> {
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
         .handle(handle.clone());
     let app = router(state);
-    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    let task = tokio::spawn(async move {
+        server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    });
     tracing::info!(%addr, "serving");
     Ok(RunningServer {
         addr,

@@ -5,6 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 
 use ingest::{ServeConfig, start};
 
+async fn vault(dir: &std::path::Path) -> storage::Vault {
+    storage::Vault::open(&storage::StorageConfig::embedded(dir))
+        .await
+        .unwrap()
+}
+
 fn client(data_dir: &std::path::Path) -> reqwest::Client {
     let pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
     reqwest::Client::builder()
@@ -23,7 +29,7 @@ fn token(data_dir: &std::path::Path) -> String {
 #[tokio::test]
 async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0))
+    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
         .await
         .unwrap();
     let key_mode = std::fs::metadata(dir.path().join("tls/key.pem"))
@@ -46,7 +52,7 @@ async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
     server.shutdown().await.unwrap();
 
-    let again = start(ServeConfig::local(dir.path().to_path_buf(), 0))
+    let again = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
         .await
         .unwrap();
     assert_eq!(
@@ -68,7 +74,7 @@ async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
 #[tokio::test]
 async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0))
+    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
         .await
         .unwrap();
     let http = client(dir.path());
@@ -120,7 +126,7 @@ async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
 #[tokio::test]
 async fn plain_http_gets_no_answer_and_an_untrusted_client_fails_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0))
+    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
         .await
         .unwrap();
     let plain = reqwest::Client::new()

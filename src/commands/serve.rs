@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Extra names or addresses for the self-signed certificate (repeatable).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// Seconds a connection code stays valid.
+    #[arg(long, default_value_t = 600)]
+    code_ttl_seconds: u64,
     /// Seconds a shutdown waits for requests in flight.
     #[arg(long, default_value_t = 10)]
     drain_seconds: u64,
@@ -39,12 +42,17 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     if args.role == Role::Muxer {
         anyhow::bail!("the muxer worker role is not built yet (issue 4); use --role ingest or all");
     }
-    let server = ingest::start(ingest::ServeConfig {
-        listen: args.listen,
-        data_dir: ctx.storage.data_dir.clone(),
-        tls_names: args.tls_names,
-        drain: Duration::from_secs(args.drain_seconds),
-    })
+    let vault = ctx.vault().await?;
+    let server = ingest::start(
+        ingest::ServeConfig {
+            listen: args.listen,
+            data_dir: ctx.storage.data_dir.clone(),
+            tls_names: args.tls_names,
+            drain: Duration::from_secs(args.drain_seconds),
+            code_ttl: Duration::from_secs(args.code_ttl_seconds),
+        },
+        vault,
+    )
     .await
     .context("cannot start the server")?;
     println!("listening on {}", server.url());

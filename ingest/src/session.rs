@@ -1,0 +1,322 @@
+//! Sessions from the operator's request to the end: a session and its one-time code are made
+//! together; the customer's agent redeems the code (once, within its lifetime, from the
+//! operator's group) and receives a session token and the session media key; consent is
+//! recorded scope by scope before anything is accepted; either side ends it. Every step is
+//! written to the audit log, refusals included.
+//!
+//! Guessing is limited twice: a code presented with its session id (a session-bound link)
+//! counts failures against that session's code, which locks after
+//! [`storage::db::MAX_CODE_FAILURES`]; and every source address may fail at most
+//! [`MAX_SOURCE_FAILURES`] times in [`SOURCE_WINDOW`], after which it is refused before any
+//! code is looked at. Codes are compared as keyed hashes ([`crate::code`]).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+use storage::Vault;
+use storage::archive::FileKey;
+use storage::audit::{AuditEvent, Outcome};
+use storage::db::{ConsentScope, NewConnectionCode, NewSession, SessionState};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::code::{CodeKey, ConnectionCode};
+use crate::error::{IngestError, Result};
+use crate::operator::Operator;
+
+/// Failed joins a source address may make in [`SOURCE_WINDOW`].
+pub const MAX_SOURCE_FAILURES: u64 = 20;
+/// The window for [`MAX_SOURCE_FAILURES`].
+pub const SOURCE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A new session, as the operator sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CreatedSession {
+    /// The session.
+    pub session_id: Uuid,
+    /// The six digits to read to the customer.
+    pub code: String,
+    /// When the code stops working (RFC 3339).
+    pub expires_at: String,
+    /// The operator's group the code is bound to.
+    pub group: String,
+}
+
+/// What a customer's agent gets for a valid code.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct JoinedSession {
+    /// The session.
+    pub session_id: Uuid,
+    /// Presented in the media connection's `Hello`.
+    pub session_token: String,
+    /// The session media key, hex (frames are sealed under it on the device).
+    pub media_key: String,
+}
+
+impl std::fmt::Debug for JoinedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinedSession")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sessions, codes, consent: the rules around the metadata tables.
+#[derive(Clone)]
+pub struct Sessions {
+    vault: Vault,
+    codes: CodeKey,
+    code_ttl: Duration,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn media_key_context(session: Uuid) -> Vec<u8> {
+    format!("idv session media key v1:{session}").into_bytes()
+}
+
+impl Sessions {
+    /// Sessions stored in `vault`, codes hashed with `codes`, valid for `code_ttl`.
+    #[must_use]
+    pub fn new(vault: Vault, codes: CodeKey, code_ttl: Duration) -> Self {
+        Self {
+            vault,
+            codes,
+            code_ttl,
+        }
+    }
+
+    /// The vault the sessions are stored in.
+    #[must_use]
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    async fn audit(&self, actor: &str, action: &str, object: String, reason: Option<String>, outcome: Outcome) {
+        let event = AuditEvent {
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            object,
+            reason,
+            outcome,
+        };
+        if let Err(e) = self.vault.audit().append(event).await {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+    }
+
+    /// Creates a session in the operator's group and its one-time code.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn create(&self, operator: &Operator) -> Result<CreatedSession> {
+        let session_id = Uuid::new_v4();
+        let created_at = now();
+        let key = FileKey::generate();
+        let wrapped_media_key = self
+            .vault
+            .wrap_secret(&media_key_context(session_id), &key)
+            .await?;
+        self.vault
+            .db()
+            .create_session(&NewSession {
+                session_id,
+                group: operator.group.clone(),
+                created_by: operator.name.clone(),
+                created_at,
+                wrapped_media_key,
+            })
+            .await
+            .map_err(storage::Error::from)?;
+        let code = ConnectionCode::generate()?;
+        let expires_at = created_at + self.code_ttl;
+        self.vault
+            .db()
+            .insert_connection_code(&NewConnectionCode {
+                code_hash: self.codes.hash(&operator.group, &code).to_vec(),
+                session_id,
+                group: operator.group.clone(),
+                created_at,
+                expires_at,
+            })
+            .await
+            .map_err(storage::Error::from)?;
+        self.audit(
+            &format!("operator:{}", operator.name),
+            "session.create",
+            format!("session:{session_id}"),
+            None,
+            Outcome::Success,
+        )
+        .await;
+        Ok(CreatedSession {
+            session_id,
+            code: code.as_str().to_owned(),
+            expires_at: rfc3339(expires_at),
+            group: operator.group.clone(),
+        })
+    }
+
+    /// Redeems a typed code from `source` for the given group (and session, for a
+    /// session-bound link).
+    ///
+    /// # Errors
+    /// [`IngestError::TooManyAttempts`] for a source over its limit, [`IngestError::Forbidden`]
+    /// for a wrong, used, expired, locked or foreign code (one message for all: the caller
+    /// learns nothing about which), [`IngestError::BadRequest`] for a malformed code.
+    pub async fn join(
+        &self,
+        typed_code: &str,
+        group: &str,
+        session: Option<Uuid>,
+        source: IpAddr,
+    ) -> Result<JoinedSession> {
+        let db = self.vault.db();
+        let at = now();
+        let source_text = source.to_string();
+        let actor = format!("agent@{source_text}");
+        let failures = db
+            .join_failures_since(&source_text, at - SOURCE_WINDOW)
+            .await
+            .map_err(storage::Error::from)?;
+        if failures >= MAX_SOURCE_FAILURES {
+            self.audit(&actor, "session.join", "code".into(), Some("too many failed attempts from this address".into()), Outcome::Denied).await;
+            return Err(IngestError::TooManyAttempts);
+        }
+        let code = match ConnectionCode::parse(typed_code) {
+            Ok(code) => code,
+            Err(e) => {
+                db.record_join_attempt(&source_text, at, false).await.map_err(storage::Error::from)?;
+                return Err(e);
+            }
+        };
+        let hash = self.codes.hash(group, &code);
+        let redeemed = match session {
+            Some(id) => db.redeem_session_code(id, &hash, group, at).await,
+            None => db.redeem_connection_code(&hash, group, at).await,
+        }
+        .map_err(storage::Error::from)?;
+        db.record_join_attempt(&source_text, at, redeemed.is_some())
+            .await
+            .map_err(storage::Error::from)?;
+        let Some(session_id) = redeemed else {
+            let mut reason = "wrong, used, expired or locked code".to_owned();
+            if let Some(id) = session
+                && let Some(failure) = db.record_code_failure(id, at).await.map_err(storage::Error::from)?
+                && failure.locked
+            {
+                reason = "code locked after too many wrong attempts".into();
+            }
+            let object = session.map_or_else(|| "code".into(), |id| format!("session:{id}"));
+            self.audit(&actor, "session.join", object, Some(reason), Outcome::Denied).await;
+            return Err(IngestError::Forbidden("the code is not valid".into()));
+        };
+        db.transition_session(session_id, &[SessionState::Created], SessionState::Joined, at, None)
+            .await
+            .map_err(storage::Error::from)?;
+        let record = db
+            .session(session_id)
+            .await
+            .map_err(storage::Error::from)?
+            .ok_or_else(|| IngestError::Forbidden("the code is not valid".into()))?;
+        let wrapped = record
+            .wrapped_media_key
+            .ok_or_else(|| IngestError::Forbidden("the session is over".into()))?;
+        let key = self
+            .vault
+            .unwrap_secret(&media_key_context(session_id), &wrapped)
+            .await?;
+        self.audit(&actor, "session.join", format!("session:{session_id}"), None, Outcome::Success).await;
+        Ok(JoinedSession {
+            session_id,
+            session_token: self.agent_token(session_id),
+            media_key: hex::encode(key.expose()),
+        })
+    }
+
+    /// `<session id>.<hex HMAC(code key, "agent-token" ‖ session id)>`: names its session and
+    /// cannot be made without the server's key.
+    fn agent_token(&self, session: Uuid) -> String {
+        format!("{session}.{}", hex::encode(self.token_mac(session)))
+    }
+
+    fn token_mac(&self, session: Uuid) -> [u8; 32] {
+        let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(self.codes.secret())
+            .expect("HMAC takes any key length");
+        mac.update(b"agent-token\0");
+        mac.update(session.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The session an agent token stands for (compared in constant time).
+    ///
+    /// # Errors
+    /// [`IngestError::Unauthorised`].
+    pub fn session_of_token(&self, token: &str) -> Result<Uuid> {
+        let (id, mac) = token.split_once('.').ok_or(IngestError::Unauthorised)?;
+        let session = Uuid::parse_str(id).map_err(|_| IngestError::Unauthorised)?;
+        let mac = hex::decode(mac).map_err(|_| IngestError::Unauthorised)?;
+        if bool::from(mac.as_slice().ct_eq(&self.token_mac(session))) {
+            Ok(session)
+        } else {
+            Err(IngestError::Unauthorised)
+        }
+    }
+
+    /// Records the customer's consent to `scopes`, moving a joined session to consented.
+    ///
+    /// # Errors
+    /// [`IngestError::Forbidden`] when the session is over; storage failures.
+    pub async fn consent(&self, session: Uuid, scopes: &[ConsentScope], granted_by: &str) -> Result<()> {
+        let db = self.vault.db();
+        let record = db.session(session).await.map_err(storage::Error::from)?.ok_or(IngestError::Unauthorised)?;
+        if record.state == SessionState::Ended {
+            return Err(IngestError::Forbidden("the session is over".into()));
+        }
+        let at = now();
+        for &scope in scopes {
+            db.grant_consent(session, scope, granted_by, at).await.map_err(storage::Error::from)?;
+            self.audit(&format!("customer:{granted_by}"), "session.consent", format!("session:{session}"), Some(scope.as_str().to_owned()), Outcome::Success).await;
+        }
+        db.transition_session(session, &[SessionState::Joined], SessionState::Consented, at, None)
+            .await
+            .map_err(storage::Error::from)?;
+        Ok(())
+    }
+
+    /// Ends a session of the operator's group.
+    ///
+    /// # Errors
+    /// [`IngestError::NotFound`] for an unknown session or one of another group.
+    pub async fn end(&self, operator: &Operator, session: Uuid, reason: &str) -> Result<()> {
+        let db = self.vault.db();
+        let record = db.session(session).await.map_err(storage::Error::from)?;
+        let Some(record) = record.filter(|r| r.group == operator.group) else {
+            self.audit(&format!("operator:{}", operator.name), "session.end", format!("session:{session}"), Some("not found in the operator's group".into()), Outcome::Denied).await;
+            return Err(IngestError::NotFound("no such session".into()));
+        };
+        if record.state != SessionState::Ended {
+            db.transition_session(
+                session,
+                &[SessionState::Created, SessionState::Joined, SessionState::Consented, SessionState::Live],
+                SessionState::Ended,
+                now(),
+                Some(reason),
+            )
+            .await
+            .map_err(storage::Error::from)?;
+        }
+        self.audit(&format!("operator:{}", operator.name), "session.end", format!("session:{session}"), Some(reason.to_owned()), Outcome::Success).await;
+        Ok(())
+    }
+}
