@@ -4,6 +4,10 @@
 
 #[path = "common/pg.rs"]
 mod pg;
+#[path = "db_conformance/sessions.rs"]
+mod sessions;
+
+use sessions::*;
 
 use std::path::Path;
 use std::time::Duration;
@@ -86,6 +90,21 @@ on_both_backends!(
     archive_needs_its_retention_key_first,
     retention_key_destruction_keeps_evidence,
     failed_seal_cleanup,
+    session_lifecycle_and_listing,
+    session_transition_race_has_one_winner,
+    connection_code_redeems_once_for_its_group,
+    connection_code_is_single_use_under_concurrency,
+    connection_code_expires,
+    connection_code_locks_after_five_failures,
+    join_failures_are_counted_per_source,
+    consents_are_granted_revoked_and_kept,
+    segments_record_durable_progress,
+    clock_samples_are_kept_as_they_came,
+    cti_recordings_attach_to_sessions,
+    mux_job_enqueue_is_idempotent,
+    mux_job_claims_are_exclusive,
+    mux_job_expired_lease_is_reclaimed,
+    mux_job_failure_retry_and_release,
 );
 
 fn random_secret() -> [u8; 32] {

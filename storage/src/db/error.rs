@@ -180,6 +180,123 @@ pub enum DbError {
         value: u64,
     },
 
+    /// A number is larger than the database can store.
+    #[error("{what} is {value}, more than the metadata database can record (at most {max})", max = i64::MAX)]
+    OutOfRange {
+        /// Which number.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+    },
+
+    /// No session has this id.
+    #[error("session {session_id} is not in the metadata database: check the session id")]
+    SessionNotFound {
+        /// The id looked for.
+        session_id: Uuid,
+    },
+
+    /// The session id is already taken.
+    #[error("session {session_id} already exists: every session needs a fresh id")]
+    SessionExists {
+        /// The id that was to be created.
+        session_id: Uuid,
+    },
+
+    /// A state change the session state machine does not have was asked for.
+    #[error(
+        "a session cannot go from {from} to {to}: sessions only move created → joined → \
+         consented → live, and from any of those to ended"
+    )]
+    IllegalSessionTransition {
+        /// The state moved from.
+        from: super::SessionState,
+        /// The state asked for.
+        to: super::SessionState,
+    },
+
+    /// An open connection code already has this hash.
+    #[error(
+        "an open connection code with the same hash already exists (same group, same code): \
+         draw another code"
+    )]
+    ConnectionCodeInUse,
+
+    /// A connection code hash of an unusable length.
+    #[error(
+        "a connection code hash of {len} bytes cannot be stored: pass the keyed hash itself \
+         (16 to 64 bytes, e.g. a 32-byte HMAC-SHA256), never the code"
+    )]
+    InvalidCodeHash {
+        /// Its length.
+        len: usize,
+    },
+
+    /// The segment index is already recorded for this track.
+    #[error(
+        "segment {index} of the {track} track of session {session_id} is already recorded: \
+         segments are recorded once"
+    )]
+    SegmentExists {
+        /// The session.
+        session_id: Uuid,
+        /// The track.
+        track: super::MediaTrack,
+        /// The segment index.
+        index: u64,
+    },
+
+    /// The segment does not start after what is already durable for its track.
+    #[error(
+        "segment {index} of the {track} track of session {session_id} is out of order: it \
+         must start after seq {last_seq} and after the last recorded segment index"
+    )]
+    SegmentOutOfOrder {
+        /// The session.
+        session_id: Uuid,
+        /// The track.
+        track: super::MediaTrack,
+        /// The segment index.
+        index: u64,
+        /// The highest seq already durable on the track.
+        last_seq: u64,
+    },
+
+    /// A segment's seq or timestamp range runs backwards.
+    #[error("segment {index} has its last {what} before its first: it cannot be recorded")]
+    SegmentRangeReversed {
+        /// The segment index.
+        index: u64,
+        /// "seq" or "timestamp".
+        what: &'static str,
+    },
+
+    /// The session already has a CTI recording with this call id.
+    #[error(
+        "session {session_id} already has the CTI recording of call {call_id:?}: a call is \
+         recorded once per session"
+    )]
+    CtiCallExists {
+        /// The call id.
+        call_id: String,
+        /// The session.
+        session_id: Uuid,
+    },
+
+    /// The CTI recording id is already taken.
+    #[error("CTI recording {recording_id} already exists: every recording needs a fresh id")]
+    CtiRecordingExists {
+        /// The recording id.
+        recording_id: Uuid,
+    },
+
+    /// A stored text field is empty where it must say something.
+    #[error("{what} must not be empty")]
+    EmptyField {
+        /// Which field.
+        what: &'static str,
+    },
+
     /// An audit event is missing something or holds text the log cannot store.
     #[error("audit event field `{field}` {problem}")]
     InvalidAuditEvent {

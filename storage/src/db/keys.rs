@@ -190,7 +190,7 @@ impl MetadataDb {
     /// `secure_delete` has zeroed the old bytes) and truncates the WAL, whose older frames
     /// still hold the secret. The removal itself is already committed, so a failure here is
     /// logged rather than returned; the next checkpoint finishes the job.
-    async fn purge_old_page_copies(&self) {
+    pub(super) async fn purge_old_page_copies(&self) {
         let Pool::Sqlite(pool) = &self.pool else {
             return;
         };

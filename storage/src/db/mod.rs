@@ -1,5 +1,8 @@
 //! The metadata database: what idv knows about its sealed archives, the retention keys that
-//! can crypto-shred them, and the audit log ([`crate::audit`] gives the log its meaning).
+//! can crypto-shred them, and the audit log ([`crate::audit`] gives the log its meaning); and
+//! what the ingest server and the muxer workers share about sessions: the sessions themselves,
+//! their one-time connection codes and join attempts, consents, durable media segments,
+//! clock-sync samples, CTI call recordings and the mux job queue.
 //!
 //! A SQLite file under the data directory by default, PostgreSQL when the database URL says
 //! so. Each query is written once, with `$1, $2` placeholders that both sqlx drivers accept,
@@ -9,9 +12,16 @@
 
 mod archives;
 pub(crate) mod audit_log;
+mod clock_samples;
+mod codes;
 mod connect;
+mod consents;
+mod cti;
 mod error;
 mod keys;
+mod mux_jobs;
+mod segments;
+mod sessions;
 
 use std::fmt;
 
@@ -20,8 +30,17 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use archives::{ArchiveRecord, ArchiveState};
+pub use clock_samples::ClockSample;
+pub use codes::{
+    CodeFailure, CodeState, ConnectionCodeRecord, MAX_CODE_FAILURES, NewConnectionCode,
+};
+pub use consents::{ConsentRecord, ConsentScope};
+pub use cti::CtiRecording;
 pub use error::DbError;
 pub use keys::RetentionKeyRecord;
+pub use mux_jobs::{MuxJob, MuxJobState};
+pub use segments::{MediaTrack, SegmentRecord};
+pub use sessions::{NewSession, SessionFilter, SessionRecord, SessionState};
 
 /// Result of a metadata database operation.
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -69,6 +88,59 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// Declares a public enum stored as text (with a CHECK list in the migrations): `as_str` gives
+/// the stored text, `parse` reads it back, `Display` shows it.
+macro_rules! stored_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident as $what:literal {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The text stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value whose stored text is `text`, if there is one.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// Reads a stored value back, reporting anything else as corruption.
+            #[allow(dead_code)] // not every stored enum is read back
+            pub(crate) fn from_stored(text: &str) -> $crate::db::Result<Self> {
+                Self::parse(text).ok_or_else(|| $crate::db::DbError::Corrupt {
+                    what: $what,
+                    problem: format!("{text:?} is not one of {:?}", [$($text),+]),
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use stored_enum;
 
 impl MetadataDb {
     /// Which backend this handle talks to.
@@ -142,6 +214,27 @@ pub(crate) fn parse_uuid(what: &'static str, text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|e| DbError::Corrupt {
         what,
         problem: format!("{text:?} is not a UUID ({e})"),
+    })
+}
+
+/// An optional stored time back as a UTC date-time.
+pub(crate) fn from_micros_opt(
+    what: &'static str,
+    micros: Option<i64>,
+) -> Result<Option<OffsetDateTime>> {
+    micros.map(|at| from_micros(what, at)).transpose()
+}
+
+/// A non-negative count or sequence number as stored (`i64`), refusing what does not fit.
+pub(crate) fn stored_u64(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| DbError::OutOfRange { what, value })
+}
+
+/// A stored non-negative integer back as `u64`.
+pub(crate) fn read_u64(what: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| DbError::Corrupt {
+        what,
+        problem: format!("{value} is negative"),
     })
 }
 
