@@ -33,7 +33,10 @@ async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resul
 }
 
 async fn openapi() -> Json<serde_json::Value> {
-    Json(serde_json::from_str(include_str!("openapi.json")).expect("the bundled OpenAPI document is JSON"))
+    Json(
+        serde_json::from_str(include_str!("openapi.json"))
+            .expect("the bundled OpenAPI document is JSON"),
+    )
 }
 
 async fn create_session(
@@ -61,9 +64,13 @@ async fn end_session(
     body: Option<Json<EndRequest>>,
 ) -> Result<Json<serde_json::Value>> {
     let operator = state.operator(&headers)?;
-    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "ended by the operator".into());
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .unwrap_or_else(|| "ended by the operator".into());
     state.sessions.end(&operator, id, &reason).await?;
-    Ok(Json(serde_json::json!({ "session_id": id, "state": "ended" })))
+    Ok(Json(
+        serde_json::json!({ "session_id": id, "state": "ended" }),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -113,8 +120,16 @@ async fn consent(
     let scopes = request
         .scopes
         .iter()
-        .map(|s| ConsentScope::parse(s).ok_or_else(|| IngestError::BadRequest(format!("unknown consent scope {s:?}"))))
+        .map(|s| {
+            ConsentScope::parse(s)
+                .ok_or_else(|| IngestError::BadRequest(format!("unknown consent scope {s:?}")))
+        })
         .collect::<Result<Vec<_>>>()?;
-    state.sessions.consent(session, &scopes, &request.granted_by).await?;
-    Ok(Json(serde_json::json!({ "session_id": session, "consented": request.scopes })))
+    state
+        .sessions
+        .consent(session, &scopes, &request.granted_by)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "session_id": session, "consented": request.scopes }),
+    ))
 }

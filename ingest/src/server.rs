@@ -19,10 +19,10 @@ use storage::Vault;
 
 use crate::api;
 use crate::code::CodeKey;
-use crate::session::Sessions;
 use crate::error::{IngestError, Result};
 use crate::metrics::Metrics;
 use crate::operator::{Operator, OperatorTokens};
+use crate::session::Sessions;
 use crate::tls::TlsFiles;
 
 /// How to run the server.

@@ -102,7 +102,14 @@ impl Sessions {
         &self.vault
     }
 
-    async fn audit(&self, actor: &str, action: &str, object: String, reason: Option<String>, outcome: Outcome) {
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: String,
+        reason: Option<String>,
+        outcome: Outcome,
+    ) {
         let event = AuditEvent {
             actor: actor.to_owned(),
             action: action.to_owned(),
@@ -190,13 +197,22 @@ impl Sessions {
             .await
             .map_err(storage::Error::from)?;
         if failures >= MAX_SOURCE_FAILURES {
-            self.audit(&actor, "session.join", "code".into(), Some("too many failed attempts from this address".into()), Outcome::Denied).await;
+            self.audit(
+                &actor,
+                "session.join",
+                "code".into(),
+                Some("too many failed attempts from this address".into()),
+                Outcome::Denied,
+            )
+            .await;
             return Err(IngestError::TooManyAttempts);
         }
         let code = match ConnectionCode::parse(typed_code) {
             Ok(code) => code,
             Err(e) => {
-                db.record_join_attempt(&source_text, at, false).await.map_err(storage::Error::from)?;
+                db.record_join_attempt(&source_text, at, false)
+                    .await
+                    .map_err(storage::Error::from)?;
                 return Err(e);
             }
         };
@@ -212,18 +228,34 @@ impl Sessions {
         let Some(session_id) = redeemed else {
             let mut reason = "wrong, used, expired or locked code".to_owned();
             if let Some(id) = session
-                && let Some(failure) = db.record_code_failure(id, at).await.map_err(storage::Error::from)?
+                && let Some(failure) = db
+                    .record_code_failure(id, at)
+                    .await
+                    .map_err(storage::Error::from)?
                 && failure.locked
             {
                 reason = "code locked after too many wrong attempts".into();
             }
             let object = session.map_or_else(|| "code".into(), |id| format!("session:{id}"));
-            self.audit(&actor, "session.join", object, Some(reason), Outcome::Denied).await;
+            self.audit(
+                &actor,
+                "session.join",
+                object,
+                Some(reason),
+                Outcome::Denied,
+            )
+            .await;
             return Err(IngestError::Forbidden("the code is not valid".into()));
         };
-        db.transition_session(session_id, &[SessionState::Created], SessionState::Joined, at, None)
-            .await
-            .map_err(storage::Error::from)?;
+        db.transition_session(
+            session_id,
+            &[SessionState::Created],
+            SessionState::Joined,
+            at,
+            None,
+        )
+        .await
+        .map_err(storage::Error::from)?;
         let record = db
             .session(session_id)
             .await
@@ -236,7 +268,14 @@ impl Sessions {
             .vault
             .unwrap_secret(&media_key_context(session_id), &wrapped)
             .await?;
-        self.audit(&actor, "session.join", format!("session:{session_id}"), None, Outcome::Success).await;
+        self.audit(
+            &actor,
+            "session.join",
+            format!("session:{session_id}"),
+            None,
+            Outcome::Success,
+        )
+        .await;
         Ok(JoinedSession {
             session_id,
             session_token: self.agent_token(session_id),
@@ -277,20 +316,44 @@ impl Sessions {
     ///
     /// # Errors
     /// [`IngestError::Forbidden`] when the session is over; storage failures.
-    pub async fn consent(&self, session: Uuid, scopes: &[ConsentScope], granted_by: &str) -> Result<()> {
+    pub async fn consent(
+        &self,
+        session: Uuid,
+        scopes: &[ConsentScope],
+        granted_by: &str,
+    ) -> Result<()> {
         let db = self.vault.db();
-        let record = db.session(session).await.map_err(storage::Error::from)?.ok_or(IngestError::Unauthorised)?;
+        let record = db
+            .session(session)
+            .await
+            .map_err(storage::Error::from)?
+            .ok_or(IngestError::Unauthorised)?;
         if record.state == SessionState::Ended {
             return Err(IngestError::Forbidden("the session is over".into()));
         }
         let at = now();
         for &scope in scopes {
-            db.grant_consent(session, scope, granted_by, at).await.map_err(storage::Error::from)?;
-            self.audit(&format!("customer:{granted_by}"), "session.consent", format!("session:{session}"), Some(scope.as_str().to_owned()), Outcome::Success).await;
+            db.grant_consent(session, scope, granted_by, at)
+                .await
+                .map_err(storage::Error::from)?;
+            self.audit(
+                &format!("customer:{granted_by}"),
+                "session.consent",
+                format!("session:{session}"),
+                Some(scope.as_str().to_owned()),
+                Outcome::Success,
+            )
+            .await;
         }
-        db.transition_session(session, &[SessionState::Joined], SessionState::Consented, at, None)
-            .await
-            .map_err(storage::Error::from)?;
+        db.transition_session(
+            session,
+            &[SessionState::Joined],
+            SessionState::Consented,
+            at,
+            None,
+        )
+        .await
+        .map_err(storage::Error::from)?;
         Ok(())
     }
 
@@ -302,13 +365,25 @@ impl Sessions {
         let db = self.vault.db();
         let record = db.session(session).await.map_err(storage::Error::from)?;
         let Some(record) = record.filter(|r| r.group == operator.group) else {
-            self.audit(&format!("operator:{}", operator.name), "session.end", format!("session:{session}"), Some("not found in the operator's group".into()), Outcome::Denied).await;
+            self.audit(
+                &format!("operator:{}", operator.name),
+                "session.end",
+                format!("session:{session}"),
+                Some("not found in the operator's group".into()),
+                Outcome::Denied,
+            )
+            .await;
             return Err(IngestError::NotFound("no such session".into()));
         };
         if record.state != SessionState::Ended {
             db.transition_session(
                 session,
-                &[SessionState::Created, SessionState::Joined, SessionState::Consented, SessionState::Live],
+                &[
+                    SessionState::Created,
+                    SessionState::Joined,
+                    SessionState::Consented,
+                    SessionState::Live,
+                ],
                 SessionState::Ended,
                 now(),
                 Some(reason),
@@ -316,7 +391,14 @@ impl Sessions {
             .await
             .map_err(storage::Error::from)?;
         }
-        self.audit(&format!("operator:{}", operator.name), "session.end", format!("session:{session}"), Some(reason.to_owned()), Outcome::Success).await;
+        self.audit(
+            &format!("operator:{}", operator.name),
+            "session.end",
+            format!("session:{session}"),
+            Some(reason.to_owned()),
+            Outcome::Success,
+        )
+        .await;
         Ok(())
     }
 }

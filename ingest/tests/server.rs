@@ -29,9 +29,12 @@ fn token(data_dir: &std::path::Path) -> String {
 #[tokio::test]
 async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
-        .await
-        .unwrap();
+    let server = start(
+        ServeConfig::local(dir.path().to_path_buf(), 0),
+        vault(dir.path()).await,
+    )
+    .await
+    .unwrap();
     let key_mode = std::fs::metadata(dir.path().join("tls/key.pem"))
         .unwrap()
         .permissions()
@@ -52,9 +55,12 @@ async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
     let cert = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
     server.shutdown().await.unwrap();
 
-    let again = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
-        .await
-        .unwrap();
+    let again = start(
+        ServeConfig::local(dir.path().to_path_buf(), 0),
+        vault(dir.path()).await,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         std::fs::read(dir.path().join("tls/cert.pem")).unwrap(),
         cert
@@ -74,9 +80,12 @@ async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
 #[tokio::test]
 async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
-        .await
-        .unwrap();
+    let server = start(
+        ServeConfig::local(dir.path().to_path_buf(), 0),
+        vault(dir.path()).await,
+    )
+    .await
+    .unwrap();
     let http = client(dir.path());
     let url = format!("{}/api/v1/whoami", server.url());
     let none = http.get(&url).send().await.unwrap();
@@ -126,9 +135,12 @@ async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
 #[tokio::test]
 async fn plain_http_gets_no_answer_and_an_untrusted_client_fails_the_handshake() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(ServeConfig::local(dir.path().to_path_buf(), 0), vault(dir.path()).await)
-        .await
-        .unwrap();
+    let server = start(
+        ServeConfig::local(dir.path().to_path_buf(), 0),
+        vault(dir.path()).await,
+    )
+    .await
+    .unwrap();
     let plain = reqwest::Client::new()
         .get(format!("http://{}/healthz", server.addr()))
         .send()
