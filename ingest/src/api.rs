@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/sessions/{id}/end", post(end_session))
         .route("/join", post(join))
         .route("/consent", post(consent))
+        .route("/agent", get(crate::media::agent_socket))
 }
 
 /// The operator the presented token stands for.
@@ -68,6 +69,7 @@ async fn end_session(
         .and_then(|b| b.0.reason)
         .unwrap_or_else(|| "ended by the operator".into());
     state.sessions.end(&operator, id, &reason).await?;
+    state.live.close(id, proto::CloseCode::SessionEnded);
     Ok(Json(
         serde_json::json!({ "session_id": id, "state": "ended" }),
     ))

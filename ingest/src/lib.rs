@@ -10,6 +10,7 @@
 mod api;
 pub mod code;
 pub mod error;
+pub mod media;
 pub mod metrics;
 pub mod operator;
 mod secret_file;

@@ -20,6 +20,7 @@ use storage::Vault;
 use crate::api;
 use crate::code::CodeKey;
 use crate::error::{IngestError, Result};
+use crate::media::LiveConnections;
 use crate::metrics::Metrics;
 use crate::operator::{Operator, OperatorTokens};
 use crate::session::Sessions;
@@ -38,6 +39,10 @@ pub struct ServeConfig {
     pub drain: Duration,
     /// How long a connection code stays valid.
     pub code_ttl: Duration,
+    /// The largest frame payload accepted, bytes.
+    pub max_payload: usize,
+    /// Each session's bandwidth cap, bytes of frames per second (bursts of two seconds).
+    pub max_bytes_per_sec: u64,
 }
 
 impl ServeConfig {
@@ -50,6 +55,8 @@ impl ServeConfig {
             tls_names: Vec::new(),
             drain: Duration::from_secs(10),
             code_ttl: Duration::from_secs(10 * 60),
+            max_payload: proto::frame::DEFAULT_MAX_PAYLOAD,
+            max_bytes_per_sec: 4 << 20,
         }
     }
 }
@@ -64,6 +71,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// How the server was configured.
     pub config: ServeConfig,
+    /// Agents connected now, one connection per session.
+    pub live: LiveConnections,
 }
 
 impl AppState {
@@ -159,6 +168,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         metrics: Metrics::default(),
         sessions: Sessions::new(vault, codes, config.code_ttl),
         config: config.clone(),
+        live: LiveConnections::default(),
     });
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;

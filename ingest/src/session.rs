@@ -283,6 +283,24 @@ impl Sessions {
         })
     }
 
+    /// The session media key, unwrapped.
+    ///
+    /// # Errors
+    /// [`IngestError::Forbidden`] once the key is forgotten; keyring failures.
+    pub async fn media_key(
+        &self,
+        session: Uuid,
+        wrapped: Option<&[u8]>,
+    ) -> Result<proto::SessionKey> {
+        let wrapped =
+            wrapped.ok_or_else(|| IngestError::Forbidden("the session is over".into()))?;
+        let key = self
+            .vault
+            .unwrap_secret(&media_key_context(session), wrapped)
+            .await?;
+        Ok(proto::SessionKey::from_bytes(*key.expose()))
+    }
+
     /// `<session id>.<hex HMAC(code key, "agent-token" ‖ session id)>`: names its session and
     /// cannot be made without the server's key.
     fn agent_token(&self, session: Uuid) -> String {

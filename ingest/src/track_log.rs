@@ -15,7 +15,8 @@
 //!
 //! Opening a log replays it: a torn last record (the crash came mid-write) is cut off — it was
 //! never acknowledged — while a damaged record followed by more data is an error, since that is
-//! not what a crash leaves. Sequence numbers must follow on (`last + 1`); a frame at or below
+//! not what a crash leaves. Sequence numbers start at 1 and must follow on (`last + 1`), as the
+//! media protocol numbers them; a frame at or below
 //! the last stored one is a resend after a reconnect and is acknowledged without being stored
 //! twice.
 
@@ -187,17 +188,16 @@ impl TrackLog {
     /// # Errors
     /// [`LogError::OutOfOrder`] when sequence numbers are skipped; [`LogError::Io`].
     pub fn append(&mut self, seq: u64, timestamp: i64, frame: &[u8]) -> Result<Appended, LogError> {
-        if let Some(last) = self.last_seq {
-            if seq <= last {
-                return Ok(Appended::Duplicate);
-            }
-            if seq != last + 1 {
-                return Err(LogError::OutOfOrder {
-                    last: self.last_seq,
-                    got: seq,
-                    expected: last + 1,
-                });
-            }
+        let last = self.last_seq.unwrap_or(0);
+        if seq <= last {
+            return Ok(Appended::Duplicate);
+        }
+        if seq != last + 1 {
+            return Err(LogError::OutOfOrder {
+                last: self.last_seq,
+                got: seq,
+                expected: last + 1,
+            });
         }
         let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
         let mut record = Vec::with_capacity(HEAD + frame.len() + TAIL);
@@ -388,14 +388,26 @@ mod tests {
     fn a_skipped_sequence_number_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = TrackLog::open(&log_in(&dir)).unwrap();
-        log.append(7, 0, b"x").unwrap();
-        let err = log.append(9, 0, b"y").unwrap_err();
+        let err = log.append(7, 0, b"x").unwrap_err();
         assert!(
             matches!(
                 err,
                 LogError::OutOfOrder {
-                    expected: 8,
-                    got: 9,
+                    expected: 1,
+                    got: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        log.append(1, 0, b"x").unwrap();
+        let err = log.append(3, 0, b"y").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::OutOfOrder {
+                    expected: 2,
+                    got: 3,
                     ..
                 }
             ),

@@ -50,6 +50,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             tls_names: args.tls_names,
             drain: Duration::from_secs(args.drain_seconds),
             code_ttl: Duration::from_secs(args.code_ttl_seconds),
+            ..ingest::ServeConfig::local(ctx.storage.data_dir.clone(), 0)
         },
         vault,
     )

@@ -1,0 +1,612 @@
+//! The agent's media connection (`GET /api/v1/agent`, WebSocket; `docs/PROTOCOL.md`).
+//!
+//! `hello` first (token and protocol version checked), then `welcome` with what is durable per
+//! track. Every binary message must be one frame that opens under the session key with the
+//! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
+//! refused — for a track the customer consented to. Frames are appended to the session's
+//! track logs as they arrived (still sealed: no plaintext media is written) and acknowledged
+//! **after** the logs are synced; a batch of frames that arrived together is made durable with
+//! one sync per track (group commit) and one cumulative ack per track. A resent frame (seq ≤
+//! the last durable one) is acknowledged again and not stored twice.
+//!
+//! A misbehaving agent is closed with a close code and one-line reason, and nothing else is
+//! disturbed: its frames before the bad one stay durable, other sessions do not notice. A newer
+//! connection for the same session supersedes the older one, which is closed first, so one
+//! writer owns a session's logs at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures::FutureExt;
+use proto::frame::{HEADER_LEN, TAG_LEN};
+use proto::{AgentControl, Close, CloseCode, ServerControl, SessionCipher, Track, TrackSeqs};
+use storage::db::{ConsentScope, SessionState};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::server::AppState;
+use crate::track_log::{Appended, LogError, TrackLog};
+
+/// How long an agent has to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The live connections, one per session: a newer one closes the older first.
+#[derive(Default)]
+pub struct LiveConnections {
+    sessions: Mutex<HashMap<Uuid, LiveEntry>>,
+}
+
+struct LiveEntry {
+    /// Tells the connection to close with this code.
+    stop: watch::Sender<Option<CloseCode>>,
+    /// Held by the connection while it owns the session's logs.
+    owner: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl LiveConnections {
+    /// Asks the session's connection (if any) to close with `code`.
+    pub fn close(&self, session: Uuid, code: CloseCode) {
+        if let Some(entry) = self.sessions.lock().expect("not poisoned").get(&session) {
+            let _ = entry.stop.send(Some(code));
+        }
+    }
+
+    /// Takes the session over: the older connection is told to close and awaited.
+    async fn take(
+        &self,
+        session: Uuid,
+    ) -> (
+        watch::Receiver<Option<CloseCode>>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        let (stop, receiver) = watch::channel(None);
+        let owner = {
+            let mut sessions = self.sessions.lock().expect("not poisoned");
+            let owner = sessions.get(&session).map_or_else(
+                || Arc::new(tokio::sync::Mutex::new(())),
+                |e| e.owner.clone(),
+            );
+            if let Some(old) = sessions.insert(
+                session,
+                LiveEntry {
+                    stop,
+                    owner: owner.clone(),
+                },
+            ) {
+                let _ = old.stop.send(Some(CloseCode::Superseded));
+            }
+            owner
+        };
+        (receiver, owner.lock_owned().await)
+    }
+}
+
+/// The WebSocket upgrade, with per-connection buffers kept small (many agents per server).
+pub async fn agent_socket(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Twice the largest frame: a frame a little too large still reaches the protocol check
+    // and is refused with its close code; a flood far beyond is cut by the WebSocket layer.
+    let max_message = 2 * (HEADER_LEN + state.config.max_payload + TAG_LEN);
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .on_upgrade(move |socket| async move {
+            state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
+            let outcome = Connection::run(&state, socket).await;
+            state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
+            if let Some(close) = outcome {
+                tracing::info!(%peer, code = close.code.to_u16(), reason = %close.reason, "agent connection closed");
+            }
+        })
+}
+
+/// Why the connection ends.
+fn close(code: CloseCode, reason: impl Into<String>) -> Close {
+    Close::new(code, reason)
+}
+
+struct Connection<'a> {
+    state: &'a AppState,
+    socket: WebSocket,
+    session: Uuid,
+    cipher: SessionCipher,
+    logs: BTreeMap<Track, TrackLog>,
+    consented: Vec<ConsentScope>,
+    budget: Budget,
+    clock_samples: Vec<storage::db::ClockSample>,
+}
+
+/// A batch's outcome for one track.
+#[derive(Default, Clone, Copy)]
+struct Progress {
+    /// Frames stored or resent: an ack is due.
+    touched: bool,
+}
+
+impl<'a> Connection<'a> {
+    /// Runs a connection to its end; returns how it was closed.
+    async fn run(state: &'a AppState, mut socket: WebSocket) -> Option<Close> {
+        let (session, cipher) = match hello(state, &mut socket).await {
+            Ok(ok) => ok,
+            Err(reason) => {
+                send_close(&mut socket, &reason).await;
+                return Some(reason);
+            }
+        };
+        let (mut stop, _owner) = state.live.take(session).await;
+        let mut connection = match Connection::open(state, socket, session, cipher).await {
+            Ok(c) => c,
+            Err((mut socket, reason)) => {
+                send_close(&mut socket, &reason).await;
+                return Some(reason);
+            }
+        };
+        let reason = connection.serve(&mut stop).await;
+        connection.flush_clock_samples().await;
+        send_close(&mut connection.socket, &reason).await;
+        Some(reason)
+    }
+
+    async fn open(
+        state: &'a AppState,
+        mut socket: WebSocket,
+        session: Uuid,
+        cipher: SessionCipher,
+    ) -> Result<Self, (WebSocket, Close)> {
+        let db = state.sessions.vault().db();
+        let consented = match db.consents(session).await {
+            Ok(c) => c
+                .into_iter()
+                .filter(|c| c.revoked_at.is_none())
+                .map(|c| c.scope)
+                .collect(),
+            Err(e) => {
+                return Err((
+                    socket,
+                    close(CloseCode::ServerShuttingDown, format!("storage: {e}")),
+                ));
+            }
+        };
+        let dir = state
+            .config
+            .data_dir
+            .join("spool")
+            .join(session.to_string());
+        let logs = match tokio::task::spawn_blocking(move || open_logs(&dir)).await {
+            Ok(Ok(logs)) => logs,
+            Ok(Err(e)) => {
+                tracing::error!(%session, error = %e, "cannot open the track logs");
+                return Err((
+                    socket,
+                    close(CloseCode::ServerShuttingDown, "storage unavailable"),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    socket,
+                    close(CloseCode::ServerShuttingDown, "storage unavailable"),
+                ));
+            }
+        };
+        let mut acked = TrackSeqs::new();
+        for (&track, log) in &logs {
+            if let Some(seq) = log.last_seq() {
+                acked.advance(track, seq);
+            }
+        }
+        let _ = db
+            .transition_session(
+                session,
+                &[SessionState::Consented],
+                SessionState::Live,
+                time::OffsetDateTime::now_utc(),
+                None,
+            )
+            .await;
+        let welcome = ServerControl::Welcome {
+            protocol: proto::PROTOCOL_VERSION,
+            session_id: session,
+            acked,
+            max_payload: u32::try_from(state.config.max_payload).unwrap_or(u32::MAX),
+            max_bytes_per_sec: state.config.max_bytes_per_sec,
+        };
+        if socket
+            .send(Message::Text(welcome.to_json().into()))
+            .await
+            .is_err()
+        {
+            return Err((
+                socket,
+                close(CloseCode::ProtocolError, "the agent went away"),
+            ));
+        }
+        Ok(Self {
+            state,
+            socket,
+            session,
+            cipher,
+            logs,
+            consented,
+            budget: Budget::new(state.config.max_bytes_per_sec),
+            clock_samples: Vec::new(),
+        })
+    }
+
+    /// Receives, stores and acknowledges until the agent leaves or must be closed.
+    async fn serve(&mut self, stop: &mut watch::Receiver<Option<CloseCode>>) -> Close {
+        let mut plaintext = Vec::new();
+        loop {
+            let first = tokio::select! {
+                message = self.socket.recv() => message,
+                _ = stop.changed() => {
+                    let code = stop.borrow().unwrap_or(CloseCode::SessionEnded);
+                    return close(code, match code {
+                        CloseCode::Superseded => "a newer connection took the session over",
+                        CloseCode::ServerShuttingDown => "the server is shutting down",
+                        _ => "the session has ended",
+                    });
+                }
+            };
+            // Everything that has already arrived goes into one durable batch.
+            let mut batch = vec![first];
+            while batch.len() < 256 {
+                match self.socket.recv().now_or_never() {
+                    Some(next) => batch.push(next),
+                    None => break,
+                }
+            }
+            let mut progress: BTreeMap<Track, Progress> = BTreeMap::new();
+            let mut ending = None;
+            for message in batch {
+                match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
+                        ending = Some(close(
+                            CloseCode::SessionEnded,
+                            "the agent closed the connection",
+                        ));
+                        break;
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        if let Err(reason) = self.frame(&bytes, &mut plaintext, &mut progress) {
+                            self.state
+                                .metrics
+                                .frames_refused
+                                .fetch_add(1, Ordering::Relaxed);
+                            ending = Some(reason);
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if let Err(reason) = self.control(&text).await {
+                            ending = Some(reason);
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                }
+            }
+            // Whatever was stored before a bad frame is still made durable and acknowledged.
+            if let Err(reason) = self.commit(&progress).await {
+                return reason;
+            }
+            if let Some(reason) = ending {
+                return reason;
+            }
+        }
+    }
+
+    /// Checks and appends one frame (not yet durable).
+    fn frame(
+        &mut self,
+        bytes: &[u8],
+        plaintext: &mut Vec<u8>,
+        progress: &mut BTreeMap<Track, Progress>,
+    ) -> Result<(), Close> {
+        if !self.budget.spend(bytes.len()) {
+            return Err(close(
+                CloseCode::BandwidthExceeded,
+                "over the session's bandwidth cap",
+            ));
+        }
+        let header = self
+            .cipher
+            .open_into(bytes, self.state.config.max_payload, plaintext)
+            .map_err(|e| Close::for_error(&e))?;
+        // The plaintext was only needed to authenticate the frame; it is never stored.
+        plaintext.fill(0);
+        plaintext.clear();
+        let scope = storage_scope(proto::ConsentScope::for_track(header.track));
+        if !scope.is_some_and(|s| self.consented.contains(&s)) {
+            return Err(close(
+                CloseCode::ConsentRequired,
+                format!("no consent for the {} track", header.track.name()),
+            ));
+        }
+        let log = self
+            .logs
+            .get_mut(&header.track)
+            .ok_or_else(|| close(CloseCode::ProtocolError, "unknown track"))?;
+        match log.append(header.seq, header.captured_at_ns, bytes) {
+            Ok(Appended::Stored) => {
+                self.state
+                    .metrics
+                    .frames_acknowledged
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Appended::Duplicate) => {}
+            Err(LogError::OutOfOrder { expected, got, .. }) => {
+                return Err(close(
+                    CloseCode::ProtocolError,
+                    format!(
+                        "{} frame {got} skips sequence numbers (expected {expected})",
+                        header.track.name()
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(session = %self.session, error = %e, "cannot append a frame");
+                return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
+            }
+        }
+        progress.entry(header.track).or_default().touched = true;
+        Ok(())
+    }
+
+    /// One control message.
+    async fn control(&mut self, text: &str) -> Result<(), Close> {
+        let received = utc_now_ns();
+        let message = AgentControl::from_json(text).map_err(|e| Close::for_error(&e))?;
+        match message {
+            AgentControl::Ping { t1 } => {
+                let pong = ServerControl::Pong {
+                    t1,
+                    t2: received,
+                    t3: utc_now_ns(),
+                };
+                self.send(&pong).await
+            }
+            AgentControl::ClockSample(s) => {
+                if s.estimate().is_err() {
+                    return Err(close(
+                        CloseCode::ProtocolError,
+                        "an impossible clock-sync sample",
+                    ));
+                }
+                self.clock_samples.push(storage::db::ClockSample {
+                    t1: s.t1,
+                    t2: s.t2,
+                    t3: s.t3,
+                    t4: s.t4,
+                });
+                if self.clock_samples.len() >= 32 {
+                    self.flush_clock_samples().await;
+                }
+                Ok(())
+            }
+            AgentControl::Consent { scopes, .. } => {
+                let scopes: Vec<ConsentScope> =
+                    scopes.into_iter().filter_map(storage_scope).collect();
+                self.state
+                    .sessions
+                    .consent(self.session, &scopes, "agent")
+                    .await
+                    .map_err(|e| close(CloseCode::SessionEnded, e.to_string()))?;
+                self.consented = scopes;
+                Ok(())
+            }
+            AgentControl::Pause { .. } | AgentControl::Resume { .. } => Ok(()),
+            AgentControl::Close(_) => Err(close(
+                CloseCode::SessionEnded,
+                "the agent closed the connection",
+            )),
+            AgentControl::Hello { .. } => {
+                Err(close(CloseCode::ProtocolError, "hello was already said"))
+            }
+            _ => Err(close(CloseCode::ProtocolError, "unexpected message")),
+        }
+    }
+
+    /// Makes the batch durable, then acknowledges it.
+    async fn commit(&mut self, progress: &BTreeMap<Track, Progress>) -> Result<(), Close> {
+        if progress.is_empty() {
+            return Ok(());
+        }
+        let mut logs = std::mem::take(&mut self.logs);
+        let synced = tokio::task::spawn_blocking(move || {
+            let result = logs.values_mut().try_for_each(TrackLog::sync);
+            (logs, result)
+        })
+        .await;
+        let (logs, result) =
+            synced.map_err(|_| close(CloseCode::ServerShuttingDown, "storage unavailable"))?;
+        self.logs = logs;
+        if let Err(e) = result {
+            tracing::error!(session = %self.session, error = %e, "cannot sync the track logs");
+            return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
+        }
+        for (&track, p) in progress {
+            if let (true, Some(seq)) = (
+                p.touched,
+                self.logs.get(&track).and_then(TrackLog::last_seq),
+            ) {
+                self.send(&ServerControl::Ack { track, seq }).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, message: &ServerControl) -> Result<(), Close> {
+        self.socket
+            .send(Message::Text(message.to_json().into()))
+            .await
+            .map_err(|_| close(CloseCode::SessionEnded, "the agent went away"))
+    }
+
+    async fn flush_clock_samples(&mut self) {
+        if self.clock_samples.is_empty() {
+            return;
+        }
+        let samples = std::mem::take(&mut self.clock_samples);
+        if let Err(e) = self
+            .state
+            .sessions
+            .vault()
+            .db()
+            .insert_clock_samples(self.session, &samples)
+            .await
+        {
+            tracing::error!(session = %self.session, error = %e, "cannot store clock-sync samples");
+        }
+    }
+}
+
+/// Waits for `hello`, checks it, and prepares the session's cipher.
+async fn hello(state: &AppState, socket: &mut WebSocket) -> Result<(Uuid, SessionCipher), Close> {
+    let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
+        .await
+        .map_err(|_| close(CloseCode::ProtocolError, "no hello in time"))?;
+    let Some(Ok(Message::Text(text))) = first else {
+        return Err(close(
+            CloseCode::ProtocolError,
+            "the first message must be hello",
+        ));
+    };
+    let Ok(AgentControl::Hello {
+        protocol,
+        session_token,
+        ..
+    }) = AgentControl::from_json(&text)
+    else {
+        return Err(close(
+            CloseCode::ProtocolError,
+            "the first message must be hello",
+        ));
+    };
+    if protocol != proto::PROTOCOL_VERSION {
+        return Err(close(
+            CloseCode::ProtocolError,
+            format!(
+                "protocol version {protocol} is not supported (this server speaks {})",
+                proto::PROTOCOL_VERSION
+            ),
+        ));
+    }
+    let session = state
+        .sessions
+        .session_of_token(session_token.expose())
+        .map_err(|_| close(CloseCode::AuthFailed, "invalid session token"))?;
+    let record = state
+        .sessions
+        .vault()
+        .db()
+        .session(session)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| close(CloseCode::AuthFailed, "invalid session token"))?;
+    if record.state == SessionState::Ended || record.state == SessionState::Created {
+        return Err(close(CloseCode::SessionEnded, "the session is not open"));
+    }
+    let key = state
+        .sessions
+        .media_key(session, record.wrapped_media_key.as_deref())
+        .await
+        .map_err(|_| close(CloseCode::SessionEnded, "the session is not open"))?;
+    Ok((session, SessionCipher::new(&key, session)))
+}
+
+async fn send_close(socket: &mut WebSocket, reason: &Close) {
+    let _ = socket
+        .send(Message::Text(
+            ServerControl::Close(reason.clone()).to_json().into(),
+        ))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: reason.code.to_u16(),
+            reason: Utf8Bytes::from(reason.reason.clone()),
+        })))
+        .await;
+}
+
+fn open_logs(dir: &std::path::Path) -> Result<BTreeMap<Track, TrackLog>, LogError> {
+    Track::ALL
+        .iter()
+        .map(|&track| {
+            Ok((
+                track,
+                TrackLog::open(&dir.join(format!("{}.log", track.name())))?,
+            ))
+        })
+        .collect()
+}
+
+/// The stored consent scope for a protocol one (the names are the same).
+fn storage_scope(scope: proto::ConsentScope) -> Option<ConsentScope> {
+    let name = serde_json::to_value(scope).ok()?;
+    ConsentScope::parse(name.as_str()?)
+}
+
+fn utc_now_ns() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// A token bucket over frame bytes: `rate` per second, bursts up to two seconds' worth.
+struct Budget {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(rate: u64) -> Self {
+        Self {
+            rate: rate as f64,
+            tokens: 2.0 * rate as f64,
+            at: Instant::now(),
+        }
+    }
+
+    fn spend(&mut self, bytes: usize) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
+            .min(2.0 * self.rate);
+        self.at = now;
+        self.tokens -= bytes as f64;
+        self.tokens >= 0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let mut b = Budget::new(1000);
+        assert!(b.spend(1500));
+        assert!(b.spend(400));
+        assert!(!b.spend(200), "over two seconds' worth at once");
+    }
+
+    #[test]
+    fn every_protocol_scope_has_a_stored_one() {
+        for track in Track::ALL {
+            assert!(
+                storage_scope(proto::ConsentScope::for_track(track)).is_some(),
+                "{track:?}"
+            );
+        }
+    }
+}
