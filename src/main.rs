@@ -53,6 +53,11 @@ enum Command {
     },
     /// Run the server (TLS; writes DATA_DIR/tls/cert.pem and DATA_DIR/operator.token).
     Serve(commands::serve::ServeArgs),
+    /// An operator's sessions on a server: create (prints id and code), end.
+    Session {
+        #[command(subcommand)]
+        command: commands::session::SessionCommand,
+    },
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
 }
@@ -100,6 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => commands::keys::run(&ctx, command).await,
         Command::Audit { command } => commands::audit::run(&ctx, command).await,
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
+        Command::Session { command } => commands::session::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

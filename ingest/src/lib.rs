@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 mod api;
+pub mod client;
 pub mod code;
 pub mod error;
 pub mod media;

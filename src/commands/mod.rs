@@ -7,6 +7,7 @@ pub mod demo;
 pub mod keys;
 pub mod mux;
 pub mod serve;
+pub mod session;
 
 use storage::{Access, StorageConfig, Vault};
 

@@ -1,0 +1,113 @@
+//! The operator's side of the HTTP API, for the CLI and tests: HTTPS to one server whose
+//! certificate is pinned (`--ca`, by default the server's own `DIR/tls/cert.pem`), with the
+//! bearer token from a file (`--token`, by default `DIR/operator.token`).
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use crate::session::CreatedSession;
+
+/// A client failure, with the server's one-line reason when it gave one.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A local file (certificate, token) could not be read or is not what it should be.
+    #[error("{0}")]
+    Setup(String),
+    /// The server could not be reached.
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The server refused.
+    #[error("the server said {status}: {reason}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Its `error` text.
+        reason: String,
+    },
+}
+
+/// An operator's connection to a server.
+pub struct OperatorClient {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl OperatorClient {
+    /// A client for `server` (`https://host:port`) trusting `ca` and presenting the token in
+    /// `token_file`.
+    ///
+    /// # Errors
+    /// Unreadable or invalid certificate or token file.
+    pub fn new(server: &str, ca: &Path, token_file: &Path) -> Result<Self, ClientError> {
+        let pem =
+            std::fs::read(ca).map_err(|e| ClientError::Setup(format!("{}: {e}", ca.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ClientError::Setup(format!("{}: {e}", ca.display())))?;
+        let token = std::fs::read_to_string(token_file)
+            .map_err(|e| ClientError::Setup(format!("{}: {e}", token_file.display())))?
+            .trim()
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(cert)
+            .tls_built_in_root_certs(false)
+            .build()?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_owned(),
+            http,
+            token,
+        })
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(ClientError::Refused {
+                status: status.as_u16(),
+                reason: body["error"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+                    .to_owned(),
+            })
+        }
+    }
+
+    /// Creates a session in the operator's group: its id and one-time code.
+    ///
+    /// # Errors
+    /// Transport failures or a refusal.
+    pub async fn create_session(&self) -> Result<CreatedSession, ClientError> {
+        let body = self.post("/sessions", None).await?;
+        serde_json::from_value(body)
+            .map_err(|e| ClientError::Setup(format!("unexpected answer: {e}")))
+    }
+
+    /// Ends a session.
+    ///
+    /// # Errors
+    /// Transport failures or a refusal (unknown session, another group's).
+    pub async fn end_session(&self, session: Uuid, reason: &str) -> Result<(), ClientError> {
+        self.post(
+            &format!("/sessions/{session}/end"),
+            Some(serde_json::json!({ "reason": reason })),
+        )
+        .await
+        .map(drop)
+    }
+}
