@@ -51,8 +51,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
-    /// Run the server (TLS; writes DATA_DIR/tls/cert.pem and DATA_DIR/operator.token).
+    /// Run the server (TLS; writes DATA_DIR/tls/cert.pem, DATA_DIR/operator.token and
+    /// DATA_DIR/cti.key).
     Serve(commands::serve::ServeArgs),
+    /// The CTI system's side: post call recordings to a server.
+    Cti {
+        #[command(subcommand)]
+        command: commands::cti::CtiCommand,
+    },
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
 }
@@ -100,6 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => commands::keys::run(&ctx, command).await,
         Command::Audit { command } => commands::audit::run(&ctx, command).await,
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
+        Command::Cti { command } => commands::cti::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }
