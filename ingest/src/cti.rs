@@ -450,6 +450,7 @@ struct Inspected<R> {
     head: Vec<u8>,
     format: Option<AudioFormat>,
     rejected: Option<IngestError>,
+    ended: bool,
 }
 
 impl<R> Inspected<R> {
@@ -487,6 +488,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Inspected<R> {
         if this.rejected.is_some() {
             return Poll::Ready(Err(io::Error::other("upload refused")));
         }
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {}
@@ -494,6 +498,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Inspected<R> {
         }
         let new = &buf.filled()[before..];
         if new.is_empty() {
+            this.ended = true;
             this.check_head(true)?;
             let digest: [u8; 32] = std::mem::take(&mut this.hasher).finalize().into();
             if !bool::from(digest.ct_eq(&this.signed_digest)) {
@@ -688,6 +693,7 @@ async fn upload_inner(
         head: Vec::new(),
         format: None,
         rejected: None,
+        ended: false,
     };
     let access = Access::new("cti", Some(format!("CTI call {call_id}")));
     let sealed = vault
