@@ -51,12 +51,18 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
-    /// Run the server (TLS; writes DATA_DIR/tls/cert.pem and DATA_DIR/operator.token).
+    /// Run the server (TLS; writes DATA_DIR/tls/cert.pem, DATA_DIR/operator.token and
+    /// DATA_DIR/cti.key).
     Serve(commands::serve::ServeArgs),
     /// An operator's sessions on a server: create (prints id and code), end.
     Session {
         #[command(subcommand)]
         command: commands::session::SessionCommand,
+    },
+    /// The CTI system's side: post call recordings to a server.
+    Cti {
+        #[command(subcommand)]
+        command: commands::cti::CtiCommand,
     },
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
@@ -106,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { command } => commands::audit::run(&ctx, command).await,
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Session { command } => commands::session::run(&ctx, command).await,
+        Command::Cti { command } => commands::cti::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

@@ -67,3 +67,116 @@ async fn serve_listens_on_tls_and_drains_on_sigterm() {
     };
     assert!(status.success(), "exit status {status}");
 }
+
+/// Starts `idv serve` on a free port over `data`; returns the child and its URL.
+fn spawn_server(data: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "2"])
+        .env_remove("DATABASE_URL")
+        .env_remove("IDV_BLOB_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    (child, url)
+}
+
+/// A mono 8 kHz 16-bit PCM WAV of `samples` samples.
+fn wav(samples: u32) -> Vec<u8> {
+    let data_len = samples * 2;
+    let mut out = Vec::new();
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data_len).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&8000u32.to_le_bytes());
+    out.extend_from_slice(&16_000u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..samples {
+        let sample = ((f64::from(i) * 0.05).sin() * 10_000.0) as i16;
+        out.extend_from_slice(&sample.to_le_bytes());
+    }
+    out
+}
+
+#[test]
+fn cti_push_uploads_a_signed_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = spawn_server(&data);
+    let recording = dir.path().join("call-42.wav");
+    let audio = wav(8000);
+    std::fs::write(&recording, &audio).unwrap();
+    let push = |call_id: &str, file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_idv"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["cti", "push", "--server", &url, "--call-id", call_id])
+            .args(["--correlation", "ext-4711@2026-11-21T09:00Z"])
+            .args(["--started-at", "2026-11-21T10:00:00+01:00"])
+            .args(["--ended-at", "2026-11-21T10:00:01+01:00"])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+
+    let out = push("call-42", &recording);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let rest = lines[0].strip_prefix("uploaded ").unwrap();
+    let (id, rest) = rest.split_once(' ').unwrap();
+    uuid::Uuid::parse_str(id).unwrap();
+    let expected = format!("({} bytes, archive ", audio.len());
+    assert!(rest.starts_with(&expected), "{rest}");
+    let archive = rest
+        .strip_prefix(&expected)
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap();
+    uuid::Uuid::parse_str(archive).unwrap();
+
+    // The same call again: refused, one line on stderr, non-zero exit.
+    let again = push("call-42", &recording);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("idv: ") && stderr.contains("409"),
+        "{stderr}"
+    );
+
+    // Not audio: refused.
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, "meeting notes, not a recording").unwrap();
+    let refused = push("call-43", &junk);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with("idv: ") && stderr.contains("415"),
+        "{stderr}"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,5 +1,6 @@
 //! The HTTP API under `/api/v1` (described by `/api/v1/openapi.json`): operators create and
-//! end sessions; customers' agents join with a code and record consent.
+//! end sessions; customers' agents join with a code and record consent; the CTI system posts
+//! call recordings ([`crate::cti`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/join", post(join))
         .route("/consent", post(consent))
         .route("/agent", get(crate::media::agent_socket))
+        .route("/cti/recordings", post(crate::cti::upload))
 }
 
 /// The operator the presented token stands for.

@@ -40,6 +40,19 @@ pub enum IngestError {
     /// The request is malformed or not allowed in the current state.
     #[error("{0}")]
     BadRequest(String),
+    /// The request's credentials are missing, stale or wrong, with a reason safe to show
+    /// (a CTI upload's timestamp or signature).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// It conflicts with what is stored (a CTI call recorded already, a replayed request).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body is not in a format we accept.
+    #[error("{0}")]
+    UnsupportedMedia(String),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] storage::Error),
@@ -66,6 +79,10 @@ impl IntoResponse for IngestError {
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             Self::TooManyAttempts => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
+            Self::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m.clone()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m.clone()),
+            Self::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.clone()),
+            Self::UnsupportedMedia(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.clone()),
             Self::Io { .. } | Self::Tls(_) | Self::Secret(_) | Self::Storage(_) => {
                 tracing::error!(error = %self, "request failed");
                 (

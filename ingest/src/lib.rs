@@ -3,13 +3,15 @@
 //! mux job queue. Never decodes media.
 //!
 //! Built so far: TLS with a self-signed certificate made on first start, the bootstrap
-//! operator token, `/healthz`, `/metrics`, the OpenAPI document and graceful shutdown.
+//! operator token, `/healthz`, `/metrics`, the OpenAPI document, graceful shutdown, sessions,
+//! agent media and CTI audio intake ([`cti`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod api;
 pub mod client;
 pub mod code;
+pub mod cti;
 pub mod error;
 pub mod media;
 pub mod metrics;

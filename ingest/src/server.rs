@@ -19,6 +19,7 @@ use storage::Vault;
 
 use crate::api;
 use crate::code::CodeKey;
+use crate::cti::CtiIntake;
 use crate::error::{IngestError, Result};
 use crate::media::LiveConnections;
 use crate::metrics::Metrics;
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub max_payload: usize,
     /// Each session's bandwidth cap, bytes of frames per second (bursts of two seconds).
     pub max_bytes_per_sec: u64,
+    /// The largest CTI recording accepted, bytes (enforced while it streams).
+    pub max_cti_bytes: u64,
 }
 
 impl ServeConfig {
@@ -57,6 +60,7 @@ impl ServeConfig {
             code_ttl: Duration::from_secs(10 * 60),
             max_payload: proto::frame::DEFAULT_MAX_PAYLOAD,
             max_bytes_per_sec: 4 << 20,
+            max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// Agents connected now, one connection per session.
     pub live: LiveConnections,
+    /// CTI audio intake: its signing key and replay memory.
+    pub cti: CtiIntake,
 }
 
 impl AppState {
@@ -154,7 +160,7 @@ impl ShutdownHandle {
     }
 }
 
-/// Prepares the data directory (certificate, token, code key) and starts serving, storing in
+/// Prepares the data directory (certificate, token, code key, CTI key) and starts serving, storing in
 /// `vault`.
 ///
 /// # Errors
@@ -169,6 +175,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         sessions: Sessions::new(vault, codes, config.code_ttl),
         config: config.clone(),
         live: LiveConnections::default(),
+        cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
     });
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;

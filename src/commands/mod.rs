@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod cti;
 pub mod demo;
 pub mod keys;
 pub mod mux;
