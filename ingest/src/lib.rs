@@ -20,7 +20,6 @@ mod secret_file;
 pub mod server;
 pub mod session;
 pub mod tls;
-pub mod track_log;
 
 pub use error::{IngestError, Result};
 pub use server::{RunningServer, ServeConfig, ShutdownHandle, start};

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::server::AppState;
-use crate::track_log::{Appended, LogError, TrackLog};
+use storage::track_log::{Appended, LogError, TrackLog};
 
 /// How long an agent has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);

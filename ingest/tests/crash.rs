@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{Agent, Harness};
 use futures::{SinkExt, StreamExt};
-use ingest::track_log::TrackLog;
+use storage::track_log::TrackLog;
 use proto::{ServerControl, Track};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Agent, Harness};
-use ingest::track_log::TrackLog;
+use storage::track_log::TrackLog;
 use proto::{CloseCode, ServerControl, Track};
 
 fn log_of(h: &Harness, session: uuid::Uuid, track: &str) -> Vec<u64> {

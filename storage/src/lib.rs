@@ -11,6 +11,7 @@ mod config;
 pub mod db;
 pub mod keyring;
 mod staged;
+pub mod track_log;
 mod vault;
 
 use std::path::Path;

@@ -1,5 +1,5 @@
 //! Where an agent's frames become durable: one append-only log per session and track, on the
-//! server's disk until it is rolled into the blob store. A frame is acknowledged only after its
+//! ingest server's disk (and read back by the mux worker). A frame is acknowledged only after its
 //! record is written and the file is `fdatasync`ed, so an acknowledged frame survives a crash.
 //!
 //! The frames are stored exactly as they arrived — sealed by the agent under the session key —
