@@ -737,6 +737,9 @@ async fn upload_inner(
         });
     }
     intake.remember(signature);
+    if let Some(session) = session_id {
+        state.sessions.cti_arrived(session).await?;
+    }
     tracing::info!(%recording_id, call_id, format = ?inspected.format, bytes = inspected.bytes, "CTI recording stored");
     Ok(Uploaded {
         recording_id,

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub drain: Duration,
     /// How long a connection code stays valid.
     pub code_ttl: Duration,
+    /// How long an ended session waits for its CTI recording before a video-only mux.
+    pub cti_deadline: Duration,
     /// The largest frame payload accepted, bytes.
     pub max_payload: usize,
     /// Each session's bandwidth cap, bytes of frames per second (bursts of two seconds).
@@ -58,6 +60,7 @@ impl ServeConfig {
             tls_names: Vec::new(),
             drain: Duration::from_secs(10),
             code_ttl: Duration::from_secs(10 * 60),
+            cti_deadline: Duration::from_secs(15 * 60),
             max_payload: proto::frame::DEFAULT_MAX_PAYLOAD,
             max_bytes_per_sec: 4 << 20,
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
@@ -172,7 +175,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
         metrics: Metrics::default(),
-        sessions: Sessions::new(vault, codes, config.code_ttl),
+        sessions: Sessions::new(vault, codes, config.code_ttl, config.cti_deadline),
         config: config.clone(),
         live: LiveConnections::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,

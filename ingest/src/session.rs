@@ -70,6 +70,7 @@ pub struct Sessions {
     vault: Vault,
     codes: CodeKey,
     code_ttl: Duration,
+    cti_deadline: Duration,
 }
 
 fn now() -> OffsetDateTime {
@@ -86,13 +87,15 @@ fn media_key_context(session: Uuid) -> Vec<u8> {
 }
 
 impl Sessions {
-    /// Sessions stored in `vault`, codes hashed with `codes`, valid for `code_ttl`.
+    /// Sessions stored in `vault`, codes hashed with `codes`, valid for `code_ttl`; an ended
+    /// session waits `cti_deadline` for its CTI recording before it is muxed video-only.
     #[must_use]
-    pub fn new(vault: Vault, codes: CodeKey, code_ttl: Duration) -> Self {
+    pub fn new(vault: Vault, codes: CodeKey, code_ttl: Duration, cti_deadline: Duration) -> Self {
         Self {
             vault,
             codes,
             code_ttl,
+            cti_deadline,
         }
     }
 
@@ -417,6 +420,74 @@ impl Sessions {
             Outcome::Success,
         )
         .await;
+        self.queue_mux(session).await
+    }
+
+    /// Queues an ended session's mux job: due now when its CTI recording is in, otherwise
+    /// video-only after the CTI deadline (a recording arriving before then expedites it).
+    async fn queue_mux(&self, session: Uuid) -> Result<()> {
+        let db = self.vault.db();
+        let has_audio = !db
+            .cti_recordings_for_session(session)
+            .await
+            .map_err(storage::Error::from)?
+            .is_empty();
+        let at = now();
+        let not_before = if has_audio {
+            at
+        } else {
+            at + self.cti_deadline
+        };
+        let job = db
+            .enqueue_mux_job(session, !has_audio, not_before)
+            .await
+            .map_err(storage::Error::from)?;
+        let why = if has_audio {
+            "CTI recording present".to_owned()
+        } else {
+            format!(
+                "waiting for the CTI recording until {}",
+                rfc3339(not_before)
+            )
+        };
+        self.audit(
+            "system:ingest",
+            "mux.enqueue",
+            format!("mux-job:{}", job.job_id),
+            Some(why),
+            Outcome::Success,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A CTI recording arrived for `session`: if the session has ended, its job becomes due
+    /// now and muxes the audio too.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn cti_arrived(&self, session: Uuid) -> Result<()> {
+        let db = self.vault.db();
+        let Some(record) = db.session(session).await.map_err(storage::Error::from)? else {
+            return Ok(());
+        };
+        if record.state != SessionState::Ended {
+            return Ok(()); // queued with audio when the session ends
+        }
+        if db
+            .expedite_mux_job(session, now())
+            .await
+            .map_err(storage::Error::from)?
+        {
+            self.audit(
+                "system:ingest",
+                "mux.expedite",
+                format!("session:{session}"),
+                Some("CTI recording arrived".into()),
+                Outcome::Success,
+            )
+            .await;
+        }
         Ok(())
     }
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::{Agent, Harness};
 use futures::{SinkExt, StreamExt};
-use storage::track_log::TrackLog;
 use proto::{ServerControl, Track};
+use storage::track_log::TrackLog;
 use tokio_tungstenite::tungstenite::Message;
 
 const KILLS: usize = 24;

@@ -451,3 +451,61 @@ async fn garbage_and_damaged_wav_headers_are_refused() {
     assert_eq!(status, 201, "{body}");
     assert_nothing_stored_but(&h, 1).await;
 }
+
+/// Ending a session queues its mux: due now with audio when the CTI recording is in;
+/// otherwise video-only after the deadline — until a recording arrives, which expedites it.
+#[tokio::test]
+async fn an_ended_session_is_queued_for_muxing_and_a_late_recording_expedites_it() {
+    use storage::db::MuxJobState;
+    let h = Harness::new(|_| {}).await;
+    let end = |id: Uuid| {
+        let url = h.url(&format!("/sessions/{id}/end"));
+        let http = h.http.clone();
+        let token = h.token.clone();
+        async move {
+            let r = http.post(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let db = h.vault.db();
+
+    // Recording first, then the end: due at once, with audio.
+    let early = h.consented_session(&["camera"]).await.session;
+    let (status, body) = Upload::signed(&key(&h), call("call-early", Some(early)), wav(8000))
+        .send(&h)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    end(early).await;
+    let job = db
+        .mux_job_for_session(early)
+        .await
+        .unwrap()
+        .expect("queued");
+    assert_eq!((job.state, job.video_only), (MuxJobState::Queued, false));
+    assert!(job.not_before <= time::OffsetDateTime::now_utc());
+
+    // Ended first: video-only after the 15-minute deadline…
+    let late = h.consented_session(&["camera"]).await.session;
+    end(late).await;
+    let job = db.mux_job_for_session(late).await.unwrap().expect("queued");
+    assert!(job.video_only);
+    assert!(job.not_before > time::OffsetDateTime::now_utc() + time::Duration::minutes(14));
+    // …until the recording arrives.
+    let (status, _) = Upload::signed(&key(&h), call("call-late", Some(late)), wav(8000))
+        .send(&h)
+        .await;
+    assert_eq!(status, 201);
+    let job = db.mux_job_for_session(late).await.unwrap().expect("queued");
+    assert!(!job.video_only && job.not_before <= time::OffsetDateTime::now_utc());
+    let actions: Vec<String> = h
+        .vault
+        .audit()
+        .entries(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions.iter().filter(|a| *a == "mux.enqueue").count(), 2);
+    assert!(actions.iter().any(|a| a == "mux.expedite"));
+}

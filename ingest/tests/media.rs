@@ -5,8 +5,8 @@
 mod common;
 
 use common::{Agent, Harness};
-use storage::track_log::TrackLog;
 use proto::{CloseCode, ServerControl, Track};
+use storage::track_log::TrackLog;
 
 fn log_of(h: &Harness, session: uuid::Uuid, track: &str) -> Vec<u64> {
     let path = h.dir.path().join(format!("spool/{session}/{track}.log"));

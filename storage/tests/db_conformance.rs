@@ -102,6 +102,7 @@ on_both_backends!(
     clock_samples_are_kept_as_they_came,
     cti_recordings_attach_to_sessions,
     mux_job_enqueue_is_idempotent,
+    a_late_cti_recording_expedites_the_queued_job,
     mux_job_claims_are_exclusive,
     mux_job_expired_lease_is_reclaimed,
     mux_job_failure_retry_and_release,

@@ -181,6 +181,24 @@ impl MetadataDb {
             .ok_or(super::DbError::SessionNotFound { session_id })
     }
 
+    /// Makes a session's queued job due now and with audio: its CTI recording arrived before
+    /// the deadline the job was waiting for. `false` if the session has no queued job (none
+    /// yet, or already claimed: a running video-only mux is not interrupted).
+    #[instrument(skip_all, fields(%session_id))]
+    pub async fn expedite_mux_job(&self, session_id: Uuid, now: OffsetDateTime) -> Result<bool> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE mux_jobs SET not_before = $2, video_only = $3 \
+             WHERE session_id = $1 AND state = 'queued'",
+        )
+        .bind(uuid_text(session_id))
+        .bind(to_micros(now))
+        .bind(false)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected() > 0))
+        .map_err(self.query_error("expediting a mux job"))
+    }
+
     /// Claims the next due job for `worker` until `now + lease`: the oldest-due queued job,
     /// or a running one whose lease expired before `now` (its worker is presumed dead).
     /// `None` if there is none.

@@ -952,6 +952,27 @@ pub(crate) async fn cti_recordings_attach_to_sessions(f: Fixture) -> anyhow::Res
 
 const LEASE: Duration = Duration::from_secs(60);
 
+pub(crate) async fn a_late_cti_recording_expedites_the_queued_job(
+    f: Fixture,
+) -> anyhow::Result<()> {
+    let db = &f.db;
+    let session = session_in(db, "g").await?.session_id;
+    assert!(!db.expedite_mux_job(session, T0).await?, "no job yet");
+    // Ended without CTI audio: video only, after the deadline.
+    db.enqueue_mux_job(session, true, T0 + minutes(15)).await?;
+    assert_eq!(db.claim_mux_job("w", T0 + minutes(1), LEASE).await?, None);
+    // The recording arrives: due now, with audio.
+    assert!(db.expedite_mux_job(session, T0 + minutes(2)).await?);
+    let claimed = db
+        .claim_mux_job("w", T0 + minutes(2), LEASE)
+        .await?
+        .context("due now")?;
+    assert!(!claimed.video_only);
+    // A running job is not changed.
+    assert!(!db.expedite_mux_job(session, T0 + minutes(3)).await?);
+    Ok(())
+}
+
 pub(crate) async fn mux_job_enqueue_is_idempotent(f: Fixture) -> anyhow::Result<()> {
     let db = &f.db;
     let session = session_in(db, "g").await?.session_id;
