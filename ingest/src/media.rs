@@ -57,6 +57,14 @@ impl LiveConnections {
         }
     }
 
+    /// Asks every connection to close with `code` (a shutdown: each first makes its last
+    /// batch durable and acknowledges it).
+    pub fn close_all(&self, code: CloseCode) {
+        for entry in self.sessions.lock().expect("not poisoned").values() {
+            let _ = entry.stop.send(Some(code));
+        }
+    }
+
     /// Takes the session over: the older connection is told to close and awaited.
     async fn take(
         &self,

@@ -98,6 +98,7 @@ impl AppState {
 
 /// A started server.
 pub struct RunningServer {
+    state: Arc<AppState>,
     addr: SocketAddr,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -117,12 +118,13 @@ impl RunningServer {
         format!("https://{}", self.addr)
     }
 
-    /// Stops accepting, waits for requests in flight (at most the drain time), and returns.
+    /// Stops accepting, tells connected agents to go (after acknowledging what they sent),
+    /// waits for requests in flight (at most the drain time), and returns.
     ///
     /// # Errors
     /// The server failed while running.
     pub async fn shutdown(self) -> Result<()> {
-        self.handle.graceful_shutdown(Some(self.drain));
+        self.shutdown_handle().shutdown();
         self.wait().await
     }
 
@@ -143,6 +145,7 @@ impl RunningServer {
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
+            state: Arc::clone(&self.state),
             handle: self.handle.clone(),
             drain: self.drain,
         }
@@ -152,14 +155,18 @@ impl RunningServer {
 /// Starts a graceful shutdown of a [`RunningServer`].
 #[derive(Clone)]
 pub struct ShutdownHandle {
+    state: Arc<AppState>,
     handle: axum_server::Handle<SocketAddr>,
     drain: Duration,
 }
 
 impl ShutdownHandle {
-    /// Stop accepting; finish what is in flight.
+    /// Stop accepting; close agents (each after its last ack); finish what is in flight.
     pub fn shutdown(&self) {
         self.handle.graceful_shutdown(Some(self.drain));
+        self.state
+            .live
+            .close_all(proto::CloseCode::ServerShuttingDown);
     }
 }
 
@@ -192,7 +199,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(tls)))
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
         .handle(handle.clone());
-    let app = router(state);
+    let app = router(Arc::clone(&state));
     let task = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
@@ -200,6 +207,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     });
     tracing::info!(%addr, "serving");
     Ok(RunningServer {
+        state,
         addr,
         handle,
         task,

@@ -236,3 +236,28 @@ async fn a_newer_connection_supersedes_and_ending_the_session_closes_the_agent()
     late.hello(&s.token).await;
     assert_eq!(late.closed().await.code, CloseCode::SessionEnded.to_u16());
 }
+
+#[tokio::test]
+async fn a_shutdown_acknowledges_what_arrived_then_tells_the_agent_to_go() {
+    let mut h = Harness::new(|_| {}).await;
+    let s = h.consented_session(&["camera"]).await;
+    let (mut agent, _) =
+        Agent::connect(&h.agent_url(), &h.cert(), &s.token, &s.key, s.session).await;
+    for seq in 1..=20 {
+        agent.send_frame(Track::Camera, seq, b"frame").await;
+    }
+    agent.acked_through(Track::Camera, 20).await;
+    let server = h.server.take().unwrap();
+    let stopping = tokio::spawn(server.shutdown());
+    let closed = agent.closed().await;
+    assert_eq!(
+        closed.code,
+        CloseCode::ServerShuttingDown.to_u16(),
+        "{closed:?}"
+    );
+    stopping.await.unwrap().unwrap();
+    assert_eq!(
+        log_of(&h, s.session, "camera"),
+        (1..=20).collect::<Vec<_>>()
+    );
+}
