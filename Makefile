@@ -37,7 +37,7 @@ bench: bootstrap
 	$(CARGO) build --release -j$(JOBS) -p idv -p idv-benches --bins
 	python3 benches/mux_vs_ffmpeg.py "$(CARGO_TARGET_DIR)/release" --minutes 10 --runs 3 --memory-minutes 60
 
-## Fuzz the archive parser (needs cargo-fuzz; FUZZ_SECONDS=60 by default).
+## Fuzz the parsers: sealed archives and agent media frames (cargo-fuzz; FUZZ_SECONDS=60 each).
 fuzz: bootstrap
 	scripts/fuzz.sh $${FUZZ_SECONDS:-60}
 
