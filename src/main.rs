@@ -59,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::session::SessionCommand,
     },
+    /// Sealed recordings on a server: list, get.
+    Recordings {
+        #[command(subcommand)]
+        command: commands::recordings::RecordingsCommand,
+    },
     /// The CTI system's side: post call recordings to a server.
     Cti {
         #[command(subcommand)]
@@ -113,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => commands::serve::run(&ctx, args).await,
         Command::Session { command } => commands::session::run(&ctx, command).await,
         Command::Cti { command } => commands::cti::run(&ctx, command).await,
+        Command::Recordings { command } => commands::recordings::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

@@ -180,3 +180,72 @@ fn cti_push_uploads_a_signed_recording() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The operator's script contract: `session create` prints "<id> <code>", `session end`
+/// ends it, `recordings list` then shows it queued, `recordings get` says it is not muxed yet.
+#[test]
+fn session_and_recordings_commands_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = spawn_server(&data);
+    let idv = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_idv"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = idv(&["session", "create", "--server", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (id, code) = line.trim().split_once(' ').unwrap();
+    uuid::Uuid::parse_str(id).unwrap();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{line}"
+    );
+
+    let out = idv(&["session", "end", "--server", &url, id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = idv(&["recordings", "list", "--server", &url]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{id} queued -\n")
+    );
+
+    let target = dir.path().join("r.idvr");
+    let out = idv(&[
+        "recordings",
+        "get",
+        "--server",
+        &url,
+        id,
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not muxed yet"), "{err}");
+    assert!(!target.exists());
+
+    let wrong = idv(&[
+        "session",
+        "end",
+        "--server",
+        &url,
+        &uuid::Uuid::new_v4().to_string(),
+    ]);
+    assert!(!wrong.status.success());
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

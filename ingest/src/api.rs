@@ -27,6 +27,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/join", post(join))
         .route("/consent", post(consent))
         .route("/agent", get(crate::media::agent_socket))
+        .route("/recordings", get(crate::recordings::list))
+        .route("/recordings/{id}/archive", get(crate::recordings::archive))
         .route("/cti/recordings", post(crate::cti::upload))
 }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
+use crate::recordings::RecordingStatus;
 use crate::session::CreatedSession;
 
 /// A client failure, with the server's one-line reason when it gave one.
@@ -86,6 +87,75 @@ impl OperatorClient {
                     .to_owned(),
             })
         }
+    }
+
+    async fn refused(response: reqwest::Response) -> ClientError {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        ClientError::Refused {
+            status,
+            reason: body["error"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned(),
+        }
+    }
+
+    /// The operator's group's sessions that have a recording (queued, muxing, done, failed).
+    ///
+    /// # Errors
+    /// Transport failures or a refusal.
+    pub async fn recordings(&self) -> Result<Vec<RecordingStatus>, ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/recordings", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(Self::refused(response).await);
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| ClientError::Setup(format!("unexpected answer: {e}")))
+    }
+
+    /// Downloads a session's sealed archive to `out`: written beside it and renamed when
+    /// complete, so `out` is the whole archive or absent. Returns its length.
+    ///
+    /// # Errors
+    /// Transport failures, a refusal (not muxed yet, unknown), or the file cannot be written.
+    pub async fn download(&self, session: Uuid, out: &Path) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let mut response = self
+            .http
+            .get(format!("{}/api/v1/recordings/{session}/archive", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(Self::refused(response).await);
+        }
+        let io = |e: std::io::Error| ClientError::Setup(format!("{}: {e}", out.display()));
+        let part = out.with_extension("idvr.part");
+        let mut file = tokio::fs::File::create(&part).await.map_err(io)?;
+        let mut written = 0u64;
+        let result: Result<(), ClientError> = async {
+            while let Some(chunk) = response.chunk().await? {
+                file.write_all(&chunk).await.map_err(io)?;
+                written += chunk.len() as u64;
+            }
+            file.sync_all().await.map_err(io)?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(e);
+        }
+        tokio::fs::rename(&part, out).await.map_err(io)?;
+        Ok(written)
     }
 
     /// Creates a session in the operator's group: its id and one-time code.

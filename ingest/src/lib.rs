@@ -16,6 +16,7 @@ pub mod error;
 pub mod media;
 pub mod metrics;
 pub mod operator;
+pub mod recordings;
 mod secret_file;
 pub mod server;
 pub mod session;

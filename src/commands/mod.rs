@@ -7,6 +7,7 @@ pub mod cti;
 pub mod demo;
 pub mod keys;
 pub mod mux;
+pub mod recordings;
 pub mod serve;
 pub mod session;
 

@@ -60,6 +60,12 @@ impl ArchiveLocation {
         }
     }
 
+    /// Reads a location as the metadata DB stores it (`file:…` or `blob:…`).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::decode(s)
+    }
+
     fn decode(s: &str) -> Option<Self> {
         if let Some(p) = s.strip_prefix("file:") {
             Some(Self::File(PathBuf::from(p)))
