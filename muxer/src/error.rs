@@ -9,10 +9,10 @@ use crate::timeline::TimelineError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MuxError {
-    /// An input file cannot be read or is not what it claims to be.
+    /// An input file (or frame source) cannot be read or is not what it claims to be.
     #[error("{}: {reason}", path.display())]
     Input {
-        /// The input.
+        /// The input: a file's path, or a frame source's label.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,

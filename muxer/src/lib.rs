@@ -3,7 +3,7 @@
 //! writer (a sealed archive) with its manifest. Knows nothing about sockets.
 //!
 //! * [`timeline`] — instants, clock mapping, drift, cut points: the arithmetic.
-//! * [`input`] — reading camera/screen containers and CTI recordings.
+//! * [`input`] — reading camera/screen containers or frame streams, and CTI recordings.
 //! * [`video`], [`audio`] — planning each output track and feeding it to the muxer.
 //! * [`align`] — the CTI offset refined against the agent's microphone reference.
 //! * [`mux()`] — one mux end to end; [`manifest`] — what is sealed with it.
@@ -23,6 +23,8 @@ pub mod video;
 pub use align::ReferenceInput;
 pub use audio::AudioInput;
 pub use error::{MuxError, Result};
+pub use input::frames::{FrameCodec, FrameFormat, FrameIter, FrameSource, MemoryFrames, RawFrame};
+pub use input::video::VideoSource;
 pub use manifest::Manifest;
 pub use mux::{Layout, MuxRequest, OutputFormat, mux};
 pub use video::{VideoInput, VideoRole};

@@ -86,16 +86,18 @@ impl Gap {
     }
 }
 
-/// One input file, identified.
+/// One input (a file, or a stream of video frames), identified.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputRecord {
     /// Camera, screen or CTI audio.
     pub role: TrackRole,
-    /// File name (no directories: those say nothing about the content).
+    /// File name (no directories: those say nothing about the content), or a frame source's
+    /// label.
     pub file: String,
-    /// Size in bytes.
+    /// Size in bytes (a frame source: the frames' bytes).
     pub bytes: u64,
-    /// SHA-256 of the whole file, hex.
+    /// SHA-256 of the whole file, hex; for a frame source, of every frame's bytes
+    /// concatenated in decode order (see [`crate::input::fingerprint_video`]).
     pub sha256: String,
     /// Codec as read.
     pub codec: String,

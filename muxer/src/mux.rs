@@ -15,8 +15,8 @@ use crate::align::{self, AlignSettings, ReferenceInput};
 use crate::audio::{AudioInput, AudioOutput, AudioTrack};
 use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
-use crate::input::fingerprint;
-use crate::input::video::{VideoCodec, VideoScan};
+use crate::input::video::{VideoCodec, VideoScan, VideoSource};
+use crate::input::{fingerprint, fingerprint_video};
 use crate::manifest::{
     ClockRecord, CutRecord, InputRecord, MANIFEST_VERSION, Manifest, TrackRecord, TrackRole,
     rfc3339,
@@ -138,25 +138,24 @@ pub fn mux(
     }
     let mut videos = vec![request.camera.clone()];
     videos.extend(request.screen.clone());
-    let inputs_to_hash: Vec<_> = videos
-        .iter()
-        .map(|v| v.path.clone())
-        .chain([request.audio.path.clone()])
+    let videos_to_hash: Vec<_> = videos.iter().map(|v| v.source.clone()).collect();
+    let files_to_hash: Vec<_> = std::iter::once(request.audio.path.clone())
         .chain(request.reference.iter().map(|r| r.path.clone()))
         .collect();
 
     std::thread::scope(|scope| {
         // Hash the inputs while the scan reads them too (page cache shared).
         let hashing = scope.spawn(move || {
-            inputs_to_hash
+            videos_to_hash
                 .iter()
-                .map(|p| fingerprint(p))
+                .map(fingerprint_video)
+                .chain(files_to_hash.iter().map(|p| fingerprint(p)))
                 .collect::<Result<Vec<_>>>()
         });
         let started = std::time::Instant::now();
         let scans = videos
             .iter()
-            .map(|v| VideoScan::of(&v.path))
+            .map(|v| VideoScan::of(&v.source))
             .collect::<Result<Vec<_>>>()?;
         tracing::debug!(elapsed = ?started.elapsed(), "video scanned");
         let audio_file = AudioFile::open(&request.audio.path)?;
@@ -218,7 +217,10 @@ pub fn mux(
             .zip(&hashes)
             .map(|(t, (sha256, bytes))| InputRecord {
                 role: t.input.role.into(),
-                file: file_name(&t.input.path),
+                file: match &t.input.source {
+                    VideoSource::File(path) => file_name(path),
+                    VideoSource::Frames(frames) => frames.label(),
+                },
                 bytes: *bytes,
                 sha256: sha256.clone(),
                 codec: format!("{:?}", t.scan.codec).to_lowercase(),

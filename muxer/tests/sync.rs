@@ -7,14 +7,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use fixtures::media::{
     CameraClip, CtiContainer, CtiEncoding, CtiRecording, Measured, VideoCodec, VideoContainer,
-    Voice, gst_discoverer_ok, measure_with_ffmpeg,
+    Voice, gst_discoverer_ok, h264_access_units, measure_with_ffmpeg,
 };
 use muxer::manifest::TrackRole;
 use muxer::timeline::UtcNanos;
 use muxer::{
-    AudioInput, Layout, Manifest, MuxRequest, OutputFormat, ReferenceInput, VideoInput, VideoRole,
+    AudioInput, FrameCodec, FrameFormat, Layout, Manifest, MemoryFrames, MuxRequest, OutputFormat,
+    RawFrame, ReferenceInput, VideoInput, VideoRole,
 };
 use sha2::{Digest, Sha256};
 
@@ -71,6 +74,8 @@ struct Case {
     /// A screen track too: its codec, container and start − camera start (whole frames).
     screen: Option<Screen>,
     layout: Layout,
+    /// The camera reaches the muxer as Annex-B frames (H.264 only), not as its file.
+    camera_as_frames: bool,
 }
 
 /// The screen of a case: a second clip flashing at the same instants, another picture size.
@@ -104,6 +109,7 @@ impl Default for Case {
             format: OutputFormat::Mp4,
             screen: None,
             layout: Layout::Tracks,
+            camera_as_frames: false,
         }
     }
 }
@@ -136,6 +142,8 @@ struct Outcome {
     expected_ms: Vec<f64>,
     /// SHA-256 of the microphone reference, if one was sent.
     reference_sha256: Option<String>,
+    /// SHA-256 of the camera's frames in order, when it came as frames.
+    frames_sha256: Option<String>,
     duration_ms: f64,
 }
 
@@ -176,13 +184,67 @@ fn write_screen(screen: &Screen, case: &Case, dir: &Path) -> (VideoInput, f64) {
     clip.write(&path).expect("screen clip");
     let end = screen.offset_s + f64::from(frames) / f64::from(FPS);
     (
-        VideoInput {
-            role: VideoRole::Screen,
-            path,
-            start: at(screen.offset_s),
-        },
+        VideoInput::file(VideoRole::Screen, path, at(screen.offset_s)),
         end,
     )
+}
+
+/// The agent's monotonic clock when the camera's first frame was captured: frame sources
+/// stamp frames on the sender's clock, and only differences count.
+const AGENT_CLOCK_AT_FIRST_FRAME_NS: i64 = 86_400 * UtcNanos::SECOND + 123_456_789;
+
+/// The camera file's frames as the agent sends them (Annex-B access units on its clock), held
+/// in memory, and the SHA-256 of their bytes in order.
+fn camera_frames(video_path: &Path) -> (MemoryFrames, String) {
+    let units = h264_access_units(video_path).expect("access units");
+    let mut sha = Sha256::new();
+    let frames = units
+        .into_iter()
+        .map(|u| {
+            sha.update(&u.data);
+            RawFrame {
+                pts_ns: AGENT_CLOCK_AT_FIRST_FRAME_NS + u.pts.as_nanos() as i64,
+                keyframe: u.keyframe,
+                data: u.data,
+            }
+        })
+        .collect();
+    let source = MemoryFrames {
+        label: "session test/camera".into(),
+        format: FrameFormat::new(FrameCodec::H264AnnexB),
+        frames,
+    };
+    (source, hex::encode(sha.finalize()))
+}
+
+/// The frames of a VP8 IVF file (32-byte header, then per frame its size, its time in
+/// `1/fps` and its bytes) as the agent sends them, and the SHA-256 of their bytes in order.
+fn vp8_ivf_frames(video_path: &Path) -> (MemoryFrames, String) {
+    let ivf = std::fs::read(video_path).expect("IVF");
+    let le32 = |at: usize| u32::from_le_bytes(ivf[at..at + 4].try_into().unwrap());
+    let rate = u64::from(le32(16));
+    let mut sha = Sha256::new();
+    let mut frames = Vec::new();
+    let mut at = 32;
+    while at < ivf.len() {
+        let size = le32(at) as usize;
+        let pts = u64::from_le_bytes(ivf[at + 4..at + 12].try_into().unwrap());
+        let data = ivf[at + 12..at + 12 + size].to_vec();
+        sha.update(&data);
+        frames.push(RawFrame {
+            pts_ns: AGENT_CLOCK_AT_FIRST_FRAME_NS
+                + ((pts * 1_000_000_000 + rate / 2) / rate) as i64,
+            keyframe: data[0] & 1 == 0,
+            data,
+        });
+        at += 12 + size;
+    }
+    let source = MemoryFrames {
+        label: "session test/camera".into(),
+        format: FrameFormat::new(FrameCodec::Vp8),
+        frames,
+    };
+    (source, hex::encode(sha.finalize()))
 }
 
 fn run(case: &Case, dir: &Path) -> Outcome {
@@ -275,12 +337,19 @@ fn run(case: &Case, dir: &Path) -> Outcome {
     });
     let audio_start = at(case.offset_s + case.record_error_s);
     let screen = case.screen.as_ref().map(|s| write_screen(s, case, dir));
+    let mut frames_sha256 = None;
+    let camera = if case.camera_as_frames {
+        let (source, sha256) = match case.video_container {
+            VideoContainer::Ivf => vp8_ivf_frames(&video_path),
+            _ => camera_frames(&video_path),
+        };
+        frames_sha256 = Some(sha256);
+        VideoInput::frames(VideoRole::Camera, Arc::new(source), at(0.0))
+    } else {
+        VideoInput::file(VideoRole::Camera, video_path, at(0.0))
+    };
     let request = MuxRequest {
-        camera: VideoInput {
-            role: VideoRole::Camera,
-            path: video_path,
-            start: at(0.0),
-        },
+        camera,
         screen: screen.as_ref().map(|(input, _)| input.clone()),
         audio: AudioInput {
             path: audio_path,
@@ -334,6 +403,7 @@ fn run(case: &Case, dir: &Path) -> Outcome {
         manifest,
         expected_ms,
         reference_sha256,
+        frames_sha256,
         duration_ms: (out_s - in_s) * 1000.0,
     }
 }
@@ -648,6 +718,94 @@ fn picture_in_picture_composites_camera_over_screen_first() {
     // 320×180 screen, 160×120 camera a quarter of the width wide in the corner.
     assert!(
         o.manifest.tracks[0].made_by.contains("80×60"),
+        "{}",
+        o.manifest.tracks[0].made_by
+    );
+}
+
+/// The camera of the gap case, as frames: the same marks, the same hole, listed the same way.
+fn camera_as_frames_case(name: &'static str, format: OutputFormat) -> Case {
+    Case {
+        name,
+        video_gaps: std::iter::once(300..345).collect(),
+        offset_s: 0.25,
+        in_s: Some(2.55),
+        out_s: Some(17.3),
+        marks_s: vec![3.0, 9.0, 12.0, 17.0],
+        format,
+        camera_as_frames: true,
+        ..Case::default()
+    }
+}
+
+/// What every frame-source case promises beyond the marks: the hole is kept and listed, and
+/// the manifest names the source by its label and hashes its frames.
+fn check_frames_outcome(o: &Outcome, codec: &str) {
+    let inside: Vec<_> = o
+        .measured
+        .frame_times
+        .iter()
+        .map(|t| ms(*t))
+        .filter(|&t| t > 7_460.0 && t < 8_940.0)
+        .collect();
+    assert!(inside.is_empty(), "frames inside the gap: {inside:?}");
+    let gap = o
+        .manifest
+        .gaps
+        .iter()
+        .find(|g| g.filled_with == "held frame")
+        .expect("the gap is in the manifest");
+    assert!((gap.output_from_s - (10.0 - 2.55)).abs() < 0.04, "{gap:?}");
+    assert!((gap.seconds - 1.5).abs() < 0.04, "{gap:?}");
+    let camera = o
+        .manifest
+        .inputs
+        .iter()
+        .find(|i| i.role == TrackRole::Camera)
+        .expect("the camera is an input");
+    assert_eq!(camera.file, "session test/camera");
+    assert_eq!(Some(&camera.sha256), o.frames_sha256.as_ref());
+    assert_eq!(camera.start, "2026-11-21T10:00:00Z");
+    assert_eq!(camera.codec, codec);
+}
+
+#[test]
+fn camera_as_annexb_frames_into_mp4_with_a_hole_and_a_cut_inside_a_gop() {
+    let case = camera_as_frames_case(
+        "frames: h264 Annex-B, gap, cut in GOP → mp4",
+        OutputFormat::Mp4,
+    );
+    let o = mux_and_check(&case);
+    check_frames_outcome(&o, "h264");
+    assert!(
+        o.manifest.tracks[0].made_by.contains("re-encoded"),
+        "{}",
+        o.manifest.tracks[0].made_by
+    );
+}
+
+#[test]
+fn camera_as_annexb_frames_into_matroska() {
+    let case = camera_as_frames_case(
+        "frames: h264 Annex-B, gap → mkv (transcode)",
+        OutputFormat::Mkv,
+    );
+    let o = mux_and_check(&case);
+    check_frames_outcome(&o, "h264");
+    assert_eq!(o.manifest.tracks[0].made_by, "transcoded");
+}
+
+#[test]
+fn camera_as_vp8_frames_into_matroska_with_a_cut_inside_a_gop() {
+    let case = Case {
+        video_codec: VideoCodec::Vp8,
+        video_container: VideoContainer::Ivf,
+        ..camera_as_frames_case("frames: vp8, gap, cut in GOP → mkv", OutputFormat::Mkv)
+    };
+    let o = mux_and_check(&case);
+    check_frames_outcome(&o, "vp8");
+    assert!(
+        o.manifest.tracks[0].made_by.contains("re-encoded"),
         "{}",
         o.manifest.tracks[0].made_by
     );

@@ -82,19 +82,11 @@ fn parse_instant(s: &str) -> Result<UtcNanos, String> {
 
 pub async fn run(ctx: &Context, args: MuxArgs) -> anyhow::Result<()> {
     let request = MuxRequest {
-        camera: VideoInput {
-            role: VideoRole::Camera,
-            path: args.video,
-            start: args.video_start,
-        },
+        camera: VideoInput::file(VideoRole::Camera, args.video, args.video_start),
         screen: args
             .screen
             .zip(args.screen_start)
-            .map(|(path, start)| VideoInput {
-                role: VideoRole::Screen,
-                path,
-                start,
-            }),
+            .map(|(path, start)| VideoInput::file(VideoRole::Screen, path, start)),
         audio: AudioInput {
             path: args.audio,
             start: args.audio_start,

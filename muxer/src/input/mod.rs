@@ -1,7 +1,9 @@
-//! Reading the inputs: video containers ([`video`]), CTI recordings ([`audio`]; Ogg Opus in
-//! `opus`), and the SHA-256 every input is identified by in the manifest.
+//! Reading the inputs: video containers and frame streams ([`video`], [`frames`]), CTI
+//! recordings ([`audio`]; Ogg Opus in `opus`), and the SHA-256 every input is identified by in
+//! the manifest.
 
 pub mod audio;
+pub mod frames;
 pub mod g711;
 mod opus;
 pub mod video;
@@ -13,6 +15,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{MuxError, Result};
+use video::VideoSource;
 
 /// SHA-256 (hex) and size of a file, read in 1 MiB blocks.
 ///
@@ -34,4 +37,26 @@ pub fn fingerprint(path: &Path) -> Result<(String, u64)> {
         total += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// SHA-256 (hex) and size of a video input: a file as [`fingerprint`] reads it; a frame
+/// source as the concatenation of every frame's bytes in decode order (no timestamps, flags or
+/// framing added), so the same frames always give the same digest.
+///
+/// # Errors
+/// [`MuxError::Input`] when the file or the frames cannot be read.
+pub fn fingerprint_video(source: &VideoSource) -> Result<(String, u64)> {
+    match source {
+        VideoSource::File(path) => fingerprint(path),
+        VideoSource::Frames(frames) => {
+            let mut hasher = Sha256::new();
+            let mut total = 0u64;
+            for frame in frames.frames()? {
+                let frame = frame?;
+                hasher.update(&frame.data);
+                total += frame.data.len() as u64;
+            }
+            Ok((hex::encode(hasher.finalize()), total))
+        }
+    }
 }

@@ -1,8 +1,11 @@
-//! Camera and screen files (MP4, Matroska, WebM, IVF; H.264, VP8, VP9): demuxed in code
-//! (`filesrc ! parsebin ! appsink`) into encoded frames with their presentation times, without
-//! decoding. A first pass ([`VideoScan::of`]) learns the codec, every frame's time and the
-//! keyframes; the mux streams a second pass ([`Demuxer`]) so no file is ever held in memory.
+//! Camera and screen video ([`VideoSource`]): a file (MP4, Matroska, WebM, IVF; H.264, VP8,
+//! VP9) demuxed in code (`filesrc ! parsebin ! appsink`), or encoded frames from a
+//! [`FrameSource`] (see [`super::frames`]) — either way a stream of encoded frames with their
+//! presentation times, without decoding. A first pass ([`VideoScan::of`]) learns the codec,
+//! every frame's time and the keyframes; the mux streams later passes ([`Demuxer`]) so no
+//! input is ever held in memory. Past [`Demuxer::next_frame`], both kinds are the same.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,8 +14,38 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::frames::{FrameReader, FrameSource};
 use crate::error::{MuxError, Result};
 use crate::pipeline::{self, Pipeline};
+
+/// Where a camera or screen track's encoded frames come from.
+#[derive(Clone)]
+pub enum VideoSource {
+    /// A container file.
+    File(PathBuf),
+    /// Encoded frames (the ingest server's track log, read in memory), named by their label.
+    Frames(Arc<dyn FrameSource>),
+}
+
+impl VideoSource {
+    /// What errors and the manifest call it: the file's path, or the frame source's label.
+    #[must_use]
+    pub fn label(&self) -> PathBuf {
+        match self {
+            Self::File(path) => path.clone(),
+            Self::Frames(source) => PathBuf::from(source.label()),
+        }
+    }
+}
+
+impl fmt::Debug for VideoSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Frames(source) => f.debug_tuple("Frames").field(&source.label()).finish(),
+        }
+    }
+}
 
 /// The video codecs the muxer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,10 +91,10 @@ pub struct EncodedFrame {
     pub data: gst::Buffer,
 }
 
-/// What a first pass learned about a video file.
+/// What a first pass learned about a video input.
 #[derive(Debug, Clone)]
 pub struct VideoScan {
-    /// The file.
+    /// The input's label (the file's path, or the frame source's label).
     pub path: PathBuf,
     /// Its codec.
     pub codec: VideoCodec,
@@ -87,10 +120,12 @@ impl VideoScan {
     /// Reads every frame's time and flags (no decoding).
     ///
     /// # Errors
-    /// [`MuxError::Input`] for a missing, unreadable, truncated or non-video file, or an
-    /// unknown codec.
-    pub fn of(path: &Path) -> Result<Self> {
-        let mut demuxer = Demuxer::open(path)?;
+    /// [`MuxError::Input`] for a missing, unreadable, truncated or non-video file, an
+    /// unknown codec, or a frame stream that is empty, damaged or does not start on a keyframe.
+    pub fn of(source: &VideoSource) -> Result<Self> {
+        let label = source.label();
+        let path = label.as_path();
+        let mut demuxer = Demuxer::open(source)?;
         let mut frame_pts = Vec::new();
         let mut keyframes = Vec::new();
         let mut bytes = 0u64;
@@ -189,14 +224,10 @@ impl VideoScan {
     }
 }
 
-/// Encoded frames out of a container, in decode order.
-pub struct Demuxer {
+/// Encoded frames out of a video input, in decode order.
+pub struct Demuxer<'a> {
     path: PathBuf,
-    pipeline: Pipeline,
-    sink: gst_app::AppSink,
-    linked: Arc<Mutex<bool>>,
-    all_pads: Arc<AtomicBool>,
-    opened_at: std::time::Instant,
+    reader: Reader<'a>,
     first_pts: Option<u64>,
     /// Caps of the video stream, known from the first frame on.
     pub caps: Option<gst::Caps>,
@@ -204,12 +235,90 @@ pub struct Demuxer {
     pub codec: Option<VideoCodec>,
 }
 
-impl Demuxer {
-    /// Starts demuxing `path`.
+/// Where a [`Demuxer`]'s samples come from.
+enum Reader<'a> {
+    Container(ContainerReader),
+    Frames(FrameReader<'a>),
+}
+
+/// A container file through `parsebin`.
+struct ContainerReader {
+    pipeline: Pipeline,
+    sink: gst_app::AppSink,
+    linked: Arc<Mutex<bool>>,
+    all_pads: Arc<AtomicBool>,
+    opened_at: std::time::Instant,
+}
+
+impl<'a> Demuxer<'a> {
+    /// Starts a pass over `source`.
     ///
     /// # Errors
-    /// [`MuxError::Input`] when the file does not exist, or GStreamer cannot start.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// [`MuxError::Input`] when the file does not exist or the frame source cannot be opened,
+    /// or GStreamer cannot start.
+    pub fn open(source: &'a VideoSource) -> Result<Self> {
+        let path = source.label();
+        let reader = match source {
+            VideoSource::File(file) => Reader::Container(ContainerReader::open(file)?),
+            VideoSource::Frames(frames) => Reader::Frames(FrameReader::open(&**frames, &path)?),
+        };
+        Ok(Self {
+            path,
+            reader,
+            first_pts: None,
+            caps: None,
+            codec: None,
+        })
+    }
+
+    /// The next frame in decode order, `None` at the end.
+    ///
+    /// # Errors
+    /// [`MuxError::Input`] when the input is damaged, holds no video, or an unknown codec.
+    pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>> {
+        let sample = match &mut self.reader {
+            Reader::Container(reader) => reader.next_sample(&self.path)?,
+            Reader::Frames(reader) => reader.next_sample()?,
+        };
+        let Some(sample) = sample else {
+            return Ok(None);
+        };
+        if self.caps.is_none() {
+            let caps = sample
+                .caps_owned()
+                .ok_or_else(|| MuxError::input(&self.path, "video stream without caps"))?;
+            self.codec = Some(
+                VideoCodec::of_caps(&caps)
+                    .ok_or_else(|| MuxError::input(&self.path, format!("unknown codec {caps}")))?,
+            );
+            self.caps = Some(caps);
+        }
+        let buffer = sample
+            .buffer_owned()
+            .ok_or_else(|| MuxError::input(&self.path, "empty sample"))?;
+        let Some(pts) = buffer.pts().or(buffer.dts()) else {
+            return Err(MuxError::input(&self.path, "a frame without a timestamp"));
+        };
+        let first = *self.first_pts.get_or_insert(pts.nseconds());
+        // VP8/VP9 say it in their own header; some parsers (ivfparse) flag nothing.
+        let keyframe = match self.codec {
+            Some(codec @ (VideoCodec::Vp8 | VideoCodec::Vp9)) => buffer
+                .map_readable()
+                .ok()
+                .and_then(|m| vpx_keyframe(codec, m.as_slice()))
+                .unwrap_or(false),
+            _ => !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        };
+        Ok(Some(EncodedFrame {
+            pts: pts.nseconds() as i64 - first as i64,
+            keyframe,
+            data: buffer,
+        }))
+    }
+}
+
+impl ContainerReader {
+    fn open(path: &Path) -> Result<Self> {
         pipeline::init()?;
         std::fs::metadata(path).map_err(|e| MuxError::input(path, e.to_string()))?;
         let pipeline = Pipeline::new(format!("demuxing {}", path.display()));
@@ -266,23 +375,16 @@ impl Demuxer {
             .play()
             .map_err(|e| MuxError::input(path, reason_of(&e)))?;
         Ok(Self {
-            path: path.to_path_buf(),
             pipeline,
             sink,
             linked,
             all_pads,
             opened_at: std::time::Instant::now(),
-            first_pts: None,
-            caps: None,
-            codec: None,
         })
     }
 
-    /// The next frame in decode order, `None` at the end.
-    ///
-    /// # Errors
-    /// [`MuxError::Input`] when the file is damaged, holds no video, or an unknown codec.
-    pub fn next_frame(&mut self) -> Result<Option<EncodedFrame>> {
+    /// The next sample of the video stream, `None` at its end.
+    fn next_sample(&mut self, path: &Path) -> Result<Option<gst::Sample>> {
         let sample = loop {
             if let Some(sample) = self
                 .sink
@@ -302,58 +404,27 @@ impl Demuxer {
             }
             self.pipeline
                 .check_bus()
-                .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
+                .map_err(|e| MuxError::input(path, reason_of(&e)))?;
         };
-        let Some(sample) = sample else {
+        if sample.is_none() {
             if !*self.linked.lock().expect("not poisoned") {
                 return Err(MuxError::input(
-                    &self.path,
+                    path,
                     "no H.264, VP8 or VP9 video stream in this file",
                 ));
             }
             // A clean end: make sure nothing failed on the way.
             self.pipeline
                 .check_bus()
-                .map_err(|e| MuxError::input(&self.path, reason_of(&e)))?;
-            return Ok(None);
-        };
-        if self.caps.is_none() {
-            let caps = sample
-                .caps_owned()
-                .ok_or_else(|| MuxError::input(&self.path, "video stream without caps"))?;
-            self.codec = Some(
-                VideoCodec::of_caps(&caps)
-                    .ok_or_else(|| MuxError::input(&self.path, format!("unknown codec {caps}")))?,
-            );
-            self.caps = Some(caps);
+                .map_err(|e| MuxError::input(path, reason_of(&e)))?;
         }
-        let buffer = sample
-            .buffer_owned()
-            .ok_or_else(|| MuxError::input(&self.path, "empty sample"))?;
-        let Some(pts) = buffer.pts().or(buffer.dts()) else {
-            return Err(MuxError::input(&self.path, "a frame without a timestamp"));
-        };
-        let first = *self.first_pts.get_or_insert(pts.nseconds());
-        // VP8/VP9 say it in their own header; some parsers (ivfparse) flag nothing.
-        let keyframe = match self.codec {
-            Some(codec @ (VideoCodec::Vp8 | VideoCodec::Vp9)) => buffer
-                .map_readable()
-                .ok()
-                .and_then(|m| vpx_keyframe(codec, m.as_slice()))
-                .unwrap_or(false),
-            _ => !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-        };
-        Ok(Some(EncodedFrame {
-            pts: pts.nseconds() as i64 - first as i64,
-            keyframe,
-            data: buffer,
-        }))
+        Ok(sample)
     }
 }
 
 /// Whether a VP8 or VP9 frame is a keyframe, from its uncompressed header (RFC 6386 §9.1;
 /// VP9 bitstream spec §6.2); `None` for an empty or malformed frame.
-fn vpx_keyframe(codec: VideoCodec, frame: &[u8]) -> Option<bool> {
+pub(crate) fn vpx_keyframe(codec: VideoCodec, frame: &[u8]) -> Option<bool> {
     let first = *frame.first()?;
     match codec {
         // VP8: bit 0 of the frame tag is 0 for a key frame.

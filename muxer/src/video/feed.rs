@@ -77,10 +77,10 @@ fn copy_frames(
         if let Some(sets) = &in_band {
             let map = data
                 .map_readable()
-                .map_err(|e| MuxError::input(&track.input.path, e.to_string()))?;
+                .map_err(|e| MuxError::input(&track.input.label(), e.to_string()))?;
             let reframed = sets
                 .frame(map.as_slice(), sets.length_size, frame.keyframe)
-                .ok_or_else(|| MuxError::input(&track.input.path, "malformed H.264 frame"))?;
+                .ok_or_else(|| MuxError::input(&track.input.label(), "malformed H.264 frame"))?;
             drop(map);
             data = gst::Buffer::from_mut_slice(reframed);
         }
@@ -106,7 +106,7 @@ fn frames_with_next(
     from: usize,
     mut f: impl FnMut(EncodedFrame, Option<i64>) -> Result<()>,
 ) -> Result<()> {
-    let mut demuxer = Demuxer::open(&track.input.path)?;
+    let mut demuxer = Demuxer::open(&track.input.source)?;
     let mut held: Option<EncodedFrame> = None;
     let mut index = 0usize;
     while let Some(frame) = demuxer.next_frame()? {
@@ -179,7 +179,7 @@ fn push_source_frames(
     until: usize,
     pushed: &AtomicU64,
 ) -> Result<()> {
-    let mut demuxer = Demuxer::open(&track.input.path)?;
+    let mut demuxer = Demuxer::open(&track.input.source)?;
     let mut index = 0usize;
     while let Some(frame) = demuxer.next_frame()? {
         let i = index;
@@ -224,7 +224,7 @@ fn reencode_head(track: &VideoTrack, head_end: usize) -> Result<Head> {
     let codec = track.scan.codec;
     let pipeline = Pipeline::new(format!(
         "re-encoding the first GOP of {}",
-        track.input.path.display()
+        track.input.label().display()
     ));
     let src = gst_app::AppSrc::builder()
         .caps(&track.scan.caps)
@@ -299,7 +299,7 @@ impl Splice {
             } else {
                 None
             },
-            path: track.input.path.clone(),
+            path: track.input.label(),
         }
     }
 

@@ -25,8 +25,10 @@ pub use pip::{PipBranch, PipLayout};
 
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::input::video::{VideoCodec, VideoScan};
+use crate::input::frames::FrameSource;
+use crate::input::video::{VideoCodec, VideoScan, VideoSource};
 use crate::manifest::Gap;
 use crate::timeline::{CutPoints, TrackSpan, UtcNanos};
 
@@ -40,15 +42,43 @@ pub enum VideoRole {
     Screen,
 }
 
-/// A video file and the instant its first frame was captured.
+/// A video input (a file or a frame stream) and the instant its first frame was captured.
 #[derive(Debug, Clone)]
 pub struct VideoInput {
     /// Camera or screen.
     pub role: VideoRole,
-    /// The file.
-    pub path: PathBuf,
+    /// Where its frames come from.
+    pub source: VideoSource,
     /// When its first frame was captured.
     pub start: UtcNanos,
+}
+
+impl VideoInput {
+    /// A container file whose first frame was captured at `start`.
+    #[must_use]
+    pub fn file(role: VideoRole, path: impl Into<PathBuf>, start: UtcNanos) -> Self {
+        Self {
+            role,
+            source: VideoSource::File(path.into()),
+            start,
+        }
+    }
+
+    /// Encoded frames whose first was captured at `start`.
+    #[must_use]
+    pub fn frames(role: VideoRole, frames: Arc<dyn FrameSource>, start: UtcNanos) -> Self {
+        Self {
+            role,
+            source: VideoSource::Frames(frames),
+            start,
+        }
+    }
+
+    /// The file's path or the frame source's label (for errors and the manifest).
+    #[must_use]
+    pub fn label(&self) -> PathBuf {
+        self.source.label()
+    }
 }
 
 /// How a track's frames reach the muxer.
