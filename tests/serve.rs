@@ -9,25 +9,7 @@ use std::time::{Duration, Instant};
 async fn serve_listens_on_tls_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "2"])
-        .env_remove("DATABASE_URL")
-        .env_remove("IDV_BLOB_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_owned();
+    let (mut child, url) = spawn_server(&data);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();

@@ -5,87 +5,30 @@
 
 use std::time::Duration;
 
-use ingest::{RunningServer, ServeConfig, start};
-use serde_json::{Value, json};
+mod common;
+
+use common::Harness;
+use serde_json::json;
 use storage::db::SessionState;
 
-struct Harness {
-    _dir: tempfile::TempDir,
-    server: RunningServer,
-    http: reqwest::Client,
-    token: String,
-    vault: storage::Vault,
+async fn harness(code_ttl: Duration) -> Harness {
+    Harness::new(|c| c.code_ttl = code_ttl).await
 }
 
-impl Harness {
-    async fn new(code_ttl: Duration) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let vault = storage::Vault::open(&storage::StorageConfig::embedded(dir.path()))
-            .await
-            .unwrap();
-        let mut config = ServeConfig::local(dir.path().to_path_buf(), 0);
-        config.code_ttl = code_ttl;
-        let server = start(config, vault.clone()).await.unwrap();
-        let pem = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap();
-        let token = std::fs::read_to_string(dir.path().join("operator.token"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Self {
-            _dir: dir,
-            server,
-            http,
-            token,
-            vault,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.server.url())
-    }
-
-    async fn create(&self) -> Value {
-        let r = self
-            .http
-            .post(self.url("/sessions"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json().await.unwrap()
-    }
-
-    async fn join(&self, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url("/join"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
-    }
-
-    async fn audit_actions(&self) -> Vec<(String, String)> {
-        self.vault
-            .audit()
-            .entries(0, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.action.clone(), e.outcome.as_str().to_owned()))
-            .collect()
-    }
+async fn audit_actions(h: &Harness) -> Vec<(String, String)> {
+    h.vault
+        .audit()
+        .entries(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action.clone(), e.outcome.as_str().to_owned()))
+        .collect()
 }
 
 #[tokio::test]
 async fn a_code_opens_its_session_once_and_only_for_its_group() {
-    let h = Harness::new(Duration::from_secs(600)).await;
+    let mut h = harness(Duration::from_secs(600)).await;
     let created = h.create().await;
     let code = created["code"].as_str().unwrap();
     assert_eq!(code.len(), 6);
@@ -108,7 +51,7 @@ async fn a_code_opens_its_session_once_and_only_for_its_group() {
     let id = uuid::Uuid::parse_str(created["session_id"].as_str().unwrap()).unwrap();
     let session = h.vault.db().session(id).await.unwrap().unwrap();
     assert_eq!(session.state, SessionState::Joined);
-    let actions = h.audit_actions().await;
+    let actions = audit_actions(&h).await;
     assert!(actions.contains(&("session.create".into(), "success".into())));
     assert!(actions.contains(&("session.join".into(), "success".into())));
     assert_eq!(
@@ -118,23 +61,23 @@ async fn a_code_opens_its_session_once_and_only_for_its_group() {
             .count(),
         2
     );
-    h.server.shutdown().await.unwrap();
+    h.server.take().unwrap().shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn an_expired_code_opens_nothing() {
-    let h = Harness::new(Duration::ZERO).await;
+    let mut h = harness(Duration::ZERO).await;
     let created = h.create().await;
     let (status, _) = h
         .join(json!({ "code": created["code"], "group": "default" }))
         .await;
     assert_eq!(status, 403);
-    h.server.shutdown().await.unwrap();
+    h.server.take().unwrap().shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_session_bound_link_locks_after_five_wrong_codes() {
-    let h = Harness::new(Duration::from_secs(600)).await;
+    let mut h = harness(Duration::from_secs(600)).await;
     let created = h.create().await;
     let right = created["code"].as_str().unwrap().to_owned();
     let wrong = if right == "000000" {
@@ -158,12 +101,12 @@ async fn a_session_bound_link_locks_after_five_wrong_codes() {
             .any(|e| e.reason.as_deref() == Some("code locked after too many wrong attempts")),
         "the lock is audited"
     );
-    h.server.shutdown().await.unwrap();
+    h.server.take().unwrap().shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_source_that_keeps_guessing_is_refused_before_any_code_is_looked_at() {
-    let h = Harness::new(Duration::from_secs(600)).await;
+    let mut h = harness(Duration::from_secs(600)).await;
     let created = h.create().await;
     let right = created["code"].as_str().unwrap().to_owned();
     for i in 0..ingest::session::MAX_SOURCE_FAILURES {
@@ -182,12 +125,12 @@ async fn a_source_that_keeps_guessing_is_refused_before_any_code_is_looked_at() 
         h.vault.db().session(id).await.unwrap().unwrap().state,
         SessionState::Created
     );
-    h.server.shutdown().await.unwrap();
+    h.server.take().unwrap().shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn consent_needs_the_agents_token_and_ending_is_for_the_operator() {
-    let h = Harness::new(Duration::from_secs(600)).await;
+    let mut h = harness(Duration::from_secs(600)).await;
     let created = h.create().await;
     let (_, joined) = h
         .join(json!({ "code": created["code"], "group": "default" }))
@@ -263,5 +206,5 @@ async fn consent_needs_the_agents_token_and_ending_is_for_the_operator() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "no consent into an ended session");
-    h.server.shutdown().await.unwrap();
+    h.server.take().unwrap().shutdown().await.unwrap();
 }
