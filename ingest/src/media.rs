@@ -413,7 +413,16 @@ impl<'a> Connection<'a> {
                 self.consented = scopes;
                 Ok(())
             }
-            AgentControl::Pause { .. } | AgentControl::Resume { .. } => Ok(()),
+            // The pause itself is on the timeline (frames flagged `paused`); the audit log
+            // keeps that the customer did it.
+            AgentControl::Pause { tracks, at_ns } => {
+                audit_sharing(self.state, self.session, "session.pause", &tracks, at_ns).await;
+                Ok(())
+            }
+            AgentControl::Resume { tracks, at_ns } => {
+                audit_sharing(self.state, self.session, "session.resume", &tracks, at_ns).await;
+                Ok(())
+            }
             AgentControl::Close(_) => Err(close(
                 CloseCode::SessionEnded,
                 "the agent closed the connection",
@@ -476,6 +485,36 @@ impl<'a> Connection<'a> {
         {
             tracing::error!(session = %self.session, error = %e, "cannot store clock-sync samples");
         }
+    }
+}
+
+/// Audits the customer pausing or resuming sharing (the pause itself is on the timeline: the
+/// frames are flagged `paused`).
+async fn audit_sharing(
+    state: &AppState,
+    session: Uuid,
+    action: &str,
+    tracks: &std::collections::BTreeSet<Track>,
+    at_ns: i64,
+) {
+    let which = if tracks.is_empty() {
+        "all tracks".to_owned()
+    } else {
+        tracks
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let event = storage::audit::AuditEvent {
+        actor: "customer:agent".into(),
+        action: action.into(),
+        object: format!("session:{session}"),
+        reason: Some(format!("{which} at agent clock {at_ns} ns")),
+        outcome: storage::audit::Outcome::Success,
+    };
+    if let Err(e) = state.sessions.vault().audit().append(event).await {
+        tracing::error!(error = %e, "cannot write the audit log");
     }
 }
 

@@ -59,7 +59,7 @@ async fn frames_are_acknowledged_when_durable_and_a_resume_neither_loses_nor_rep
 }
 
 #[tokio::test]
-async fn clock_sync_is_answered_and_stored() {
+async fn clock_sync_is_answered_and_stored_and_pauses_are_audited() {
     let h = Harness::new(|_| {}).await;
     let s = h.consented_session(&["camera"]).await;
     let (mut agent, _) =
@@ -78,6 +78,17 @@ async fn clock_sync_is_answered_and_stored() {
     agent
         .send_text(proto::AgentControl::ClockSample(sample).to_json())
         .await;
+    let screen: std::collections::BTreeSet<Track> = [Track::Screen].into_iter().collect();
+    let pause = proto::AgentControl::Pause {
+        tracks: screen.clone(),
+        at_ns: 5_000,
+    };
+    agent.send_text(pause.to_json()).await;
+    let resume = proto::AgentControl::Resume {
+        tracks: screen,
+        at_ns: 9_000,
+    };
+    agent.send_text(resume.to_json()).await;
     agent
         .send_text(
             proto::AgentControl::Close(proto::Close::new(CloseCode::SessionEnded, "bye")).to_json(),
@@ -87,6 +98,19 @@ async fn clock_sync_is_answered_and_stored() {
     let stored = h.vault.db().clock_samples(s.session).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!((stored[0].t1, stored[0].t4), (1_000, t4));
+    let log = h.vault.audit().entries(0, 1000).await.unwrap();
+    let pauses: Vec<_> = log
+        .iter()
+        .filter(|e| e.action.starts_with("session.pause") || e.action.starts_with("session.resume"))
+        .map(|e| (e.action.as_str(), e.reason.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        pauses,
+        [
+            ("session.pause", "screen at agent clock 5000 ns"),
+            ("session.resume", "screen at agent clock 9000 ns")
+        ]
+    );
 }
 
 /// Each bad input closes only its own connection, with its code; the good session beside it
