@@ -76,6 +76,9 @@ struct Case {
     layout: Layout,
     /// The camera reaches the muxer as Annex-B frames (H.264 only), not as its file.
     camera_as_frames: bool,
+    /// …and those frames sealed under a session key in an ingest track log, as the mux worker
+    /// reads them.
+    camera_sealed: bool,
 }
 
 /// The screen of a case: a second clip flashing at the same instants, another picture size.
@@ -110,6 +113,7 @@ impl Default for Case {
             screen: None,
             layout: Layout::Tracks,
             camera_as_frames: false,
+            camera_sealed: false,
         }
     }
 }
@@ -215,6 +219,37 @@ fn camera_frames(video_path: &Path) -> (MemoryFrames, String) {
         frames,
     };
     (source, hex::encode(sha.finalize()))
+}
+
+/// The frames sealed as the agent sends them (session key, seq from 1, capture times on the
+/// agent clock) and stored in a track log as the ingest server stores them.
+fn seal_into_track_log(frames: MemoryFrames, dir: &Path) -> muxer::SealedTrack {
+    let session = uuid::Uuid::new_v4();
+    let key = proto::SessionKey::generate();
+    let cipher = proto::SessionCipher::new(&key, session);
+    let path = dir.join("spool/camera.log");
+    let mut log = storage::track_log::TrackLog::open(&path).unwrap();
+    for (i, frame) in frames.frames.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let flags = if frame.keyframe {
+            proto::FrameFlags::KEYFRAME
+        } else {
+            proto::FrameFlags::NONE
+        };
+        let header =
+            proto::FrameHeader::new(proto::Track::Camera, seq, frame.pts_ns).with_flags(flags);
+        let sealed = cipher.seal(&header, &frame.data).unwrap();
+        log.append(seq, frame.pts_ns, &sealed).unwrap();
+    }
+    log.sync().unwrap();
+    muxer::SealedTrack {
+        path,
+        session,
+        track: proto::Track::Camera,
+        key,
+        format: frames.format,
+        max_payload: 1 << 20,
+    }
 }
 
 /// The frames of a VP8 IVF file (32-byte header, then per frame its size, its time in
@@ -344,7 +379,15 @@ fn run(case: &Case, dir: &Path) -> Outcome {
             _ => camera_frames(&video_path),
         };
         frames_sha256 = Some(sha256);
-        VideoInput::frames(VideoRole::Camera, Arc::new(source), at(0.0))
+        if case.camera_sealed {
+            VideoInput::frames(
+                VideoRole::Camera,
+                Arc::new(seal_into_track_log(source, dir)),
+                at(0.0),
+            )
+        } else {
+            VideoInput::frames(VideoRole::Camera, Arc::new(source), at(0.0))
+        }
     } else {
         VideoInput::file(VideoRole::Camera, video_path, at(0.0))
     };
@@ -941,4 +984,60 @@ fn an_unrelated_reference_leaves_the_call_record_as_it_is() {
         clock.method
     );
     assert!((clock.audio_offset_s - 0.6).abs() < 1e-9);
+}
+
+#[test]
+fn camera_from_a_sealed_ingest_track_log_into_mp4() {
+    let case = Case {
+        camera_sealed: true,
+        ..camera_as_frames_case(
+            "sealed track log: h264, gap, cut in GOP → mp4",
+            OutputFormat::Mp4,
+        )
+    };
+    let o = mux_and_check(&case);
+    let camera = &o.manifest.inputs[0];
+    assert!(
+        camera.file.starts_with("session ") && camera.file.ends_with("/camera"),
+        "{}",
+        camera.file
+    );
+    assert_eq!(camera.codec, "h264");
+}
+
+#[test]
+fn a_sealed_track_under_another_key_stops_the_mux_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = MemoryFrames {
+        label: "session test/camera".into(),
+        format: FrameFormat::new(FrameCodec::H264AnnexB),
+        frames: vec![RawFrame {
+            pts_ns: 0,
+            keyframe: true,
+            data: vec![0, 0, 0, 1, 0x65, 0x88, 0x84],
+        }],
+    };
+    let mut track = seal_into_track_log(frames, dir.path());
+    track.key = proto::SessionKey::generate();
+    let request = MuxRequest {
+        camera: VideoInput::frames(VideoRole::Camera, Arc::new(track), at(0.0)),
+        screen: None,
+        audio: AudioInput {
+            path: dir.path().join("cti.wav"),
+            start: at(0.0),
+            end: None,
+        },
+        reference: None,
+        in_point: None,
+        out_point: None,
+        format: OutputFormat::Mp4,
+        layout: Layout::Tracks,
+    };
+    let err = muxer::mux(&request, &mut std::io::sink(), &mut |_| {}).unwrap_err();
+    let line = err.to_string();
+    assert!(matches!(err, muxer::MuxError::Input { .. }), "{line}");
+    assert!(
+        line.contains("/camera: frame 1:") && !line.contains('\n'),
+        "{line}"
+    );
 }

@@ -241,34 +241,61 @@ impl TrackLog {
     /// # Errors
     /// [`LogError::Io`] or [`LogError::Damaged`].
     pub fn read_all(path: &Path) -> Result<Vec<Record>, LogError> {
+        Records::open(path)?.collect()
+    }
+}
+
+/// The records of a log, read one at a time (a long call's log is never held in memory).
+pub struct Records {
+    path: PathBuf,
+    reader: BufReader<File>,
+    offset: u64,
+    done: bool,
+}
+
+impl Records {
+    /// Reads the log at `path` from its first record.
+    ///
+    /// # Errors
+    /// [`LogError::Io`] when it cannot be opened.
+    pub fn open(path: &Path) -> Result<Self, LogError> {
         let file = File::open(path).map_err(|source| LogError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut reader = BufReader::new(file);
-        let mut records = Vec::new();
-        let mut offset = 0u64;
-        loop {
-            match read_record(&mut reader) {
-                Ok(Some(r)) => {
-                    offset += (HEAD + r.frame.len() + TAIL) as u64;
-                    records.push(r);
-                }
-                Ok(None) => return Ok(records),
-                Err(ReadError::Io(source)) => {
-                    return Err(LogError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    });
-                }
-                Err(_) => {
-                    return Err(LogError::Damaged {
-                        path: path.to_path_buf(),
-                        offset,
-                    });
-                }
-            }
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::new(file),
+            offset: 0,
+            done: false,
+        })
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
         }
+        let item = match read_record(&mut self.reader) {
+            Ok(Some(r)) => {
+                self.offset += (HEAD + r.frame.len() + TAIL) as u64;
+                return Some(Ok(r));
+            }
+            Ok(None) => return None,
+            Err(ReadError::Io(source)) => LogError::Io {
+                path: self.path.clone(),
+                source,
+            },
+            Err(_) => LogError::Damaged {
+                path: self.path.clone(),
+                offset: self.offset,
+            },
+        };
+        self.done = true;
+        Some(Err(item))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod frames;
 pub mod g711;
 mod opus;
+pub mod sealed;
 pub mod video;
 
 use std::fs::File;

@@ -1,0 +1,78 @@
+//! A track of a live session as the ingest server stored it: the agent's frames, still sealed
+//! under the session media key, in a [`storage::track_log`]. Each pass reads the log record by
+//! record and opens each frame in memory — with the session id and the frame header as
+//! associated data, so a frame of another session or a tampered one stops the mux with one
+//! line — and the plaintext never reaches a disk. Frames flagged `paused` carry no media and
+//! are skipped: the pause stays a hole on the timeline, shown as the held last picture.
+
+use std::path::PathBuf;
+
+use proto::{FrameFlags, SessionCipher, SessionKey, Track};
+use storage::track_log::Records;
+use uuid::Uuid;
+
+use super::frames::{FrameFormat, FrameIter, FrameSource, RawFrame};
+use crate::error::{MuxError, Result};
+
+/// A sealed track log, read as a [`FrameSource`].
+pub struct SealedTrack {
+    /// The log.
+    pub path: PathBuf,
+    /// The session it belongs to (the frames' associated data).
+    pub session: Uuid,
+    /// Which track it holds.
+    pub track: Track,
+    /// The session media key.
+    pub key: SessionKey,
+    /// The codec the agent sent.
+    pub format: FrameFormat,
+    /// The largest frame payload accepted.
+    pub max_payload: usize,
+}
+
+impl SealedTrack {
+    fn input_error(&self, reason: impl Into<String>) -> MuxError {
+        MuxError::input(std::path::Path::new(&self.label()), reason)
+    }
+}
+
+impl FrameSource for SealedTrack {
+    fn label(&self) -> String {
+        format!("session {}/{}", self.session, self.track.name())
+    }
+
+    fn format(&self) -> FrameFormat {
+        self.format
+    }
+
+    fn frames(&self) -> Result<FrameIter<'_>> {
+        let records = Records::open(&self.path).map_err(|e| self.input_error(e.to_string()))?;
+        let cipher = SessionCipher::new(&self.key, self.session);
+        Ok(Box::new(records.filter_map(move |record| {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => return Some(Err(self.input_error(e.to_string()))),
+            };
+            let (header, data) = match cipher.open(&record.frame, self.max_payload) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    return Some(Err(self.input_error(format!("frame {}: {e}", record.seq))));
+                }
+            };
+            if header.track != self.track || header.seq != record.seq {
+                return Some(Err(self.input_error(format!(
+                    "frame {} is stored under the wrong track or sequence number",
+                    record.seq
+                ))));
+            }
+            if header.flags.contains(FrameFlags::PAUSED) {
+                return None;
+            }
+            Some(Ok(RawFrame {
+                pts_ns: header.captured_at_ns,
+                keyframe: header.flags.contains(FrameFlags::KEYFRAME),
+                data,
+            }))
+        })))
+    }
+}
