@@ -639,15 +639,7 @@ async fn upload_inner(
     let vault = state.sessions.vault();
     let db = vault.db();
     let session_id = match asked_session {
-        Some(id)
-            if db
-                .session(id)
-                .await
-                .map_err(storage::Error::from)?
-                .is_some() =>
-        {
-            Some(id)
-        }
+        Some(id) if db.session(id).await?.is_some() => Some(id),
         _ => None,
     };
     // Unknown session: kept unattached, findable by the session id it was posted with.
@@ -658,8 +650,7 @@ async fn upload_inner(
         (Some(id), _) => db.cti_recordings_for_session(id).await,
         (None, Some(key)) => db.unattached_cti_recordings(key).await,
         (None, None) => Ok(Vec::new()),
-    }
-    .map_err(storage::Error::from)?
+    }?
     .into_iter()
     .any(|r| r.call_id == call_id);
     if duplicate {

@@ -71,6 +71,12 @@ impl IngestError {
 /// The ingest server's result type.
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;
 
+impl From<storage::db::DbError> for IngestError {
+    fn from(e: storage::db::DbError) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         let (status, message) = match &self {

@@ -14,7 +14,7 @@
 //! connection for the same session supersedes the older one, which is closed first, so one
 //! writer owns a session's logs at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -133,13 +133,6 @@ struct Connection<'a> {
     consented: Vec<ConsentScope>,
     budget: Budget,
     clock_samples: Vec<storage::db::ClockSample>,
-}
-
-/// A batch's outcome for one track.
-#[derive(Default, Clone, Copy)]
-struct Progress {
-    /// Frames stored or resent: an ack is due.
-    touched: bool,
 }
 
 impl<'a> Connection<'a> {
@@ -274,7 +267,8 @@ impl<'a> Connection<'a> {
                     None => break,
                 }
             }
-            let mut progress: BTreeMap<Track, Progress> = BTreeMap::new();
+            // Tracks with frames stored or resent in this batch: an ack is due for each.
+            let mut progress: BTreeSet<Track> = BTreeSet::new();
             let mut ending = None;
             for message in batch {
                 match message {
@@ -319,7 +313,7 @@ impl<'a> Connection<'a> {
         &mut self,
         bytes: &[u8],
         plaintext: &mut Vec<u8>,
-        progress: &mut BTreeMap<Track, Progress>,
+        progress: &mut BTreeSet<Track>,
     ) -> Result<(), Close> {
         if !self.budget.spend(bytes.len()) {
             return Err(close(
@@ -367,7 +361,7 @@ impl<'a> Connection<'a> {
                 return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
             }
         }
-        progress.entry(header.track).or_default().touched = true;
+        progress.insert(header.track);
         Ok(())
     }
 
@@ -435,7 +429,7 @@ impl<'a> Connection<'a> {
     }
 
     /// Makes the batch durable, then acknowledges it.
-    async fn commit(&mut self, progress: &BTreeMap<Track, Progress>) -> Result<(), Close> {
+    async fn commit(&mut self, progress: &BTreeSet<Track>) -> Result<(), Close> {
         if progress.is_empty() {
             return Ok(());
         }
@@ -452,11 +446,8 @@ impl<'a> Connection<'a> {
             tracing::error!(session = %self.session, error = %e, "cannot sync the track logs");
             return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
         }
-        for (&track, p) in progress {
-            if let (true, Some(seq)) = (
-                p.touched,
-                self.logs.get(&track).and_then(TrackLog::last_seq),
-            ) {
+        for &track in progress {
+            if let Some(seq) = self.logs.get(&track).and_then(TrackLog::last_seq) {
                 self.send(&ServerControl::Ack { track, seq }).await?;
             }
         }
@@ -494,7 +485,7 @@ async fn audit_sharing(
     state: &AppState,
     session: Uuid,
     action: &str,
-    tracks: &std::collections::BTreeSet<Track>,
+    tracks: &BTreeSet<Track>,
     at_ns: i64,
 ) {
     let which = if tracks.is_empty() {

@@ -52,15 +52,10 @@ pub async fn list(
             group: Some(operator.group.clone()),
             ..SessionFilter::default()
         })
-        .await
-        .map_err(storage::Error::from)?;
+        .await?;
     let mut out = Vec::new();
     for session in sessions {
-        if let Some(job) = db
-            .mux_job_for_session(session.session_id)
-            .await
-            .map_err(storage::Error::from)?
-        {
+        if let Some(job) = db.mux_job_for_session(session.session_id).await? {
             out.push(RecordingStatus {
                 session_id: session.session_id,
                 status: status(&job).to_owned(),
@@ -123,23 +118,17 @@ async fn find_archive(state: &AppState, group: &str, session: Uuid) -> Result<(U
     let not_found = || IngestError::NotFound("no such recording".into());
     let record = db
         .session(session)
-        .await
-        .map_err(storage::Error::from)?
+        .await?
         .filter(|s| s.group == group)
         .ok_or_else(not_found)?;
     let job = db
         .mux_job_for_session(record.session_id)
-        .await
-        .map_err(storage::Error::from)?
+        .await?
         .ok_or_else(not_found)?;
     let archive_id = job.archive_id.ok_or_else(|| {
         IngestError::NotFound(format!("the recording is not muxed yet ({})", status(&job)))
     })?;
-    let archive = db
-        .archive(archive_id)
-        .await
-        .map_err(storage::Error::from)?
-        .ok_or_else(not_found)?;
+    let archive = db.archive(archive_id).await?.ok_or_else(not_found)?;
     match ArchiveLocation::parse(&archive.location) {
         Some(ArchiveLocation::Blob(key)) => Ok((archive_id, key)),
         _ => Err(IngestError::NotFound(

@@ -146,8 +146,7 @@ impl Sessions {
                 created_at,
                 wrapped_media_key,
             })
-            .await
-            .map_err(storage::Error::from)?;
+            .await?;
         let code = ConnectionCode::generate()?;
         let expires_at = created_at + self.code_ttl;
         self.vault
@@ -159,8 +158,7 @@ impl Sessions {
                 created_at,
                 expires_at,
             })
-            .await
-            .map_err(storage::Error::from)?;
+            .await?;
         self.audit(
             &format!("operator:{}", operator.name),
             "session.create",
@@ -197,8 +195,7 @@ impl Sessions {
         let actor = format!("agent@{source_text}");
         let failures = db
             .join_failures_since(&source_text, at - SOURCE_WINDOW)
-            .await
-            .map_err(storage::Error::from)?;
+            .await?;
         if failures >= MAX_SOURCE_FAILURES {
             self.audit(
                 &actor,
@@ -213,9 +210,7 @@ impl Sessions {
         let code = match ConnectionCode::parse(typed_code) {
             Ok(code) => code,
             Err(e) => {
-                db.record_join_attempt(&source_text, at, false)
-                    .await
-                    .map_err(storage::Error::from)?;
+                db.record_join_attempt(&source_text, at, false).await?;
                 return Err(e);
             }
         };
@@ -223,18 +218,13 @@ impl Sessions {
         let redeemed = match session {
             Some(id) => db.redeem_session_code(id, &hash, group, at).await,
             None => db.redeem_connection_code(&hash, group, at).await,
-        }
-        .map_err(storage::Error::from)?;
+        }?;
         db.record_join_attempt(&source_text, at, redeemed.is_some())
-            .await
-            .map_err(storage::Error::from)?;
+            .await?;
         let Some(session_id) = redeemed else {
             let mut reason = "wrong, used, expired or locked code".to_owned();
             if let Some(id) = session
-                && let Some(failure) = db
-                    .record_code_failure(id, at)
-                    .await
-                    .map_err(storage::Error::from)?
+                && let Some(failure) = db.record_code_failure(id, at).await?
                 && failure.locked
             {
                 reason = "code locked after too many wrong attempts".into();
@@ -257,12 +247,10 @@ impl Sessions {
             at,
             None,
         )
-        .await
-        .map_err(storage::Error::from)?;
+        .await?;
         let record = db
             .session(session_id)
-            .await
-            .map_err(storage::Error::from)?
+            .await?
             .ok_or_else(|| IngestError::Forbidden("the code is not valid".into()))?;
         let wrapped = record
             .wrapped_media_key
@@ -346,17 +334,14 @@ impl Sessions {
         let db = self.vault.db();
         let record = db
             .session(session)
-            .await
-            .map_err(storage::Error::from)?
+            .await?
             .ok_or(IngestError::Unauthorised)?;
         if record.state == SessionState::Ended {
             return Err(IngestError::Forbidden("the session is over".into()));
         }
         let at = now();
         for &scope in scopes {
-            db.grant_consent(session, scope, granted_by, at)
-                .await
-                .map_err(storage::Error::from)?;
+            db.grant_consent(session, scope, granted_by, at).await?;
             self.audit(
                 &format!("customer:{granted_by}"),
                 "session.consent",
@@ -373,8 +358,7 @@ impl Sessions {
             at,
             None,
         )
-        .await
-        .map_err(storage::Error::from)?;
+        .await?;
         Ok(())
     }
 
@@ -384,7 +368,7 @@ impl Sessions {
     /// [`IngestError::NotFound`] for an unknown session or one of another group.
     pub async fn end(&self, operator: &Operator, session: Uuid, reason: &str) -> Result<()> {
         let db = self.vault.db();
-        let record = db.session(session).await.map_err(storage::Error::from)?;
+        let record = db.session(session).await?;
         let Some(record) = record.filter(|r| r.group == operator.group) else {
             self.audit(
                 &format!("operator:{}", operator.name),
@@ -409,8 +393,7 @@ impl Sessions {
                 now(),
                 Some(reason),
             )
-            .await
-            .map_err(storage::Error::from)?;
+            .await?;
         }
         self.audit(
             &format!("operator:{}", operator.name),
@@ -427,21 +410,14 @@ impl Sessions {
     /// video-only after the CTI deadline (a recording arriving before then expedites it).
     async fn queue_mux(&self, session: Uuid) -> Result<()> {
         let db = self.vault.db();
-        let has_audio = !db
-            .cti_recordings_for_session(session)
-            .await
-            .map_err(storage::Error::from)?
-            .is_empty();
+        let has_audio = !db.cti_recordings_for_session(session).await?.is_empty();
         let at = now();
         let not_before = if has_audio {
             at
         } else {
             at + self.cti_deadline
         };
-        let job = db
-            .enqueue_mux_job(session, !has_audio, not_before)
-            .await
-            .map_err(storage::Error::from)?;
+        let job = db.enqueue_mux_job(session, !has_audio, not_before).await?;
         let why = if has_audio {
             "CTI recording present".to_owned()
         } else {
@@ -468,17 +444,13 @@ impl Sessions {
     /// Storage failures.
     pub async fn cti_arrived(&self, session: Uuid) -> Result<()> {
         let db = self.vault.db();
-        let Some(record) = db.session(session).await.map_err(storage::Error::from)? else {
+        let Some(record) = db.session(session).await? else {
             return Ok(());
         };
         if record.state != SessionState::Ended {
             return Ok(()); // queued with audio when the session ends
         }
-        if db
-            .expedite_mux_job(session, now())
-            .await
-            .map_err(storage::Error::from)?
-        {
+        if db.expedite_mux_job(session, now()).await? {
             self.audit(
                 "system:ingest",
                 "mux.expedite",

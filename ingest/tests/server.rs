@@ -3,6 +3,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+mod common;
+
+use common::Harness;
 use ingest::{ServeConfig, start};
 
 async fn vault(dir: &std::path::Path) -> storage::Vault {
@@ -79,14 +82,9 @@ async fn first_start_makes_a_certificate_and_a_token_that_later_starts_keep() {
 
 #[tokio::test]
 async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(
-        ServeConfig::local(dir.path().to_path_buf(), 0),
-        vault(dir.path()).await,
-    )
-    .await
-    .unwrap();
-    let http = client(dir.path());
+    let mut h = Harness::new(|_| {}).await;
+    let server = h.server.take().unwrap();
+    let http = h.http.clone();
     let url = format!("{}/api/v1/whoami", server.url());
     let none = http.get(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
@@ -99,12 +97,7 @@ async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let right = http
-        .get(&url)
-        .bearer_auth(token(dir.path()))
-        .send()
-        .await
-        .unwrap();
+    let right = http.get(&url).bearer_auth(&h.token).send().await.unwrap();
     let who: serde_json::Value = right.json().await.unwrap();
     assert_eq!(who["group"], "default");
 
@@ -134,13 +127,8 @@ async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
 
 #[tokio::test]
 async fn plain_http_gets_no_answer_and_an_untrusted_client_fails_the_handshake() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(
-        ServeConfig::local(dir.path().to_path_buf(), 0),
-        vault(dir.path()).await,
-    )
-    .await
-    .unwrap();
+    let mut h = Harness::new(|_| {}).await;
+    let server = h.server.take().unwrap();
     let plain = reqwest::Client::new()
         .get(format!("http://{}/healthz", server.addr()))
         .send()
