@@ -24,7 +24,7 @@
 //!
 //! The reference only places the CTI; it is never muxed.
 
-use std::path::{Path, PathBuf};
+use crate::input::bytes::InputBytes;
 
 use crate::audio::resample::Resampler;
 use crate::error::Result;
@@ -37,7 +37,7 @@ use crate::timeline::{CtiClock, TrackSpan, UtcNanos};
 #[derive(Debug, Clone)]
 pub struct ReferenceInput {
     /// The recording.
-    pub path: PathBuf,
+    pub bytes: InputBytes,
     /// When its first sample was captured, on the timeline.
     pub start: UtcNanos,
 }
@@ -148,11 +148,11 @@ pub fn clock_method(drift_from_end: bool, alignment: Option<&Alignment>) -> Stri
 /// [`crate::MuxError::Input`] when the reference or the CTI recording cannot be read.
 pub fn refine(
     reference: &ReferenceInput,
-    cti: &Path,
+    cti: &InputBytes,
     clock: CtiClock,
     settings: &AlignSettings,
 ) -> Result<(CtiClock, Alignment)> {
-    let mut reference_file = AudioFile::open(&reference.path)?;
+    let mut reference_file = AudioFile::open(reference.bytes.clone())?;
     let info = reference_file.info.clone();
     let reference_span = TrackSpan {
         start: reference.start,
@@ -211,7 +211,7 @@ pub fn refine(
 
     let (reference_windows, cti_windows) = std::thread::scope(|scope| {
         let cti_reader = scope.spawn(|| {
-            let mut file = AudioFile::open(cti)?;
+            let mut file = AudioFile::open(cti.clone())?;
             read_segments(&mut file, cti_map, &cti_segments)
         });
         let reference_windows =

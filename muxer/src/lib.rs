@@ -26,6 +26,6 @@ pub use error::{MuxError, Result};
 pub use input::frames::{FrameCodec, FrameFormat, FrameIter, FrameSource, MemoryFrames, RawFrame};
 pub use input::sealed::SealedTrack;
 pub use input::video::VideoSource;
-pub use manifest::Manifest;
+pub use manifest::{AgentClockRecord, Manifest};
 pub use mux::{Layout, MuxRequest, OutputFormat, mux};
 pub use video::{VideoInput, VideoRole};

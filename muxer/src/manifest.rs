@@ -114,14 +114,15 @@ pub struct InputRecord {
 pub struct ClockRecord {
     /// How the mapping was found.
     pub method: String,
-    /// Nominal sample rate of the recording.
-    pub nominal_rate_hz: u32,
-    /// Samples per second of UTC, as measured.
-    pub effective_rate_hz: f64,
+    /// Nominal sample rate of the recording (`null`: video only).
+    pub nominal_rate_hz: Option<u32>,
+    /// Samples per second of UTC, as measured (`null`: video only).
+    pub effective_rate_hz: Option<f64>,
     /// Drift of the recorder's clock (+ = fast), ppm; `null` without an end time.
     pub drift_ppm: Option<f64>,
-    /// Audio start minus camera start, seconds, as muxed (after any refinement).
-    pub audio_offset_s: f64,
+    /// Audio start minus camera start, seconds, as muxed (after any refinement); `null`:
+    /// video only.
+    pub audio_offset_s: Option<f64>,
     /// The correction applied to the call record's audio start, milliseconds (+ = later):
     /// 0 when the microphone reference was not confident enough; `null` without one.
     pub refined_by_ms: Option<f64>,
@@ -132,8 +133,23 @@ pub struct ClockRecord {
     /// runner-up ÷ peak); applied from 0.5. `null` without a reference: the call record is
     /// then taken as is.
     pub confidence: Option<f64>,
-    /// The agent clock's mapping, when sync samples were given (not for files).
-    pub agent_clock: Option<serde_json::Value>,
+    /// The agent clock's mapping, when the video came from a live session (not for files).
+    pub agent_clock: Option<AgentClockRecord>,
+}
+
+/// How the agent's monotonic clock was put on UTC (see `timeline::ClockMapping`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentClockRecord {
+    /// Clock-sync exchanges stored with the session.
+    pub samples: usize,
+    /// Exchanges the fit used (the shortest round trips).
+    pub samples_used: usize,
+    /// The shortest round trip, milliseconds: half of it bounds the offset's error.
+    pub min_round_trip_ms: f64,
+    /// RMS distance of the used exchanges from the fitted line, milliseconds.
+    pub residual_ms: f64,
+    /// The agent clock's rate error, ppm.
+    pub skew_ppm: f64,
 }
 
 /// The in and out points.
@@ -180,6 +196,8 @@ pub struct Manifest {
     pub gstreamer: String,
     /// Container of the sealed payload.
     pub container: &'static str,
+    /// No CTI recording was muxed (it had not arrived by its deadline): video tracks only.
+    pub video_only: bool,
     /// Every input.
     pub inputs: Vec<InputRecord>,
     /// The clock mapping.

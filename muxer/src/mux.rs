@@ -15,11 +15,12 @@ use crate::align::{self, AlignSettings, ReferenceInput};
 use crate::audio::{AudioInput, AudioOutput, AudioTrack};
 use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
+use crate::input::bytes::InputBytes;
 use crate::input::video::{VideoCodec, VideoScan, VideoSource};
 use crate::input::{fingerprint, fingerprint_video};
 use crate::manifest::{
-    ClockRecord, CutRecord, InputRecord, MANIFEST_VERSION, Manifest, TrackRecord, TrackRole,
-    rfc3339,
+    AgentClockRecord, ClockRecord, CutRecord, InputRecord, MANIFEST_VERSION, Manifest, TrackRecord,
+    TrackRole, rfc3339,
 };
 use crate::pipeline::{self, Pipeline, element};
 use crate::timeline::{CtiClock, CutPoints, UtcNanos};
@@ -106,8 +107,9 @@ pub struct MuxRequest {
     pub camera: VideoInput,
     /// The screen file, if any.
     pub screen: Option<VideoInput>,
-    /// The CTI recording and its call record.
-    pub audio: AudioInput,
+    /// The CTI recording and its call record; `None` for a video-only archive (the CTI audio
+    /// never arrived), which the manifest flags.
+    pub audio: Option<AudioInput>,
     /// The agent's microphone reference, when sent: refines the CTI's offset (never muxed).
     pub reference: Option<ReferenceInput>,
     /// An explicit in point (verification start), instead of the latest start.
@@ -118,6 +120,9 @@ pub struct MuxRequest {
     pub format: OutputFormat,
     /// Separate tracks, or a picture-in-picture composite as well.
     pub layout: Layout,
+    /// How the agent's clock was mapped onto UTC, when the video came from a live session
+    /// (recorded in the manifest; the frames' times are already mapped).
+    pub agent_clock: Option<AgentClockRecord>,
 }
 
 /// Muxes `request` into `out`, calling `progress` with the fraction done (0..=1).
@@ -136,11 +141,16 @@ pub fn mux(
             "the picture-in-picture layout needs a screen track".into(),
         ));
     }
+    if request.reference.is_some() && request.audio.is_none() {
+        return Err(MuxError::Request(
+            "a microphone reference places a CTI recording, and none was given".into(),
+        ));
+    }
     let mut videos = vec![request.camera.clone()];
     videos.extend(request.screen.clone());
     let videos_to_hash: Vec<_> = videos.iter().map(|v| v.source.clone()).collect();
-    let files_to_hash: Vec<_> = std::iter::once(request.audio.path.clone())
-        .chain(request.reference.iter().map(|r| r.path.clone()))
+    let files_to_hash: Vec<_> = (request.audio.iter().map(|a| a.bytes.clone()))
+        .chain(request.reference.iter().map(|r| r.bytes.clone()))
         .collect();
 
     std::thread::scope(|scope| {
@@ -149,7 +159,7 @@ pub fn mux(
             videos_to_hash
                 .iter()
                 .map(fingerprint_video)
-                .chain(files_to_hash.iter().map(|p| fingerprint(p)))
+                .chain(files_to_hash.iter().map(fingerprint))
                 .collect::<Result<Vec<_>>>()
         });
         let started = std::time::Instant::now();
@@ -158,32 +168,35 @@ pub fn mux(
             .map(|v| VideoScan::of(&v.source))
             .collect::<Result<Vec<_>>>()?;
         tracing::debug!(elapsed = ?started.elapsed(), "video scanned");
-        let audio_file = AudioFile::open(&request.audio.path)?;
+        let audio = request
+            .audio
+            .as_ref()
+            .map(|input| {
+                let file = AudioFile::open(input.bytes.clone())?;
+                let clock =
+                    CtiClock::new(input.start, input.end, file.info.frames, file.info.rate_hz)?;
+                Ok::<_, MuxError>((input, file, clock))
+            })
+            .transpose()?;
         tracing::debug!(elapsed = ?started.elapsed(), "audio opened");
-        let clock = CtiClock::new(
-            request.audio.start,
-            request.audio.end,
-            audio_file.info.frames,
-            audio_file.info.rate_hz,
-        )?;
         // Refined against the microphone reference before any cut is chosen.
-        let recorded = clock;
-        let (clock, alignment) = match &request.reference {
-            Some(reference) => {
+        let recorded = audio.as_ref().map(|(_, _, clock)| *clock);
+        let (audio, alignment) = match (audio, &request.reference) {
+            (Some((input, file, clock)), Some(reference)) => {
                 let settings = AlignSettings::default();
-                let (clock, found) =
-                    align::refine(reference, &request.audio.path, clock, &settings)?;
-                (clock, Some(found))
+                let (clock, found) = align::refine(reference, &input.bytes, clock, &settings)?;
+                (Some((file, clock)), Some(found))
             }
-            None => (clock, None),
+            (audio, _) => (audio.map(|(_, file, clock)| (file, clock)), None),
         };
+        let clock = audio.as_ref().map(|(_, clock)| *clock);
         tracing::debug!(elapsed = ?started.elapsed(), "CTI offset checked");
         let mut spans: Vec<_> = scans
             .iter()
             .zip(&videos)
             .map(|(s, v)| VideoTrack::span(s, v.start))
             .collect();
-        spans.push(clock.span());
+        spans.extend(clock.map(|c| c.span()));
         let cuts = CutPoints::choose(&spans, request.in_point, request.out_point)?;
         let tracks: Vec<VideoTrack> = videos
             .iter()
@@ -193,15 +206,13 @@ pub fn mux(
                 VideoTrack::plan(v.clone(), s, cuts, codec)
             })
             .collect();
-        let audio_info = audio_file.info.clone();
-        let audio = AudioTrack::plan(
-            audio_file,
-            clock,
-            cuts,
-            request.format.audio_output(audio_info.rate_hz),
-        );
-        let audio_gaps = audio.gaps.clone();
-        let audio_samples = audio.output_samples();
+        let audio_info = audio.as_ref().map(|(file, _)| file.info.clone());
+        let audio = audio.map(|(file, clock)| {
+            let output = request.format.audio_output(file.info.rate_hz);
+            AudioTrack::plan(file, clock, cuts, output)
+        });
+        let audio_gaps = audio.as_ref().map(|a| a.gaps.clone()).unwrap_or_default();
+        let audio_samples = audio.as_ref().map(AudioTrack::output_samples);
 
         let pip = (request.layout == Layout::Pip).then(|| {
             let (camera, screen) = (&tracks[0].scan, &tracks[1].scan);
@@ -218,7 +229,7 @@ pub fn mux(
             .map(|(t, (sha256, bytes))| InputRecord {
                 role: t.input.role.into(),
                 file: match &t.input.source {
-                    VideoSource::File(path) => file_name(path),
+                    VideoSource::File(path) => InputBytes::File(path.clone()).file_name(),
                     VideoSource::Frames(frames) => frames.label(),
                 },
                 bytes: *bytes,
@@ -229,23 +240,26 @@ pub fn mux(
                 units: t.scan.frame_pts.len() as u64,
             })
             .collect();
-        // Hashed in order: the videos, the CTI recording, the reference if any.
-        let (audio_sha, audio_bytes) = hashes[videos.len()].clone();
-        inputs.push(InputRecord {
-            role: TrackRole::CtiAudio,
-            file: file_name(&request.audio.path),
-            bytes: audio_bytes,
-            sha256: audio_sha,
-            codec: audio_info.codec.clone(),
-            start: rfc3339(recorded.start),
-            end: rfc3339(recorded.span().end),
-            units: audio_info.frames,
-        });
+        // Hashed in order: the videos, the CTI recording and the reference if any.
+        let mut file_hashes = hashes[videos.len()..].iter().cloned();
+        if let (Some(input), Some(info), Some(recorded)) = (&request.audio, &audio_info, recorded) {
+            let (sha256, bytes) = file_hashes.next().expect("the CTI recording was hashed");
+            inputs.push(InputRecord {
+                role: TrackRole::CtiAudio,
+                file: input.bytes.file_name(),
+                bytes,
+                sha256,
+                codec: info.codec.clone(),
+                start: rfc3339(recorded.start),
+                end: rfc3339(recorded.span().end),
+                units: info.frames,
+            });
+        }
         if let Some((reference, found)) = request.reference.as_ref().zip(alignment.as_ref()) {
-            let (sha256, bytes) = hashes[videos.len() + 1].clone();
+            let (sha256, bytes) = file_hashes.next().expect("the reference was hashed");
             inputs.push(InputRecord {
                 role: TrackRole::MicReference,
-                file: file_name(&reference.path),
+                file: reference.bytes.file_name(),
                 bytes,
                 sha256,
                 codec: found.reference.codec.clone(),
@@ -282,22 +296,24 @@ pub fn mux(
                 },
                 units: units.tracks.get(i).copied().unwrap_or(0),
             }));
-        out_tracks.push(TrackRecord {
-            index: first + tracks.len(),
-            role: TrackRole::CtiAudio,
-            codec: request.format.audio_codec().into(),
-            made_by: format!(
-                "resampled {} Hz → {} Hz on the timeline ({}); {} channel(s) kept",
-                audio_info.rate_hz,
-                request.format.audio_output(audio_info.rate_hz).rate_hz,
-                clock.drift_ppm().map_or_else(
-                    || "no end time: nominal rate".into(),
-                    |p| format!("drift {p:+.1} ppm corrected")
+        if let (Some(info), Some(clock), Some(samples)) = (&audio_info, clock, audio_samples) {
+            out_tracks.push(TrackRecord {
+                index: first + tracks.len(),
+                role: TrackRole::CtiAudio,
+                codec: request.format.audio_codec().into(),
+                made_by: format!(
+                    "resampled {} Hz → {} Hz on the timeline ({}); {} channel(s) kept",
+                    info.rate_hz,
+                    request.format.audio_output(info.rate_hz).rate_hz,
+                    clock.drift_ppm().map_or_else(
+                        || "no end time: nominal rate".into(),
+                        |p| format!("drift {p:+.1} ppm corrected")
+                    ),
+                    info.channels
                 ),
-                audio_info.channels
-            ),
-            units: audio_samples,
-        });
+                units: samples,
+            });
+        }
         let mut gaps: Vec<_> = tracks.iter().flat_map(|t| t.gaps.clone()).collect();
         gaps.extend(audio_gaps);
         let gaps = gaps
@@ -311,19 +327,23 @@ pub fn mux(
             gstreamer: gst::version_string().to_string(),
             container: request.format.container(),
             inputs,
+            video_only: clock.is_none(),
             clock: ClockRecord {
-                method: align::clock_method(request.audio.end.is_some(), alignment.as_ref()),
-                nominal_rate_hz: audio_info.rate_hz,
-                effective_rate_hz: clock.effective_rate_hz(),
-                drift_ppm: clock.drift_ppm(),
-                audio_offset_s: (clock.start.0 - request.camera.start.0) as f64 / 1e9,
+                method: match &request.audio {
+                    Some(input) => align::clock_method(input.end.is_some(), alignment.as_ref()),
+                    None => "no CTI recording: video only".into(),
+                },
+                nominal_rate_hz: audio_info.as_ref().map(|i| i.rate_hz),
+                effective_rate_hz: clock.map(|c| c.effective_rate_hz()),
+                drift_ppm: clock.and_then(|c| c.drift_ppm()),
+                audio_offset_s: clock.map(|c| (c.start.0 - request.camera.start.0) as f64 / 1e9),
                 refined_by_ms: alignment.as_ref().map(|a| a.applied_ns as f64 / 1e6),
                 reference_correction_ms: alignment
                     .as_ref()
                     .and_then(|a| a.found_ns())
                     .map(|ns| ns as f64 / 1e6),
                 confidence: alignment.as_ref().map(align::Alignment::confidence),
-                agent_clock: None,
+                agent_clock: request.agent_clock.clone(),
             },
             cuts: CutRecord {
                 r#in: rfc3339(cuts.in_point),
@@ -350,11 +370,40 @@ pub fn mux(
     })
 }
 
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+/// The audio's branch: appsrc → (Opus encoder for Matroska; AAC comes encoded, see
+/// `audio::aac`) → queue → the muxer.
+fn audio_branch(
+    pipeline: &Pipeline,
+    muxer: &gst::Element,
+    format: OutputFormat,
+    audio: &AudioTrack,
+) -> Result<gst_app::AppSrc> {
+    let caps = audio.caps();
+    let mut src = gst_app::AppSrc::builder()
+        .name("audio")
+        .format(gst::Format::Time)
+        .block(true)
+        .max_bytes(1 << 20);
+    if let Some(caps) = &caps {
+        src = src.caps(caps);
+    }
+    let src = src.build();
+    let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
+    if format == OutputFormat::Mkv {
+        let encoder = element("opusenc")?;
+        encoder.set_property("bitrate", 32_000i32 * i32::from(audio.file.info.channels));
+        chain.extend([element("audioconvert")?, encoder]);
+    }
+    chain.push(element("queue")?);
+    let refs: Vec<&gst::Element> = chain.iter().collect();
+    pipeline.chain(&refs)?;
+    link_to_muxer(
+        pipeline,
+        chain.last().expect("non-empty"),
+        muxer,
+        "audio_%u",
+    )?;
+    Ok(src)
 }
 
 /// Frames muxed per video track.
@@ -364,12 +413,12 @@ struct Units {
 }
 
 /// Builds and runs the output pipeline (the composite first when `pip` is given, then the
-/// video tracks, then the audio).
+/// video tracks, then the audio if any).
 fn run_pipeline(
     format: OutputFormat,
     tracks: &[VideoTrack],
     pip: Option<&PipLayout>,
-    audio: AudioTrack,
+    audio: Option<AudioTrack>,
     out: &mut dyn Write,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Units> {
@@ -436,35 +485,17 @@ fn run_pipeline(
         video_srcs.push(src);
     }
 
-    let audio_caps = audio.caps();
-    let mut audio_src = gst_app::AppSrc::builder()
-        .name("audio")
-        .format(gst::Format::Time)
-        .block(true)
-        .max_bytes(1 << 20);
-    if let Some(caps) = &audio_caps {
-        audio_src = audio_src.caps(caps);
-    }
-    let audio_src = audio_src.build();
-    let mut audio_chain: Vec<gst::Element> = vec![audio_src.clone().upcast()];
-    if format == OutputFormat::Mkv {
-        // AAC is encoded by the feeder (see `audio::aac`); Opus here.
-        let encoder = element("opusenc")?;
-        encoder.set_property("bitrate", 32_000i32 * i32::from(audio.file.info.channels));
-        audio_chain.extend([element("audioconvert")?, encoder]);
-    }
-    audio_chain.push(element("queue")?);
-    let refs: Vec<&gst::Element> = audio_chain.iter().collect();
-    pipeline.chain(&refs)?;
-    link_to_muxer(
-        &pipeline,
-        audio_chain.last().expect("non-empty"),
-        &muxer,
-        "audio_%u",
-    )?;
+    let audio = match audio {
+        Some(track) => Some((audio_branch(&pipeline, &muxer, format, &track)?, track)),
+        None => None,
+    };
 
     pipeline.play()?;
-    let total_samples = audio.output_samples().max(1);
+    // Progress follows the audio, or the first video track without audio.
+    let total = audio.as_ref().map_or_else(
+        || tracks.first().map_or(0, |t| t.scan.frame_pts.len() as u64),
+        |(_, track)| track.output_samples(),
+    );
     let pushed_audio = AtomicU64::new(0);
     let pushed_video: Vec<AtomicU64> = tracks.iter().map(|_| AtomicU64::new(0)).collect();
 
@@ -475,15 +506,25 @@ fn run_pipeline(
             .zip(&pushed_video)
             .map(|((track, src), pushed)| scope.spawn(move || video::feed(track, src, pushed)))
             .collect();
-        let audio_feeder = scope.spawn(|| audio.feed(&audio_src, &pushed_audio));
+        let has_audio = audio.is_some();
+        let audio_feeder = audio.map(|(src, track)| {
+            let pushed = &pushed_audio;
+            scope.spawn(move || track.feed(&src, pushed))
+        });
         let composite_feeders: Vec<_> = composite
             .iter()
             .flat_map(|b| [(&tracks[0], &b.camera), (&tracks[1], &b.screen)])
             .map(|(track, src)| scope.spawn(move || video::feed_decoded(track, src)))
             .collect();
 
+        let done = || match has_audio {
+            true => pushed_audio.load(Ordering::Relaxed),
+            false => pushed_video
+                .first()
+                .map_or(0, |p| p.load(Ordering::Relaxed)),
+        };
         let written = drain(&pipeline, &sink, out, &mut || {
-            progress(pushed_audio.load(Ordering::Relaxed) as f64 / total_samples as f64);
+            progress((done() as f64 / total.max(1) as f64).min(1.0));
         });
         if written.is_err() {
             // Unblock the feeders: a stopped pipeline refuses their pushes.
@@ -494,7 +535,9 @@ fn run_pipeline(
             .chain(composite_feeders)
             .filter_map(|f| f.join().expect("feeders do not panic").err())
             .collect();
-        errors.extend(audio_feeder.join().expect("feeders do not panic").err());
+        if let Some(feeder) = audio_feeder {
+            errors.extend(feeder.join().expect("feeders do not panic").err());
+        }
         // A damaged input explains everything after it; otherwise the pipeline's own error
         // says more than a feeder that found the pipeline stopped.
         if let Some(i) = errors

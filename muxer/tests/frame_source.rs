@@ -56,16 +56,17 @@ fn mux_frames(dir: &Path, codec: FrameCodec, frames: Vec<RawFrame>) -> MuxError 
     let request = MuxRequest {
         camera: VideoInput::frames(VideoRole::Camera, Arc::new(source), UtcNanos(T0)),
         screen: None,
-        audio: AudioInput {
-            path: audio,
+        audio: Some(AudioInput {
+            bytes: audio.into(),
             start: UtcNanos(T0),
             end: None,
-        },
+        }),
         reference: None,
         in_point: None,
         out_point: None,
         format: muxer::OutputFormat::Mp4,
         layout: muxer::Layout::Tracks,
+        agent_clock: None,
     };
     let mut out = Vec::new();
     muxer::mux(&request, &mut out, &mut |_| {}).expect_err("refused")
@@ -135,4 +136,90 @@ fn frames_stamped_before_the_first_are_refused() {
     frames[5].pts_ns = -1_000_000;
     let e = mux_frames(dir.path(), FrameCodec::H264AnnexB, frames);
     assert_refused(&e, "before the first frame");
+}
+
+/// Without a CTI recording (its deadline passed) the archive holds the video alone: the cut is
+/// the video's whole span, and the manifest says it is video only.
+#[test]
+fn without_cti_audio_the_video_is_muxed_alone_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = MemoryFrames {
+        label: "session ok/camera".into(),
+        format: FrameFormat::new(FrameCodec::H264AnnexB),
+        frames: good_frames(dir.path()),
+    };
+    let request = MuxRequest {
+        camera: VideoInput::frames(VideoRole::Camera, Arc::new(source), UtcNanos(T0)),
+        screen: None,
+        audio: None,
+        reference: None,
+        in_point: None,
+        out_point: None,
+        format: muxer::OutputFormat::Mp4,
+        layout: muxer::Layout::Tracks,
+        agent_clock: None,
+    };
+    let out_path = dir.path().join("out.mp4");
+    let mut out = std::fs::File::create(&out_path).unwrap();
+    let manifest = muxer::mux(&request, &mut out, &mut |_| {}).expect("video-only mux");
+    drop(out);
+
+    assert!(manifest.video_only);
+    assert_eq!(manifest.clock.method, "no CTI recording: video only");
+    assert_eq!(manifest.clock.audio_offset_s, None);
+    assert!(
+        (manifest.cuts.duration_s - 3.0).abs() < 1e-6,
+        "{:?}",
+        manifest.cuts
+    );
+    assert_eq!(
+        manifest.inputs.len(),
+        1,
+        "the camera alone: {:?}",
+        manifest.inputs
+    );
+    assert_eq!(manifest.tracks.len(), 1, "{:?}", manifest.tracks);
+
+    let probed: serde_json::Value =
+        serde_json::from_str(&fixtures::media::ffprobe_ok(&out_path).expect("ffprobe")).unwrap();
+    let kinds: Vec<&str> = probed["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["video"]);
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 3.0).abs() < 0.04, "plays {duration} s");
+}
+
+/// A microphone reference places a CTI recording: without one the request is refused.
+#[test]
+fn a_reference_without_cti_audio_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = MemoryFrames {
+        label: "session ok/camera".into(),
+        format: FrameFormat::new(FrameCodec::H264AnnexB),
+        frames: good_frames(dir.path()),
+    };
+    let request = MuxRequest {
+        camera: VideoInput::frames(VideoRole::Camera, Arc::new(source), UtcNanos(T0)),
+        screen: None,
+        audio: None,
+        reference: Some(muxer::ReferenceInput {
+            bytes: dir.path().join("mic.wav").into(),
+            start: UtcNanos(T0),
+        }),
+        in_point: None,
+        out_point: None,
+        format: muxer::OutputFormat::Mp4,
+        layout: muxer::Layout::Tracks,
+        agent_clock: None,
+    };
+    let err = muxer::mux(&request, &mut std::io::sink(), &mut |_| {}).unwrap_err();
+    assert!(matches!(err, MuxError::Request(_)), "{err}");
 }

@@ -87,15 +87,18 @@ pub async fn run(ctx: &Context, args: MuxArgs) -> anyhow::Result<()> {
             .screen
             .zip(args.screen_start)
             .map(|(path, start)| VideoInput::file(VideoRole::Screen, path, start)),
-        audio: AudioInput {
-            path: args.audio,
+        audio: Some(AudioInput {
+            bytes: args.audio.into(),
             start: args.audio_start,
             end: args.audio_end,
-        },
+        }),
         reference: args
             .reference
             .zip(args.reference_start)
-            .map(|(path, start)| ReferenceInput { path, start }),
+            .map(|(path, start)| ReferenceInput {
+                bytes: path.into(),
+                start,
+            }),
         in_point: args.in_point,
         out_point: args.out_point,
         format: match args.format {
@@ -106,6 +109,7 @@ pub async fn run(ctx: &Context, args: MuxArgs) -> anyhow::Result<()> {
             LayoutArg::Tracks => Layout::Tracks,
             LayoutArg::Pip => Layout::Pip,
         },
+        agent_clock: None,
     };
     let vault = ctx.vault().await?;
     let bar = progress::fraction("muxing");

@@ -18,7 +18,7 @@ use std::path::Path;
 
 pub use config::{StorageConfig, redact_url};
 pub use staged::StagedFile;
-pub use vault::{Access, ArchiveLocation, RotationReport, Vault};
+pub use vault::{Access, ArchiveLocation, RotationReport, SealedBlob, Vault};
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -75,6 +75,50 @@ impl ArchiveLocation {
     }
 }
 
+/// A sealed archive in the blob store whose keys are unwrapped: opened as many times as a
+/// reader needs, each time with a fresh [`SealedReader`] (blocking; use it on a blocking
+/// thread, never on the runtime's). Obtained from [`Vault::sealed_blob`], which audits it once.
+#[derive(Clone)]
+pub struct SealedBlob {
+    blobs: BlobStore,
+    key: String,
+    header: SealedHeader,
+    keys: Arc<ArchiveKeys>,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for SealedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedBlob")
+            .field("key", &self.key)
+            .field("archive_id", &self.header.header.archive_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealedBlob {
+    /// The blob key.
+    #[must_use]
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The archive's id.
+    #[must_use]
+    pub fn archive_id(&self) -> Uuid {
+        self.header.header.archive_id
+    }
+
+    /// A fresh reader over the plaintext, positioned at 0.
+    ///
+    /// # Errors
+    /// A blob that changed or vanished since, a bad header MAC, or I/O errors.
+    pub fn open(&self) -> Result<SealedReader<crate::blob::BlobReader>> {
+        let source = self.blobs.blocking_reader(&self.key, self.handle.clone())?;
+        Ok(SealedReader::new(source, self.header.clone(), &self.keys)?)
+    }
+}
+
 /// What a key rotation did.
 #[derive(Debug, Clone, Default)]
 pub struct RotationReport {
@@ -364,6 +408,104 @@ impl Vault {
         result
     }
 
+    /// Seals whatever `produce` writes into the blob store under `key`, with the manifest it
+    /// returns — [`Self::seal_with`] for the blob store. `produce` runs on a blocking thread
+    /// and writes through the AEAD straight into a multipart upload (memory bounded): the
+    /// plaintext never touches a disk, and if `produce` or the upload fails the upload is
+    /// aborted, so `key` holds a complete archive or nothing.
+    ///
+    /// # Errors
+    /// Whatever `produce` returns, an upload failure, or a keyring/database failure.
+    pub async fn seal_into_blob(
+        &self,
+        key: &str,
+        action: &str,
+        access: &Access,
+        produce: impl FnOnce(&mut dyn Write) -> Result<serde_json::Value> + Send + 'static,
+    ) -> Result<ArchiveRecord> {
+        let result = async {
+            let (header, keys) = self.new_archive_keys().await?;
+            let (archive_id, key_id, kek_id) =
+                (header.archive_id, header.key_id, header.kek_id.clone());
+            let upload = self.blobs.writer(key)?;
+            let handle = tokio::runtime::Handle::current();
+            let sealed = tokio::task::spawn_blocking(move || {
+                let bridge = tokio_util::io::SyncIoBridge::new_with_handle(upload, handle);
+                // A writer dropped with its upload aborts the upload.
+                let mut writer =
+                    SealedWriter::new(bridge, &header, &keys).map_err(|e| (e.into(), None))?;
+                let manifest = match produce(&mut writer) {
+                    Ok(manifest) => manifest,
+                    Err(e) => return Err((e, writer.abandon().map(|b| Box::new(b.into_inner())))),
+                };
+                match writer.finish(&manifest) {
+                    Ok(sealed) => Ok((sealed.inner.into_inner(), sealed.payload_len, sealed.sealed_len)),
+                    Err(e) => Err((e.into(), None)),
+                }
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?;
+            let (upload, payload_len, sealed_len) = match sealed {
+                Ok(done) => done,
+                Err((e, upload)) => {
+                    if let Some(upload) = upload
+                        && let Err(abort) = upload.abort().await
+                    {
+                        tracing::warn!(key, error = %abort, "could not abort the upload of a failed archive");
+                    }
+                    self.discard_key(key_id).await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = upload.finish().await {
+                self.discard_key(key_id).await;
+                return Err(e.into());
+            }
+            let location = ArchiveLocation::Blob(key.to_owned());
+            self.record_sealed(archive_id, key_id, kek_id, location, payload_len, sealed_len)
+                .await
+        }
+        .await;
+        self.record(access, action, &result, |r| r.archive_id, key)
+            .await?;
+        result
+    }
+
+    /// Removes an archive nobody may keep: its bytes, its key and its record (a mux result
+    /// that lost its job to another worker). Audited as `archive.discard`. Shredded archives
+    /// keep their record and are refused.
+    ///
+    /// # Errors
+    /// A storage or database failure; an unknown archive is a no-op.
+    pub async fn discard_archive(&self, archive_id: Uuid, access: &Access) -> Result<()> {
+        let result = async {
+            let Some(record) = self.db.archive(archive_id).await? else {
+                return Ok(());
+            };
+            match ArchiveLocation::parse(&record.location) {
+                Some(ArchiveLocation::Blob(key)) => self.blobs.delete(&key).await?,
+                Some(ArchiveLocation::File(path)) => match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                },
+                None => {}
+            }
+            self.db.delete_archive(archive_id).await?;
+            self.db.delete_retention_key(record.key_id).await?;
+            Ok(())
+        }
+        .await;
+        self.audit_event(
+            access,
+            "archive.discard",
+            &format!("archive:{archive_id}"),
+            outcome_of(&result),
+        )
+        .await?;
+        result
+    }
+
     /// Opens an archive file for reading after checking its header; the access is audited.
     ///
     /// # Errors
@@ -414,21 +556,42 @@ impl Vault {
         key: &str,
         access: &Access,
     ) -> Result<SealedReader<crate::blob::BlobReader>> {
+        let sealed = self.sealed_blob(key, access).await?;
+        run_blocking(move || sealed.open()).await
+    }
+
+    /// Opens an archive stored in the blob store once — header checked, keys unwrapped, the
+    /// access audited — for a reader that needs to read it several times over (a demuxer
+    /// probing, then decoding): [`SealedBlob::open`] gives a fresh reader each time.
+    ///
+    /// # Errors
+    /// As [`Self::open_file`].
+    pub async fn sealed_blob(&self, key: &str, access: &Access) -> Result<SealedBlob> {
         let result = async {
             let mut source = self
                 .blobs
                 .blocking_reader(key, tokio::runtime::Handle::current())?;
-            let (header, source) =
-                run_blocking(move || Ok((SealedHeader::read_from(&mut source)?, source))).await?;
-            let keys = self.keys_for(&header).await?;
-            run_blocking(move || Ok(SealedReader::new(source, header, &keys)?)).await
+            let header = run_blocking(move || Ok(SealedHeader::read_from(&mut source)?)).await?;
+            let keys = Arc::new(self.keys_for(&header).await?);
+            let sealed = SealedBlob {
+                blobs: self.blobs.clone(),
+                key: key.to_owned(),
+                header,
+                keys,
+                handle: tokio::runtime::Handle::current(),
+            };
+            // Check the header's MAC and the trailer now, so a bad archive is refused (and
+            // audited as such) here rather than at the first read.
+            let check = sealed.clone();
+            run_blocking(move || check.open().map(drop)).await?;
+            Ok(sealed)
         }
         .await;
         self.record(
             access,
             "archive.open",
             &result,
-            |r| r.header().archive_id,
+            |r| r.header.header.archive_id,
             key,
         )
         .await?;

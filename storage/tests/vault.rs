@@ -98,6 +98,54 @@ async fn lifecycle(vault: Vault) -> anyhow::Result<()> {
     );
     ensure!(vault.db().archives().await?.len() == 1);
 
+    // A producer that writes into the seal (the mux worker): the manifest comes last.
+    let produced_key = "recordings/2026/11/session-3.idvr";
+    let produced = plain[..3 * 1024 * 1024 + 17].to_vec();
+    let expected = produced.clone();
+    let mux_record = vault
+        .seal_into_blob(produced_key, "archive.mux", &access, move |out| {
+            for part in produced.chunks(100_000) {
+                out.write_all(part)?;
+            }
+            Ok(serde_json::json!({ "kind": "mux", "bytes": produced.len() }))
+        })
+        .await?;
+    // Opened once (audited once), read as often as a demuxer likes.
+    let sealed = vault.sealed_blob(produced_key, &access).await?;
+    ensure!(sealed.archive_id() == mux_record.archive_id);
+    let twice = tokio::task::spawn_blocking(move || -> anyhow::Result<[Vec<u8>; 2]> {
+        let mut reads = [Vec::new(), Vec::new()];
+        for read in &mut reads {
+            sealed.open()?.read_to_end(read)?;
+        }
+        Ok(reads)
+    })
+    .await??;
+    ensure!(twice[0] == expected && twice[1] == expected);
+    // A producer that fails part-way: nothing under the key, no record, no key.
+    let failed_key = "recordings/2026/11/session-4.idvr";
+    let archives_before = vault.db().archives().await?.len();
+    let err = vault
+        .seal_into_blob(failed_key, "archive.mux", &access, |out| {
+            out.write_all(&[7u8; 9 * 1024 * 1024])?;
+            Err(Error::Task("the pipeline stopped".into()))
+        })
+        .await
+        .expect_err("a failing producer fails the seal");
+    ensure!(err.to_string().contains("pipeline stopped"), "{err}");
+    ensure!(
+        vault.blobs().size(failed_key).await.is_err(),
+        "a partial archive was left"
+    );
+    ensure!(vault.db().archives().await?.len() == archives_before);
+    // A result nobody may keep is discarded: bytes, record and key.
+    vault
+        .discard_archive(mux_record.archive_id, &access)
+        .await?;
+    ensure!(vault.blobs().size(produced_key).await.is_err());
+    ensure!(vault.db().archive(mux_record.archive_id).await?.is_none());
+    ensure!(vault.db().retention_key(mux_record.key_id).await?.is_none());
+
     // Rotation rewrites the header in the blob store; the sealed chunks are byte-identical.
     let header_len = |bytes: &[u8]| usize::from(u16::from_le_bytes([bytes[10], bytes[11]]));
     let before = vault.blobs().get_range(key, 0..record.sealed_len).await?;

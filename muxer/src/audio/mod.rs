@@ -14,7 +14,6 @@
 pub mod aac;
 pub mod resample;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gstreamer as gst;
@@ -22,6 +21,7 @@ use gstreamer_app as gst_app;
 
 use crate::error::{MuxError, Result};
 use crate::input::audio::AudioFile;
+use crate::input::bytes::InputBytes;
 use crate::manifest::{Gap, TrackRole};
 use crate::timeline::{CtiClock, CutPoints, UtcNanos};
 use aac::{AacSettings, ChunkedAac};
@@ -30,8 +30,8 @@ use resample::Resampler;
 /// A CTI recording and its call record.
 #[derive(Debug, Clone)]
 pub struct AudioInput {
-    /// The recording.
-    pub path: PathBuf,
+    /// The recording (a file, or a sealed CTI recording in the blob store).
+    pub bytes: InputBytes,
     /// Start of the call on the timeline.
     pub start: UtcNanos,
     /// End of the call, when the call record has it (gives the drift).

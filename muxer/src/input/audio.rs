@@ -4,9 +4,8 @@
 //! interleaved `f32` frames, streamed, so a long call is never held in memory — with the exact
 //! number of frames known before the mux starts (drift is measured from it).
 
-use std::fs::File;
 use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, Decoder, DecoderOptions};
@@ -16,6 +15,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+use super::bytes::{InputBytes, InputReader, MediaBytes};
 use super::{g711, opus};
 use crate::error::{MuxError, Result};
 
@@ -34,8 +34,8 @@ pub struct AudioInfo {
 
 /// A CTI recording opened for streaming.
 pub struct AudioFile {
-    /// The file.
-    pub path: PathBuf,
+    /// Where it is read from.
+    pub bytes: InputBytes,
     /// What it holds.
     pub info: AudioInfo,
     source: Box<dyn PcmSource>,
@@ -48,26 +48,29 @@ pub(super) trait PcmSource: Send {
 }
 
 impl AudioFile {
-    /// Opens `path`, learning its format and exact length.
+    /// Opens a recording (a path, or any [`InputBytes`]), learning its format and exact
+    /// length.
     ///
     /// # Errors
     /// [`MuxError::Input`] for a missing, empty, corrupt, truncated or unsupported file.
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
-        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    pub fn open(bytes: impl Into<InputBytes>) -> Result<Self> {
+        let bytes = bytes.into();
+        let path = bytes.name();
+        let file_len = bytes.byte_len()?;
         if file_len == 0 {
-            return Err(MuxError::input(path, "the audio file is empty"));
+            return Err(MuxError::input(&path, "the audio file is empty"));
         }
-        match g711::wav_format_tag(path) {
-            Some(6 | 7) => return open_g711(path),
+        let head = bytes.head(512)?;
+        match g711::wav_format_tag(&head) {
+            Some(6 | 7) => return open_g711(bytes),
             Some(_) => {}
             // Not WAV: MP3, FLAC, Ogg Vorbis, Ogg Opus, AAC.
-            None if !is_riff(path) => return open_symphonia(path),
+            None if !head.starts_with(b"RIFF") => return open_symphonia(bytes),
             None => {}
         }
-        match hound::WavReader::new(BufReader::new(file)) {
-            Ok(reader) => open_pcm_wav(path, reader, file_len),
-            Err(e) => Err(MuxError::input(path, format!("corrupt WAV header: {e}"))),
+        match hound::WavReader::new(BufReader::new(bytes.open()?)) {
+            Ok(reader) => open_pcm_wav(bytes, reader, file_len),
+            Err(e) => Err(MuxError::input(&path, format!("corrupt WAV header: {e}"))),
         }
     }
 
@@ -81,22 +84,16 @@ impl AudioFile {
     }
 }
 
-fn is_riff(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .is_ok()
-        && &magic == b"RIFF"
-}
-
-fn open_g711(path: &Path) -> Result<AudioFile> {
-    let format = g711::parse(path)?;
+fn open_g711(bytes: InputBytes) -> Result<AudioFile> {
+    let format = g711::parse(&bytes)?;
     let frames = format.data_len / u64::from(format.channels);
     if frames == 0 {
-        return Err(MuxError::input(path, "the recording holds no samples"));
+        return Err(MuxError::input(
+            &bytes.name(),
+            "the recording holds no samples",
+        ));
     }
     Ok(AudioFile {
-        path: path.to_path_buf(),
         info: AudioInfo {
             rate_hz: format.rate_hz,
             channels: format.channels,
@@ -107,9 +104,10 @@ fn open_g711(path: &Path) -> Result<AudioFile> {
             },
         },
         source: Box::new(G711Source {
-            reader: g711::G711Reader::open(path, &format)?,
+            reader: g711::G711Reader::open(&bytes, &format)?,
             channels: usize::from(format.channels),
         }),
+        bytes,
     })
 }
 
@@ -126,24 +124,23 @@ impl PcmSource for G711Source {
 
 const BLOCK_FRAMES: usize = 4096;
 
-fn open_pcm_wav(
-    path: &Path,
-    reader: hound::WavReader<BufReader<File>>,
-    file_len: u64,
-) -> Result<AudioFile> {
+type WavReader = hound::WavReader<BufReader<Box<dyn InputReader>>>;
+
+fn open_pcm_wav(bytes: InputBytes, reader: WavReader, file_len: u64) -> Result<AudioFile> {
+    let path = bytes.name();
     let spec = reader.spec();
     let frames = u64::from(reader.duration());
-    let bytes = frames * u64::from(spec.channels) * u64::from(spec.bits_per_sample.div_ceil(8));
-    if bytes > file_len {
+    let data_len = frames * u64::from(spec.channels) * u64::from(spec.bits_per_sample.div_ceil(8));
+    if data_len > file_len {
         return Err(MuxError::input(
-            path,
+            &path,
             format!(
-                "truncated WAV: the header promises {frames} frames ({bytes} bytes) but the file has {file_len} bytes"
+                "truncated WAV: the header promises {frames} frames ({data_len} bytes) but the file has {file_len} bytes"
             ),
         ));
     }
     if frames == 0 {
-        return Err(MuxError::input(path, "the recording holds no samples"));
+        return Err(MuxError::input(&path, "the recording holds no samples"));
     }
     let codec = match spec.sample_format {
         hound::SampleFormat::Int => format!("pcm_s{}le", spec.bits_per_sample),
@@ -156,10 +153,10 @@ fn open_pcm_wav(
         codec,
     };
     Ok(AudioFile {
-        path: path.to_path_buf(),
+        bytes,
         info,
         source: Box::new(HoundSource {
-            path: path.to_path_buf(),
+            path,
             reader,
             channels: usize::from(spec.channels),
             scale: match spec.sample_format {
@@ -173,7 +170,7 @@ fn open_pcm_wav(
 
 struct HoundSource {
     path: PathBuf,
-    reader: hound::WavReader<BufReader<File>>,
+    reader: WavReader,
     channels: usize,
     scale: f32,
     float: bool,
@@ -196,19 +193,20 @@ impl PcmSource for HoundSource {
     }
 }
 
-fn open_symphonia(path: &Path) -> Result<AudioFile> {
-    let format = probe(path)?;
-    if audio_track(path, format.as_ref())?.codec_params.codec == CODEC_TYPE_OPUS {
-        let (info, source) = opus::open(path, format)?;
+fn open_symphonia(bytes: InputBytes) -> Result<AudioFile> {
+    let path = bytes.name();
+    let format = probe(&bytes)?;
+    if audio_track(&bytes, format.as_ref())?.codec_params.codec == CODEC_TYPE_OPUS {
+        let (info, source) = opus::open(&bytes, format)?;
         return Ok(AudioFile {
-            path: path.to_path_buf(),
+            bytes,
             info,
             source: Box::new(source),
         });
     }
     // Count the frames with one decoding pass: container headers of lossy formats (MP3, AAC)
     // do not say exactly, and drift is measured from this number.
-    let mut counter = SymphoniaSource::new(path, format)?;
+    let mut counter = SymphoniaSource::new(&bytes, format)?;
     let (rate_hz, channels, codec) = (counter.rate_hz, counter.channels, counter.codec.clone());
     let mut frames = 0u64;
     let mut scratch = Vec::new();
@@ -221,17 +219,18 @@ fn open_symphonia(path: &Path) -> Result<AudioFile> {
         frames += n as u64;
     }
     if frames == 0 {
-        return Err(MuxError::input(path, "the recording holds no samples"));
+        return Err(MuxError::input(&path, "the recording holds no samples"));
     }
+    let source = SymphoniaSource::new(&bytes, probe(&bytes)?)?;
     Ok(AudioFile {
-        path: path.to_path_buf(),
+        bytes,
         info: AudioInfo {
             rate_hz,
             channels,
             frames,
             codec,
         },
-        source: Box::new(SymphoniaSource::new(path, probe(path)?)?),
+        source: Box::new(source),
     })
 }
 
@@ -246,14 +245,14 @@ struct SymphoniaSource {
     buf: Option<SampleBuffer<f32>>,
 }
 
-/// Opens `path` with symphonia's demuxer for its container (found from the bytes, the
+/// Opens `bytes` with symphonia's demuxer for its container (found from the bytes, the
 /// extension a hint).
-pub(super) fn probe(path: &Path) -> Result<Box<dyn FormatReader>> {
-    let file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+pub(super) fn probe(bytes: &InputBytes) -> Result<Box<dyn FormatReader>> {
+    let path = bytes.name();
+    let stream = MediaSourceStream::new(Box::new(MediaBytes::open(bytes)?), Default::default());
     let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
+    if let Some(ext) = bytes.extension() {
+        hint.with_extension(&ext);
     }
     let probed = symphonia::default::get_probe()
         .format(
@@ -265,27 +264,30 @@ pub(super) fn probe(path: &Path) -> Result<Box<dyn FormatReader>> {
         .map_err(|e| {
             // symphonia gives up on an Ogg file whose only stream it cannot map, such as Opus
             // with a channel mapping family other than 0 or 1: say which, if so.
-            opus::unsupported_head(path)
-                .unwrap_or_else(|| MuxError::input(path, format!("not a readable audio file: {e}")))
+            opus::unsupported_head(bytes).unwrap_or_else(|| {
+                MuxError::input(&path, format!("not a readable audio file: {e}"))
+            })
         })?;
     Ok(probed.format)
 }
 
 /// The recording's track: the first one symphonia knows the codec of.
-fn audio_track<'a>(path: &Path, format: &'a dyn FormatReader) -> Result<&'a Track> {
+fn audio_track<'a>(bytes: &InputBytes, format: &'a dyn FormatReader) -> Result<&'a Track> {
     format
         .tracks()
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| {
-            opus::unsupported_head(path).unwrap_or_else(|| MuxError::input(path, "no audio track"))
+            opus::unsupported_head(bytes)
+                .unwrap_or_else(|| MuxError::input(&bytes.name(), "no audio track"))
         })
 }
 
 impl SymphoniaSource {
-    fn new(path: &Path, format: Box<dyn FormatReader>) -> Result<Self> {
-        let bad = |what: &str, e: SymphoniaError| MuxError::input(path, format!("{what}: {e}"));
-        let track = audio_track(path, format.as_ref())?;
+    fn new(bytes: &InputBytes, format: Box<dyn FormatReader>) -> Result<Self> {
+        let path = bytes.name();
+        let bad = |what: &str, e: SymphoniaError| MuxError::input(&path, format!("{what}: {e}"));
+        let track = audio_track(bytes, format.as_ref())?;
         let params = track.codec_params.clone();
         let codec = symphonia::default::get_codecs()
             .get_codec(params.codec)
@@ -295,10 +297,10 @@ impl SymphoniaSource {
             .map_err(|e| bad("unsupported audio codec", e))?;
         let rate_hz = params
             .sample_rate
-            .ok_or_else(|| MuxError::input(path, "no sample rate"))?;
+            .ok_or_else(|| MuxError::input(&path, "no sample rate"))?;
         let channels = params.channels.map_or(1, |c| c.count()) as u16;
         Ok(Self {
-            path: path.to_path_buf(),
+            path,
             track_id: track.id,
             format,
             decoder,

@@ -3,10 +3,10 @@
 //! among them) write without the `cbSize` field, so the RIFF walk is done here: it is small
 //! and every length is checked against the file.
 
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::bytes::{InputBytes, InputReader};
 use crate::error::{MuxError, Result};
 
 /// The two G.711 companding laws.
@@ -33,13 +33,10 @@ pub struct G711Format {
     pub data_len: u64,
 }
 
-/// The WAV format tag of `path` when it is a RIFF/WAVE file with a `fmt ` chunk.
+/// The WAV format tag when `head` (a file's first bytes) starts a RIFF/WAVE file with a
+/// `fmt ` chunk.
 #[must_use]
-pub fn wav_format_tag(path: &Path) -> Option<u16> {
-    let mut head = [0u8; 512];
-    let mut file = File::open(path).ok()?;
-    let n = file.read(&mut head).ok()?;
-    let head = &head[..n];
+pub fn wav_format_tag(head: &[u8]) -> Option<u16> {
     if head.len() < 12 || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
         return None;
     }
@@ -61,13 +58,15 @@ pub fn wav_format_tag(path: &Path) -> Option<u16> {
 /// # Errors
 /// [`MuxError::Input`] naming what is wrong: not RIFF/WAVE, a chunk running past the end,
 /// no `fmt ` or `data`, not G.711, or a `data` chunk longer than the file (truncated).
-pub fn parse(path: &Path) -> Result<G711Format> {
+pub fn parse(bytes: &InputBytes) -> Result<G711Format> {
+    let path = &bytes.name();
     let bad = |why: String| MuxError::input(path, format!("corrupt WAV header: {why}"));
-    let mut file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+    let mut file = bytes.open()?;
     let file_len = file
-        .metadata()
-        .map_err(|e| MuxError::input(path, e.to_string()))?
-        .len();
+        .seek(SeekFrom::End(0))
+        .map_err(|e| MuxError::input(path, e.to_string()))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| MuxError::input(path, e.to_string()))?;
     let mut riff = [0u8; 12];
     file.read_exact(&mut riff)
         .map_err(|_| bad("shorter than a RIFF header".into()))?;
@@ -134,7 +133,7 @@ pub fn parse(path: &Path) -> Result<G711Format> {
 /// Streams decoded samples of a G.711 WAV.
 pub struct G711Reader {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn InputReader>>,
     left: u64,
     table: [f32; 256],
     buf: Vec<u8>,
@@ -145,10 +144,11 @@ impl G711Reader {
     ///
     /// # Errors
     /// [`MuxError::Input`] when the file cannot be opened.
-    pub fn open(path: &Path, format: &G711Format) -> Result<Self> {
-        let mut file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+    pub fn open(bytes: &InputBytes, format: &G711Format) -> Result<Self> {
+        let path = bytes.name();
+        let mut file = bytes.open()?;
         file.seek(SeekFrom::Start(format.data_offset))
-            .map_err(|e| MuxError::input(path, e.to_string()))?;
+            .map_err(|e| MuxError::input(&path, e.to_string()))?;
         let mut table = [0f32; 256];
         for (byte, slot) in table.iter_mut().enumerate() {
             let linear = match format.law {
@@ -158,7 +158,7 @@ impl G711Reader {
             *slot = f32::from(linear) / 32768.0;
         }
         Ok(Self {
-            path: path.to_path_buf(),
+            path,
             reader: BufReader::with_capacity(64 * 1024, file),
             left: format.data_len,
             table,

@@ -3,34 +3,34 @@
 //! the manifest.
 
 pub mod audio;
+pub mod bytes;
 pub mod frames;
 pub mod g711;
 mod opus;
 pub mod sealed;
 pub mod video;
 
-use std::fs::File;
 use std::io::Read;
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{MuxError, Result};
+use bytes::InputBytes;
 use video::VideoSource;
 
-/// SHA-256 (hex) and size of a file, read in 1 MiB blocks.
+/// SHA-256 (hex) and size of an input's bytes, read in 1 MiB blocks.
 ///
 /// # Errors
 /// [`MuxError::Input`] when it cannot be read.
-pub fn fingerprint(path: &Path) -> Result<(String, u64)> {
-    let mut file = File::open(path).map_err(|e| MuxError::input(path, e.to_string()))?;
+pub fn fingerprint(bytes: &InputBytes) -> Result<(String, u64)> {
+    let mut file = bytes.open()?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
         let n = file
             .read(&mut buf)
-            .map_err(|e| MuxError::input(path, e.to_string()))?;
+            .map_err(|e| MuxError::input(&bytes.name(), e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -48,7 +48,7 @@ pub fn fingerprint(path: &Path) -> Result<(String, u64)> {
 /// [`MuxError::Input`] when the file or the frames cannot be read.
 pub fn fingerprint_video(source: &VideoSource) -> Result<(String, u64)> {
     match source {
-        VideoSource::File(path) => fingerprint(path),
+        VideoSource::File(path) => fingerprint(&InputBytes::File(path.clone())),
         VideoSource::Frames(frames) => {
             let mut hasher = Sha256::new();
             let mut total = 0u64;

@@ -14,7 +14,6 @@
 //! where the previous one ended (a page lost to corruption, which the demuxer skips, shows as
 //! a jump in the granule positions); a file without its end-of-stream page is truncated.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use symphonia::core::codecs::{CODEC_TYPE_OPUS, CodecParameters};
@@ -22,6 +21,7 @@ use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatReader, Packet};
 
 use super::audio::{AudioInfo, PcmSource, probe};
+use super::bytes::InputBytes;
 use crate::error::{MuxError, Result};
 
 /// The rate Opus decodes at (RFC 7845 §4: granule positions count 48 kHz samples).
@@ -138,14 +138,15 @@ impl Layout {
 /// [`MuxError::Input`] for an unsupported header, a truncated file, or damaged pages or
 /// packets.
 pub(super) fn open(
-    path: &Path,
+    bytes: &InputBytes,
     mut format: Box<dyn FormatReader>,
 ) -> Result<(AudioInfo, OpusSource)> {
     let track = format
         .tracks()
         .iter()
         .find(|t| t.codec_params.codec == CODEC_TYPE_OPUS)
-        .ok_or_else(|| MuxError::input(path, "no Opus track"))?;
+        .ok_or_else(|| MuxError::input(&bytes.name(), "no Opus track"))?;
+    let path = &bytes.name();
     let layout = Layout::of(path, track.id, &track.codec_params)?;
     tracing::debug!(
         path = %path.display(),
@@ -169,7 +170,7 @@ pub(super) fn open(
     }
     drop(format);
 
-    let source = OpusSource::new(path, probe(path)?, layout)?;
+    let source = OpusSource::new(path, probe(bytes)?, layout)?;
     let info = AudioInfo {
         rate_hz: OPUS_RATE_HZ,
         channels: layout.head.channels,
@@ -182,14 +183,9 @@ pub(super) fn open(
 /// Why an Ogg file symphonia cannot open or exposes no track for cannot be read, when it is
 /// Opus with a header symphonia does not map (channel mapping families 2, 3, 255): `None`
 /// otherwise.
-pub(super) fn unsupported_head(path: &Path) -> Option<MuxError> {
+pub(super) fn unsupported_head(bytes: &InputBytes) -> Option<MuxError> {
     // The first page holds only the header: 27 bytes, up to 255 lacing values, the packet.
-    let mut page = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take((27 + 255 + HEAD_LEN) as u64)
-        .read_to_end(&mut page)
-        .ok()?;
+    let page = bytes.head(27 + 255 + HEAD_LEN).ok()?;
     if page.len() < 27 || &page[..4] != b"OggS" {
         return None;
     }
@@ -199,7 +195,7 @@ pub(super) fn unsupported_head(path: &Path) -> Option<MuxError> {
     }
     OpusHead::parse(packet)
         .err()
-        .map(|reason| MuxError::input(path, reason))
+        .map(|reason| MuxError::input(&bytes.name(), reason))
 }
 
 /// The Opus track's packets in order, each checked to be well-framed and to start where the

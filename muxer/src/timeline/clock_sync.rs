@@ -135,6 +135,18 @@ impl ClockMapping {
     pub fn skew_ppm(&self) -> f64 {
         self.skew * 1e6
     }
+
+    /// What the manifest records of the mapping, fitted from `samples` exchanges.
+    #[must_use]
+    pub fn record(&self, samples: usize) -> crate::manifest::AgentClockRecord {
+        crate::manifest::AgentClockRecord {
+            samples,
+            samples_used: self.samples_used,
+            min_round_trip_ms: self.min_round_trip_ns as f64 / 1e6,
+            residual_ms: self.residual_ns / 1e6,
+            skew_ppm: self.skew_ppm(),
+        }
+    }
 }
 
 #[cfg(test)]
