@@ -82,10 +82,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn media_key_context(session: Uuid) -> Vec<u8> {
-    format!("idv session media key v1:{session}").into_bytes()
-}
-
 impl Sessions {
     /// Sessions stored in `vault`, codes hashed with `codes`, valid for `code_ttl`; an ended
     /// session waits `cti_deadline` for its CTI recording before it is muxed video-only.
@@ -133,10 +129,7 @@ impl Sessions {
         let session_id = Uuid::new_v4();
         let created_at = now();
         let key = FileKey::generate();
-        let wrapped_media_key = self
-            .vault
-            .wrap_secret(&media_key_context(session_id), &key)
-            .await?;
+        let wrapped_media_key = self.vault.wrap_session_media_key(session_id, &key).await?;
         self.vault
             .db()
             .create_session(&NewSession {
@@ -257,7 +250,7 @@ impl Sessions {
             .ok_or_else(|| IngestError::Forbidden("the session is over".into()))?;
         let key = self
             .vault
-            .unwrap_secret(&media_key_context(session_id), &wrapped)
+            .unwrap_session_media_key(session_id, &wrapped)
             .await?;
         self.audit(
             &actor,
@@ -287,7 +280,7 @@ impl Sessions {
             wrapped.ok_or_else(|| IngestError::Forbidden("the session is over".into()))?;
         let key = self
             .vault
-            .unwrap_secret(&media_key_context(session), wrapped)
+            .unwrap_session_media_key(session, wrapped)
             .await?;
         Ok(proto::SessionKey::from_bytes(*key.expose()))
     }

@@ -19,6 +19,7 @@ mod mux;
 pub mod pipeline;
 pub mod timeline;
 pub mod video;
+pub mod worker;
 
 pub use align::ReferenceInput;
 pub use audio::AudioInput;

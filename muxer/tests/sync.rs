@@ -249,6 +249,7 @@ fn seal_into_track_log(frames: MemoryFrames, dir: &Path) -> muxer::SealedTrack {
         key,
         format: frames.format,
         max_payload: 1 << 20,
+        clock: None,
     }
 }
 

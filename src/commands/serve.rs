@@ -34,36 +34,51 @@ enum Role {
     All,
     /// Sessions, agent media and CTI intake.
     Ingest,
-    /// Mux job workers.
+    /// A mux job worker (no listener).
     Muxer,
 }
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
-    if args.role == Role::Muxer {
-        anyhow::bail!("the muxer worker role is not built yet (issue 4); use --role ingest or all");
-    }
     let vault = ctx.vault().await?;
-    let server = ingest::start(
-        ingest::ServeConfig {
-            listen: args.listen,
-            data_dir: ctx.storage.data_dir.clone(),
-            tls_names: args.tls_names,
-            drain: Duration::from_secs(args.drain_seconds),
-            code_ttl: Duration::from_secs(args.code_ttl_seconds),
-            ..ingest::ServeConfig::local(ctx.storage.data_dir.clone(), 0)
-        },
-        vault,
-    )
-    .await
-    .context("cannot start the server")?;
-    println!("listening on {}", server.url());
-    let stop = server.shutdown_handle();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        eprintln!("idv: shutting down (draining)");
-        stop.shutdown();
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let worker = matches!(args.role, Role::All | Role::Muxer).then(|| {
+        let worker = muxer::worker::Worker::new(
+            vault.clone(),
+            muxer::worker::WorkerConfig::local(&ctx.storage.data_dir),
+        );
+        tokio::spawn(async move { worker.run(workers_stopped).await })
     });
-    server.wait().await.context("the server failed")?;
+    if args.role == Role::Muxer {
+        println!("muxing: waiting for jobs");
+        shutdown_signal().await;
+        eprintln!("idv: shutting down (releasing the job in progress)");
+    } else {
+        let server = ingest::start(
+            ingest::ServeConfig {
+                listen: args.listen,
+                data_dir: ctx.storage.data_dir.clone(),
+                tls_names: args.tls_names,
+                drain: Duration::from_secs(args.drain_seconds),
+                code_ttl: Duration::from_secs(args.code_ttl_seconds),
+                ..ingest::ServeConfig::local(ctx.storage.data_dir.clone(), 0)
+            },
+            vault,
+        )
+        .await
+        .context("cannot start the server")?;
+        println!("listening on {}", server.url());
+        let stop = server.shutdown_handle();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("idv: shutting down (draining)");
+            stop.shutdown();
+        });
+        server.wait().await.context("the server failed")?;
+    }
+    let _ = stop_workers.send(true);
+    if let Some(worker) = worker {
+        worker.await.context("the mux worker failed")?;
+    }
     Ok(())
 }
 

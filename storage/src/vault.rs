@@ -235,6 +235,30 @@ impl Vault {
         Ok(self.keyring.unwrap(kek, context, key).await?)
     }
 
+    /// Wraps a new session's media key (the key the agent seals frames under) for the
+    /// sessions table, bound to the session: a wrapped key moved to another session's row
+    /// does not unwrap.
+    ///
+    /// # Errors
+    /// A keyring failure.
+    pub async fn wrap_session_media_key(&self, session_id: Uuid, key: &FileKey) -> Result<Vec<u8>> {
+        self.wrap_secret(&session_media_key_context(session_id), key)
+            .await
+    }
+
+    /// A session's media key, unwrapped from its row.
+    ///
+    /// # Errors
+    /// A key wrapped for another session, or a keyring failure.
+    pub async fn unwrap_session_media_key(
+        &self,
+        session_id: Uuid,
+        wrapped: &[u8],
+    ) -> Result<FileKey> {
+        self.unwrap_secret(&session_media_key_context(session_id), wrapped)
+            .await
+    }
+
     /// Seals the file `input` into the archive file `output`: written to a temporary file
     /// beside it, synced and renamed, so `output` is either a complete archive or absent.
     ///
@@ -916,6 +940,10 @@ impl Vault {
             .await?;
         Ok(())
     }
+}
+
+fn session_media_key_context(session_id: Uuid) -> Vec<u8> {
+    format!("idv session media key v1:{session_id}").into_bytes()
 }
 
 fn outcome_of<T>(result: &Result<T>) -> Outcome {

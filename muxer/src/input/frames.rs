@@ -87,6 +87,26 @@ pub struct FrameFormat {
     pub framerate: Option<(i32, i32)>,
 }
 
+impl FrameCodec {
+    /// The codec of a keyframe, read from its first bytes: an Annex-B start code (H.264), a
+    /// VP8 key frame's start code (`9d 01 2a`), or a VP9 key frame's frame marker and sync
+    /// code (`49 83 42`, profiles 0–2). `None` for anything else.
+    #[must_use]
+    pub fn sniff(keyframe: &[u8]) -> Option<Self> {
+        if keyframe.starts_with(&[0, 0, 0, 1]) || keyframe.starts_with(&[0, 0, 1]) {
+            Some(Self::H264AnnexB)
+        } else if keyframe.get(3..6) == Some(&[0x9d, 0x01, 0x2a]) && keyframe[0] & 1 == 0 {
+            Some(Self::Vp8)
+        } else if keyframe.first().is_some_and(|b| b >> 6 == 0b10)
+            && keyframe.get(1..4) == Some(&[0x49, 0x83, 0x42])
+        {
+            Some(Self::Vp9)
+        } else {
+            None
+        }
+    }
+}
+
 impl FrameFormat {
     /// A format with only the codec known.
     #[must_use]

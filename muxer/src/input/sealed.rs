@@ -4,6 +4,10 @@
 //! associated data, so a frame of another session or a tampered one stops the mux with one
 //! line — and the plaintext never reaches a disk. Frames flagged `paused` carry no media and
 //! are skipped: the pause stays a hole on the timeline, shown as the held last picture.
+//!
+//! With a [`ClockMapping`] the frames come out stamped in UTC nanoseconds (the agent's
+//! monotonic clock mapped through the session's clock-sync exchanges, skew included), so the
+//! track's first frame time is its start on the timeline.
 
 use std::path::PathBuf;
 
@@ -13,6 +17,7 @@ use uuid::Uuid;
 
 use super::frames::{FrameFormat, FrameIter, FrameSource, RawFrame};
 use crate::error::{MuxError, Result};
+use crate::timeline::ClockMapping;
 
 /// A sealed track log, read as a [`FrameSource`].
 pub struct SealedTrack {
@@ -28,6 +33,8 @@ pub struct SealedTrack {
     pub format: FrameFormat,
     /// The largest frame payload accepted.
     pub max_payload: usize,
+    /// Maps the agent's clock onto UTC; `None` leaves the agent's timestamps as they are.
+    pub clock: Option<ClockMapping>,
 }
 
 impl SealedTrack {
@@ -68,8 +75,9 @@ impl FrameSource for SealedTrack {
             if header.flags.contains(FrameFlags::PAUSED) {
                 return None;
             }
+            let captured = header.captured_at_ns;
             Some(Ok(RawFrame {
-                pts_ns: header.captured_at_ns,
+                pts_ns: self.clock.map_or(captured, |c| c.to_utc(captured).0),
                 keyframe: header.flags.contains(FrameFlags::KEYFRAME),
                 data,
             }))

@@ -1,0 +1,223 @@
+//! A session's stored media as mux inputs: its track logs (sealed frames, opened in memory
+//! under the session media key, agent time mapped to UTC through the session's clock-sync
+//! exchanges) and its CTI recording (a sealed archive in the blob store, decrypted as read).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use proto::{SessionKey, Track};
+use storage::db::{ClockSample, CtiRecording, MuxJob};
+use storage::{Access, ArchiveLocation, SealedBlob, Vault};
+
+use super::JobError;
+use crate::audio::AudioInput;
+use crate::input::bytes::{ByteSource, InputBytes, InputReader};
+use crate::input::frames::{FrameCodec, FrameFormat, FrameSource};
+use crate::input::sealed::SealedTrack;
+use crate::mux::{Layout, MuxRequest, OutputFormat};
+use crate::timeline::{ClockMapping, SyncSample, UtcNanos};
+use crate::video::{VideoInput, VideoRole};
+
+/// The largest stored frame the worker opens (ingest refused larger ones long before).
+const MAX_STORED_FRAME: usize = 64 << 20;
+
+/// What one session gives the muxer.
+pub struct SessionInputs {
+    /// The session's group (for the manifest).
+    pub group: String,
+    /// The CTI call muxed, if any.
+    pub cti_call_id: Option<String>,
+    videos: Vec<VideoInput>,
+    audio: Option<AudioInput>,
+    clock: ClockMapping,
+    clock_samples: usize,
+}
+
+impl SessionInputs {
+    /// Gathers the inputs of `job`'s session.
+    ///
+    /// # Errors
+    /// [`JobError::Unmuxable`] when the session has no video, no usable clock sync, a
+    /// forgotten media key or (unless the job is video-only) no CTI recording;
+    /// [`JobError::Transient`] for storage failures.
+    pub async fn gather(
+        vault: &Vault,
+        spool_dir: &Path,
+        job: &MuxJob,
+        access: &Access,
+    ) -> Result<Self, JobError> {
+        let session_id = job.session_id;
+        let db = vault.db();
+        let session = db
+            .session(session_id)
+            .await?
+            .ok_or_else(|| JobError::Unmuxable(format!("session {session_id} is not recorded")))?;
+        let wrapped = session.wrapped_media_key.ok_or_else(|| {
+            JobError::Unmuxable(
+                "the session media key was forgotten: its frames are unreadable".into(),
+            )
+        })?;
+        let key = vault.unwrap_session_media_key(session_id, &wrapped).await?;
+        let key = SessionKey::from_bytes(*key.expose());
+
+        let samples = db.clock_samples(session_id).await?;
+        let clock = ClockMapping::fit(&samples.iter().map(sync_sample).collect::<Vec<_>>())
+            .map_err(|e| JobError::Unmuxable(format!("the agent's clock cannot be placed: {e}")))?;
+
+        let dir = spool_dir.join(session_id.to_string());
+        let videos = tokio::task::spawn_blocking(move || open_tracks(&dir, session_id, key, clock))
+            .await
+            .map_err(|e| JobError::Transient(e.to_string()))??;
+
+        let (audio, cti_call_id) = if job.video_only {
+            (None, None)
+        } else {
+            let cti =
+                latest_cti(db.cti_recordings_for_session(session_id).await?).ok_or_else(|| {
+                    JobError::Unmuxable(
+                        "the job expects a CTI recording and none is attached".into(),
+                    )
+                })?;
+            let Some(ArchiveLocation::Blob(blob_key)) = ArchiveLocation::parse(&cti.location)
+            else {
+                return Err(JobError::Unmuxable(format!(
+                    "CTI recording {} is stored at {:?}, not in the blob store",
+                    cti.recording_id, cti.location
+                )));
+            };
+            let sealed = vault.sealed_blob(&blob_key, access).await?;
+            let start = UtcNanos::from_datetime(cti.started_at)
+                .map_err(|e| JobError::Unmuxable(e.to_string()))?;
+            let end = cti
+                .ended_at
+                .map(UtcNanos::from_datetime)
+                .transpose()
+                .map_err(|e| JobError::Unmuxable(e.to_string()))?;
+            let audio = AudioInput {
+                bytes: InputBytes::Source(Arc::new(SealedCti {
+                    label: format!("cti/{}", cti.call_id),
+                    sealed,
+                })),
+                start,
+                end,
+            };
+            (Some(audio), Some(cti.call_id))
+        };
+        Ok(Self {
+            group: session.group,
+            cti_call_id,
+            videos,
+            audio,
+            clock,
+            clock_samples: samples.len(),
+        })
+    }
+
+    /// The mux request: the camera (or, without one, the screen) first, then the screen.
+    #[must_use]
+    pub fn request(&self, format: OutputFormat) -> MuxRequest {
+        let mut videos = self.videos.iter().cloned();
+        MuxRequest {
+            camera: videos
+                .next()
+                .expect("gather refuses a session without video"),
+            screen: videos.next(),
+            audio: self.audio.clone(),
+            reference: None,
+            in_point: None,
+            out_point: None,
+            format,
+            layout: Layout::Tracks,
+            agent_clock: Some(self.clock.record(self.clock_samples)),
+        }
+    }
+}
+
+fn sync_sample(s: &ClockSample) -> SyncSample {
+    SyncSample {
+        agent_sent: s.t1,
+        server_received: UtcNanos(s.t2),
+        server_sent: UtcNanos(s.t3),
+        agent_received: s.t4,
+    }
+}
+
+/// The recording received last (a CTI system that sent the call twice meant the second).
+fn latest_cti(recordings: Vec<CtiRecording>) -> Option<CtiRecording> {
+    recordings.into_iter().max_by_key(|r| r.received_at)
+}
+
+/// The camera and screen logs that hold at least one frame with media, in that order, each
+/// starting on the timeline at its first frame's mapped capture time.
+fn open_tracks(
+    dir: &Path,
+    session: uuid::Uuid,
+    key: SessionKey,
+    clock: ClockMapping,
+) -> Result<Vec<VideoInput>, JobError> {
+    let mut videos = Vec::new();
+    for (track, role) in [
+        (Track::Camera, VideoRole::Camera),
+        (Track::Screen, VideoRole::Screen),
+    ] {
+        let path = dir.join(format!("{}.log", track.name()));
+        if !path.exists() {
+            continue;
+        }
+        let mut source = SealedTrack {
+            path,
+            session,
+            track,
+            key: key.clone(),
+            // Learnt from the first frame below.
+            format: FrameFormat::new(FrameCodec::H264AnnexB),
+            max_payload: MAX_STORED_FRAME,
+            clock: Some(clock),
+        };
+        let first = source
+            .frames()
+            .map_err(|e| JobError::Unmuxable(e.to_string()))?
+            .next()
+            .transpose()
+            .map_err(|e| JobError::Unmuxable(e.to_string()))?;
+        let Some(first) = first else {
+            continue; // nothing but pauses, or nothing at all
+        };
+        let codec = FrameCodec::sniff(&first.data).ok_or_else(|| {
+            JobError::Unmuxable(format!(
+                "{}: the first frame is not an H.264, VP8 or VP9 keyframe",
+                source.label()
+            ))
+        })?;
+        source.format = FrameFormat::new(codec);
+        videos.push(VideoInput::frames(
+            role,
+            Arc::new(source),
+            UtcNanos(first.pts_ns),
+        ));
+    }
+    if videos.is_empty() {
+        return Err(JobError::Unmuxable(
+            "the session holds no camera or screen frames".into(),
+        ));
+    }
+    Ok(videos)
+}
+
+/// A sealed CTI recording, read through the vault's [`SealedBlob`].
+struct SealedCti {
+    label: String,
+    sealed: SealedBlob,
+}
+
+impl ByteSource for SealedCti {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn open(&self) -> io::Result<Box<dyn InputReader>> {
+        let reader = self.sealed.open().map_err(io::Error::other)?;
+        Ok(Box::new(reader))
+    }
+}

@@ -1,0 +1,580 @@
+//! The mux worker over a session as ingest stores it (SQLite + local blobs): sealed track logs
+//! stamped on an agent clock with an arbitrary origin and a 300 ppm skew, the clock-sync
+//! exchanges, a CTI recording sealed in the blob store. The worker claims the job, muxes in
+//! sync, seals into the blob store, records the archive on the job — once, whatever crashes,
+//! stolen leases or shutdowns happen — and leaves no plaintext on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixtures::media::{CameraClip, CtiRecording, h264_access_units, measure_with_ffmpeg};
+use muxer::timeline::UtcNanos;
+use muxer::worker::{JobOutcome, Worker, WorkerConfig};
+use proto::{FrameFlags, FrameHeader, SessionCipher, SessionKey, Track};
+use storage::archive::FileKey;
+use storage::db::{ClockSample, CtiRecording as CtiRow, MuxJobState, NewSession};
+use storage::keyring::FileKeyring;
+use storage::track_log::TrackLog;
+use storage::{Access, Vault};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+const FPS: u32 = 30;
+/// The agent's monotonic clock reads this at the camera's first frame.
+const AGENT_ORIGIN_NS: i64 = 987_654_321_000;
+/// The agent clock runs this much slow against UTC.
+const SKEW_PPM: f64 = 300.0;
+/// The CTI call starts this long before the camera.
+const CTI_LEAD_S: f64 = 0.5;
+const FLASH_FRAMES: [u32; 2] = [30, 105];
+
+struct Stored {
+    dir: tempfile::TempDir,
+    vault: Vault,
+    session: Uuid,
+    /// When the camera's first frame was captured (UTC).
+    camera_start: UtcNanos,
+}
+
+fn data_dir(stored: &Stored) -> &Path {
+    stored.dir.path()
+}
+
+/// The agent clock at UTC `t` (the camera's start is the origin of both).
+fn agent_clock(camera_start: UtcNanos, t: UtcNanos) -> i64 {
+    let since = (t.0 - camera_start.0) as f64;
+    AGENT_ORIGIN_NS + (since * (1.0 - SKEW_PPM * 1e-6)).round() as i64
+}
+
+async fn vault(dir: &Path) -> Vault {
+    let keyring = Arc::new(FileKeyring::open(dir).unwrap());
+    let db = storage::db::MetadataDb::open(dir, None).await.unwrap();
+    let blobs = storage::blob::BlobStore::open(dir, None).unwrap();
+    Vault::from_parts(keyring, db, blobs)
+}
+
+/// Frames for the camera log: the clip's access units, or `garbage` instead.
+enum Camera {
+    Clip,
+    Garbage,
+}
+
+/// A session as ingest leaves it when it ended; its mux job queued.
+async fn stored_session(camera: Camera, with_cti: bool) -> Stored {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = vault(dir.path()).await;
+    let session = Uuid::new_v4();
+    let now = OffsetDateTime::now_utc();
+    let camera_start = UtcNanos::from_datetime(now)
+        .unwrap()
+        .plus(-20 * UtcNanos::SECOND);
+
+    let media_key = FileKey::generate();
+    let wrapped = vault
+        .wrap_session_media_key(session, &media_key)
+        .await
+        .unwrap();
+    vault
+        .db()
+        .create_session(&NewSession {
+            session_id: session,
+            group: "branch-7".into(),
+            created_by: "operator-1".into(),
+            created_at: now,
+            wrapped_media_key: wrapped,
+        })
+        .await
+        .unwrap();
+
+    // Clock sync: an exchange every second over 6 s, 0.4 ms each way, 0.1 ms in the server.
+    let samples: Vec<ClockSample> = (0..7)
+        .map(|i| {
+            let sent = camera_start.plus(i * UtcNanos::SECOND);
+            let received = sent.plus(400_000);
+            let answered = received.plus(100_000);
+            let back = answered.plus(400_000);
+            ClockSample {
+                t1: agent_clock(camera_start, sent),
+                t2: received.0,
+                t3: answered.0,
+                t4: agent_clock(camera_start, back),
+            }
+        })
+        .collect();
+    vault
+        .db()
+        .insert_clock_samples(session, &samples)
+        .await
+        .unwrap();
+
+    // The camera log, frames sealed as the agent sends them.
+    let clip_path = dir.path().join("fixture-camera.mp4");
+    let frames: Vec<(i64, bool, Vec<u8>)> = match camera {
+        Camera::Clip => {
+            CameraClip {
+                frames: 150,
+                fps: FPS,
+                width: 320,
+                height: 240,
+                flash_frames: FLASH_FRAMES.to_vec(),
+                ..CameraClip::default()
+            }
+            .write(&clip_path)
+            .unwrap();
+            let units = h264_access_units(&clip_path).unwrap();
+            std::fs::remove_file(&clip_path).unwrap();
+            units
+                .into_iter()
+                .map(|u| {
+                    let at = camera_start.plus(u.pts.as_nanos() as i64);
+                    (agent_clock(camera_start, at), u.keyframe, u.data)
+                })
+                .collect()
+        }
+        Camera::Garbage => (0..30)
+            .map(|i| {
+                let at = camera_start.plus(i * 33_333_333);
+                (agent_clock(camera_start, at), i == 0, vec![0x5a; 900])
+            })
+            .collect(),
+    };
+    let key = SessionKey::from_bytes(*media_key.expose());
+    let cipher = SessionCipher::new(&key, session);
+    let log_path = dir
+        .path()
+        .join("spool")
+        .join(session.to_string())
+        .join("camera.log");
+    let mut log = TrackLog::open(&log_path).unwrap();
+    for (i, (captured, keyframe, data)) in frames.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let flags = if *keyframe {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        };
+        let header = FrameHeader::new(Track::Camera, seq, *captured).with_flags(flags);
+        log.append(seq, *captured, &cipher.seal(&header, data).unwrap())
+            .unwrap();
+    }
+    log.sync().unwrap();
+
+    // The CTI recording: beeps where the flashes are, on the call's own clock; sealed.
+    if with_cti {
+        let cti_start = camera_start.plus(-(CTI_LEAD_S * 1e9) as i64);
+        let beeps = FLASH_FRAMES
+            .iter()
+            .map(|&f| Duration::from_secs_f64(CTI_LEAD_S + f64::from(f) / f64::from(FPS)))
+            .collect();
+        let wav = dir.path().join("fixture-cti.wav");
+        let truth = CtiRecording {
+            duration: Duration::from_secs(6),
+            beeps,
+            ..CtiRecording::default()
+        }
+        .write(&wav)
+        .unwrap();
+        let bytes = std::fs::read(&wav).unwrap();
+        std::fs::remove_file(&wav).unwrap();
+        let recording_id = Uuid::new_v4();
+        let blob_key = format!("cti/{recording_id}.idvr");
+        let record = vault
+            .seal_to_blob(
+                bytes.as_slice(),
+                &blob_key,
+                serde_json::json!({ "kind": "cti" }),
+                &Access::new("cti:test", None),
+            )
+            .await
+            .unwrap();
+        vault
+            .db()
+            .insert_cti_recording(&CtiRow {
+                recording_id,
+                call_id: "call-4711".into(),
+                session_id: Some(session),
+                correlation_key: None,
+                started_at: cti_start.to_datetime(),
+                ended_at: Some(
+                    cti_start
+                        .plus(truth.true_duration.as_nanos() as i64)
+                        .to_datetime(),
+                ),
+                location: record.location.clone(),
+                archive_id: Some(record.archive_id),
+                received_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    vault
+        .db()
+        .enqueue_mux_job(session, !with_cti, now)
+        .await
+        .unwrap();
+    Stored {
+        dir,
+        vault,
+        session,
+        camera_start,
+    }
+}
+
+fn worker(stored: &Stored, id: &str, lease: Duration) -> Worker {
+    Worker::new(
+        stored.vault.clone(),
+        WorkerConfig {
+            id: id.into(),
+            lease,
+            retry_after: Duration::from_millis(100),
+            ..WorkerConfig::local(data_dir(stored))
+        },
+    )
+}
+
+fn running() -> watch::Receiver<bool> {
+    // The sender is leaked so the receiver never sees it dropped.
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
+}
+
+/// The archive's plaintext and manifest (read here, by the test, in a temp dir).
+async fn open_archive(stored: &Stored, archive_id: Uuid) -> (PathBuf, serde_json::Value) {
+    let record = stored
+        .vault
+        .db()
+        .archive(archive_id)
+        .await
+        .unwrap()
+        .expect("recorded");
+    let key = record
+        .location
+        .strip_prefix("blob:")
+        .expect("in the blob store");
+    let reader = stored
+        .vault
+        .open_blob(key, &Access::new("test", Some("check".into())))
+        .await
+        .unwrap();
+    let out = stored.dir.path().join("check-out.mp4");
+    let out_path = out.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let manifest = reader.verify(|_| {}).unwrap().manifest;
+        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).unwrap();
+        let mut file = std::fs::File::create(&out_path).unwrap();
+        std::io::copy(&mut reader, &mut file).unwrap();
+        manifest
+    })
+    .await
+    .unwrap();
+    (out, manifest)
+}
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_session_is_muxed_in_sync_sealed_and_recorded() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let worker = worker(&stored, "worker-a", Duration::from_secs(30));
+    let outcome = worker.run_once(running()).await.unwrap().expect("a job");
+    let JobOutcome::Done {
+        session_id,
+        archive_id,
+    } = outcome
+    else {
+        panic!("expected done, got {outcome:?}");
+    };
+    assert_eq!(session_id, stored.session);
+    let job = stored
+        .vault
+        .db()
+        .mux_job_for_session(stored.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, MuxJobState::Done);
+    assert_eq!(job.archive_id, Some(archive_id));
+    assert!(
+        worker.run_once(running()).await.unwrap().is_none(),
+        "nothing left"
+    );
+
+    // No plaintext media anywhere in the data directory: no MP4 box, no WAV header.
+    for (path, bytes) in files(data_dir(&stored)) {
+        for magic in [&b"ftyp"[..], b"mdat", b"RIFF", b"WAVEfmt"] {
+            assert!(
+                !contains(&bytes, magic),
+                "{} holds plaintext ({})",
+                path.display(),
+                String::from_utf8_lossy(magic)
+            );
+        }
+    }
+
+    let (mp4, manifest) = open_archive(&stored, archive_id).await;
+    assert_eq!(
+        manifest["session"]["session_id"],
+        stored.session.to_string()
+    );
+    assert_eq!(manifest["session"]["group"], "branch-7");
+    assert_eq!(manifest["session"]["cti_call_id"], "call-4711");
+    assert_eq!(manifest["video_only"], false);
+    let agent = &manifest["clock"]["agent_clock"];
+    assert_eq!(agent["samples"], 7, "{agent}");
+    let skew = agent["skew_ppm"].as_f64().unwrap();
+    assert!((skew - SKEW_PPM).abs() < 1.0, "skew {skew} ppm");
+    let offset = manifest["clock"]["audio_offset_s"].as_f64().unwrap();
+    assert!(
+        (offset + CTI_LEAD_S).abs() < 1e-3,
+        "audio offset {offset} s"
+    );
+    // The cut starts at the camera's first frame (the CTI started earlier), as mapped from the
+    // agent's clock: within a microsecond of the truth.
+    let cut_in = OffsetDateTime::parse(
+        manifest["cuts"]["in"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let error_ns = (UtcNanos::from_datetime(cut_in).unwrap().0 - stored.camera_start.0).abs();
+    assert!(
+        error_ns < 1_000,
+        "cut in {error_ns} ns off the camera's first frame"
+    );
+
+    let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len(), "{measured:?}");
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len(), "{measured:?}");
+    for (flash, beep) in measured.flashes.iter().zip(&measured.beeps) {
+        let sync_ms = (beep.as_secs_f64() - flash.as_secs_f64()) * 1e3;
+        println!("SYNC worker: flash {flash:?} beep {beep:?}: audio − video {sync_ms:+.3} ms");
+        assert!(sync_ms.abs() < 1.0, "audio − video = {sync_ms} ms");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cti_audio_the_archive_is_video_only() {
+    let stored = stored_session(Camera::Clip, false).await;
+    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let job = stored
+        .vault
+        .db()
+        .mux_job_for_session(stored.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(job.video_only);
+    let (mp4, manifest) = open_archive(&stored, archive_id).await;
+    assert_eq!(manifest["video_only"], true);
+    assert!(manifest["session"]["cti_call_id"].is_null());
+    let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len());
+    assert!(measured.beeps.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_crashed_is_retried_and_done_once() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let db = stored.vault.db();
+    // A worker claims the job and dies: it never renews, never completes.
+    let dead = db
+        .claim_mux_job(
+            "dead-worker",
+            OffsetDateTime::now_utc(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let alive = worker(&stored, "worker-b", Duration::from_secs(30));
+    assert!(
+        alive.run_once(running()).await.unwrap().is_none(),
+        "the lease still holds"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let outcome = alive.run_once(running()).await.unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let job = db.mux_job(dead.job_id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (MuxJobState::Done, 2));
+    // The dead worker coming back cannot complete it a second time.
+    assert!(
+        !db.complete_mux_job(
+            dead.job_id,
+            "dead-worker",
+            Uuid::new_v4(),
+            OffsetDateTime::now_utc()
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        db.mux_job(dead.job_id).await.unwrap().unwrap().archive_id,
+        Some(archive_id)
+    );
+    assert_eq!(
+        db.archives()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.location.starts_with("blob:recordings/"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_loses_its_lease_keeps_nothing() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let db = stored.vault.db().clone();
+    let slow = worker(&stored, "worker-slow", Duration::from_millis(900));
+    let first = tokio::spawn(async move { slow.run_once(running()).await });
+    // Once it runs, another node takes the job over (as after an expired lease).
+    let job = loop {
+        let job = db
+            .mux_job_for_session(stored.session)
+            .await
+            .unwrap()
+            .unwrap();
+        if job.state == MuxJobState::Running {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(db.release_mux_job(job.job_id, "worker-slow").await.unwrap());
+    let winner = worker(&stored, "worker-fast", Duration::from_secs(30));
+    let won = winner.run_once(running()).await.unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = won else {
+        panic!("expected done, got {won:?}");
+    };
+    let lost = first.await.unwrap().unwrap();
+    assert_eq!(
+        lost,
+        Some(JobOutcome::LostLease {
+            session_id: stored.session
+        })
+    );
+    // One archive, one object: the loser's was never kept.
+    let muxed: Vec<_> = db
+        .archives()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.location.starts_with("blob:recordings/"))
+        .collect();
+    assert_eq!(muxed.len(), 1, "{muxed:?}");
+    assert_eq!(muxed[0].archive_id, archive_id);
+    let objects = stored
+        .vault
+        .blobs()
+        .list(&format!("recordings/{}/", stored.session))
+        .await
+        .unwrap();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmuxable_media_fails_the_job_for_good_with_the_reason() {
+    let stored = stored_session(Camera::Garbage, true).await;
+    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    let Some(JobOutcome::Failed { error, .. }) = outcome else {
+        panic!("expected failed, got {outcome:?}");
+    };
+    assert!(
+        error.contains("camera") && error.contains("keyframe"),
+        "{error}"
+    );
+    let job = stored
+        .vault
+        .db()
+        .mux_job_for_session(stored.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, MuxJobState::Failed);
+    assert_eq!(job.error.as_deref(), Some(error.as_str()));
+    assert!(
+        stored
+            .vault
+            .blobs()
+            .list("recordings/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_releases_its_job_uncounted() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let (stop, stopped) = watch::channel(false);
+    stop.send(true).unwrap();
+    let outcome = worker(&stored, "worker-a", Duration::from_millis(300))
+        .run_once(stopped)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        Some(JobOutcome::Released {
+            session_id: stored.session
+        })
+    );
+    let job = stored
+        .vault
+        .db()
+        .mux_job_for_session(stored.session)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.state, job.attempts), (MuxJobState::Queued, 0));
+    assert!(
+        stored
+            .vault
+            .blobs()
+            .list("recordings/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The next worker does it.
+    let outcome = worker(&stored, "worker-b", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Some(JobOutcome::Done { .. })),
+        "{outcome:?}"
+    );
+}
