@@ -73,7 +73,12 @@ async fn end_session(
         .and_then(|b| b.0.reason)
         .unwrap_or_else(|| "ended by the operator".into());
     state.sessions.end(&operator, id, &reason).await?;
-    state.live.close(id, proto::CloseCode::SessionEnded);
+    // The agent's last frames and clock samples are stored before the job can run.
+    state
+        .live
+        .close_and_wait(id, proto::CloseCode::SessionEnded, state.config.drain)
+        .await;
+    state.sessions.queue_mux(id).await?;
     Ok(Json(
         serde_json::json!({ "session_id": id, "state": "ended" }),
     ))

@@ -57,6 +57,23 @@ impl LiveConnections {
         }
     }
 
+    /// Asks the session's connection (if any) to close with `code` and waits, up to
+    /// `patience`, until it has: its last batch durable and acknowledged, its clock-sync
+    /// samples stored. What a mux job reads is then complete.
+    pub async fn close_and_wait(&self, session: Uuid, code: CloseCode, patience: Duration) {
+        let owner = {
+            let sessions = self.sessions.lock().expect("not poisoned");
+            let Some(entry) = sessions.get(&session) else {
+                return;
+            };
+            let _ = entry.stop.send(Some(code));
+            entry.owner.clone()
+        };
+        if tokio::time::timeout(patience, owner.lock()).await.is_err() {
+            tracing::warn!(%session, ?patience, "the agent connection did not close in time");
+        }
+    }
+
     /// Asks every connection to close with `code` (a shutdown: each first makes its last
     /// batch durable and acknowledges it).
     pub fn close_all(&self, code: CloseCode) {

@@ -355,7 +355,8 @@ impl Sessions {
         Ok(())
     }
 
-    /// Ends a session of the operator's group.
+    /// Ends a session of the operator's group (its mux job is queued by [`Self::queue_mux`]
+    /// once its agent connection has closed).
     ///
     /// # Errors
     /// [`IngestError::NotFound`] for an unknown session or one of another group.
@@ -396,12 +397,17 @@ impl Sessions {
             Outcome::Success,
         )
         .await;
-        self.queue_mux(session).await
+        Ok(())
     }
 
     /// Queues an ended session's mux job: due now when its CTI recording is in, otherwise
     /// video-only after the CTI deadline (a recording arriving before then expedites it).
-    async fn queue_mux(&self, session: Uuid) -> Result<()> {
+    /// Queues the mux job of an ended session: due now if its CTI recording is here, else
+    /// at the CTI deadline (then video-only unless the recording comes first).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn queue_mux(&self, session: Uuid) -> Result<()> {
         let db = self.vault.db();
         let has_audio = !db.cti_recordings_for_session(session).await?.is_empty();
         let at = now();

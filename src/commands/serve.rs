@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Seconds a connection code stays valid.
     #[arg(long, default_value_t = 600)]
     code_ttl_seconds: u64,
+    /// Seconds after a session ends that its CTI recording may still arrive; past it the
+    /// session is muxed video-only (flagged).
+    #[arg(long, default_value_t = 900)]
+    cti_deadline_seconds: u64,
     /// Seconds a shutdown waits for requests in flight.
     #[arg(long, default_value_t = 10)]
     drain_seconds: u64,
@@ -60,6 +64,7 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
                 tls_names: args.tls_names,
                 drain: Duration::from_secs(args.drain_seconds),
                 code_ttl: Duration::from_secs(args.code_ttl_seconds),
+                cti_deadline: Duration::from_secs(args.cti_deadline_seconds),
                 ..ingest::ServeConfig::local(ctx.storage.data_dir.clone(), 0)
             },
             vault,

@@ -1,0 +1,341 @@
+//! The whole path as the outside sees it, through a real `idv serve` process (every role) and
+//! the CLI contract: an operator creates a session (`idv session create`), a simulated agent
+//! redeems the code, consents, syncs its clock and streams a real H.264 camera; the CTI system
+//! pushes the call (`idv cti push`); the operator ends the session (`idv session end`); the mux
+//! worker muxes and seals it; `idv recordings list` shows it muxed, `idv recordings get`
+//! downloads the sealed archive and `idv open --data-dir` of the server's data directory
+//! decrypts it — with the camera's flashes and the call's beeps in sync. A second session
+//! whose CTI never comes is muxed video-only once the deadline passes.
+
+#[path = "../ingest/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::Agent;
+use fixtures::media::{CameraClip, CtiRecording, h264_access_units, measure_with_ffmpeg};
+use proto::{AgentControl, FrameFlags, FrameHeader, ServerControl, SessionKey, Track};
+use serde_json::json;
+
+const FPS: u32 = 30;
+const FLASH_FRAMES: [u32; 2] = [30, 105];
+/// The call started this long before the camera.
+const CTI_LEAD_S: f64 = 0.4;
+/// Seconds past a session's end its CTI may still come.
+const CTI_DEADLINE_S: u64 = 3;
+
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "2"])
+            .args(["--cti-deadline-seconds", &CTI_DEADLINE_S.to_string()])
+            .env_remove("DATABASE_URL")
+            .env_remove("IDV_BLOB_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("idv serve prints its URL").unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.to_owned();
+            }
+        };
+        Self {
+            child,
+            url,
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// `idv --data-dir DATA ARGS… --server URL` (the client side of the contract).
+    fn idv(&self, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_idv"))
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("IDV_BLOB_URL")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "idv {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn idv_out(&self, args: &[&str]) -> String {
+        String::from_utf8(self.idv(args).stdout).unwrap()
+    }
+
+    fn http(&self) -> reqwest::Client {
+        let pem = std::fs::read(self.data.join("tls/cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// The status and archive of `session` in `idv recordings list`, once it is past muxing.
+    fn wait_recording(&self, session: &str) -> (String, String) {
+        let started = Instant::now();
+        loop {
+            let list = self.idv_out(&["recordings", "list", "--server", &self.url]);
+            if let Some(line) = list.lines().find(|l| l.starts_with(session)) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if !matches!(fields[1], "queued" | "muxing") {
+                    return (fields[1].to_owned(), fields[2].to_owned());
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{session} not muxed in time:\n{list}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "still running");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{status}");
+    }
+}
+
+/// The agent's monotonic clock: nanoseconds since it started, from an arbitrary origin.
+struct AgentClock(Instant);
+
+impl AgentClock {
+    const ORIGIN_NS: i64 = 5_000_000_000_000;
+
+    fn now(&self) -> i64 {
+        Self::ORIGIN_NS + self.0.elapsed().as_nanos() as i64
+    }
+}
+
+fn utc_ns(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+fn rfc3339_ns(ns: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// Five NTP-style exchanges, each stored by the server as a clock sample.
+async fn sync_clock(agent: &mut Agent, clock: &AgentClock) {
+    for _ in 0..5 {
+        let t1 = clock.now();
+        agent.send_text(AgentControl::Ping { t1 }.to_json()).await;
+        let (t2, t3) = loop {
+            match agent.control().await {
+                Ok(ServerControl::Pong { t1: echoed, t2, t3 }) if echoed == t1 => break (t2, t3),
+                Ok(_) => {}
+                Err(closed) => panic!("closed during clock sync: {closed:?}"),
+            }
+        };
+        let t4 = clock.now();
+        let sample = proto::ClockSample::from_pong(t1, t2, t3, t4);
+        agent
+            .send_text(AgentControl::ClockSample(sample).to_json())
+            .await;
+    }
+}
+
+/// An operator's session joined by an agent that consented to camera and recording.
+async fn joined_session(server: &Server, http: &reqwest::Client) -> (String, String, SessionKey) {
+    let created = server.idv_out(&["session", "create", "--server", &server.url]);
+    let mut fields = created.split_whitespace();
+    let (session, code) = (fields.next().unwrap().to_owned(), fields.next().unwrap());
+    assert_eq!(code.len(), 6, "{created}");
+    let joined: serde_json::Value = http
+        .post(format!("{}/api/v1/join", server.url))
+        .json(&json!({ "code": code, "group": "default" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(joined["session_id"], session.as_str(), "{joined}");
+    let token = joined["session_token"].as_str().unwrap().to_owned();
+    let consent = http
+        .post(format!("{}/api/v1/consent", server.url))
+        .bearer_auth(&token)
+        .json(&json!({ "scopes": ["camera", "recording"], "granted_by": "customer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 200);
+    let key = hex::decode(joined["media_key"].as_str().unwrap()).unwrap();
+    (session, token, SessionKey::from_slice(&key).unwrap())
+}
+
+/// Streams `units` as the camera, captured from now on; returns the UTC of the first frame.
+async fn stream_camera(
+    server: &Server,
+    session: &str,
+    token: &str,
+    key: &SessionKey,
+    units: &[fixtures::media::AccessUnit],
+) -> i64 {
+    let session_id = uuid::Uuid::parse_str(session).unwrap();
+    let cert = std::fs::read(server.data.join("tls/cert.pem")).unwrap();
+    let url = format!(
+        "{}/api/v1/agent",
+        server.url.replacen("https://", "wss://", 1)
+    );
+    let (mut agent, _) = Agent::connect(&url, &cert, token, key, session_id).await;
+    let clock = AgentClock(Instant::now());
+    sync_clock(&mut agent, &clock).await;
+    // The first frame's capture instant on both clocks (taken together: the mapping the
+    // server learns from the exchanges must put it back here).
+    let (agent_start, utc_start) = (clock.now(), utc_ns(SystemTime::now()));
+    for (i, unit) in units.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let flags = if unit.keyframe {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        };
+        let captured = agent_start + unit.pts.as_nanos() as i64;
+        let header = FrameHeader::new(Track::Camera, seq, captured).with_flags(flags);
+        agent
+            .send_bytes(agent.cipher.seal(&header, &unit.data).unwrap())
+            .await;
+    }
+    agent.acked_through(Track::Camera, units.len() as u64).await;
+    sync_clock(&mut agent, &clock).await;
+    utc_start
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let http = server.http();
+
+    let clip = dir.path().join("camera.mp4");
+    CameraClip {
+        frames: 150,
+        fps: FPS,
+        width: 320,
+        height: 240,
+        flash_frames: FLASH_FRAMES.to_vec(),
+        ..CameraClip::default()
+    }
+    .write(&clip)
+    .unwrap();
+    let units = h264_access_units(&clip).unwrap();
+
+    // Session 1: with its call recording.
+    let (session, token, key) = joined_session(&server, &http).await;
+    let camera_utc = stream_camera(&server, &session, &token, &key, &units).await;
+    let cti_start = camera_utc - (CTI_LEAD_S * 1e9) as i64;
+    let wav = dir.path().join("call.wav");
+    let truth = CtiRecording {
+        duration: Duration::from_secs(6),
+        beeps: FLASH_FRAMES
+            .iter()
+            .map(|&f| Duration::from_secs_f64(CTI_LEAD_S + f64::from(f) / f64::from(FPS)))
+            .collect(),
+        ..CtiRecording::default()
+    }
+    .write(&wav)
+    .unwrap();
+    let cti_end = cti_start + truth.true_duration.as_nanos() as i64;
+    server.idv(&[
+        "cti",
+        "push",
+        "--server",
+        &server.url,
+        "--call-id",
+        "call-0001",
+        "--session",
+        &session,
+        "--started-at",
+        &rfc3339_ns(cti_start),
+        "--ended-at",
+        &rfc3339_ns(cti_end),
+        wav.to_str().unwrap(),
+    ]);
+
+    // Session 2: the call recording never comes.
+    let (silent, silent_token, silent_key) = joined_session(&server, &http).await;
+    stream_camera(&server, &silent, &silent_token, &silent_key, &units).await;
+
+    for id in [&session, &silent] {
+        server.idv(&["session", "end", "--server", &server.url, id]);
+    }
+    let (status, archive) = server.wait_recording(&session);
+    assert_eq!(status, "muxed");
+    let (silent_status, _) = server.wait_recording(&silent);
+    assert_eq!(silent_status, "video-only");
+
+    let sealed = dir.path().join("recording.idvr");
+    server.idv(&[
+        "recordings",
+        "get",
+        "--server",
+        &server.url,
+        &session,
+        "-o",
+        sealed.to_str().unwrap(),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&server.idv_out(&["manifest", sealed.to_str().unwrap()])).unwrap();
+    assert_eq!(manifest["session"]["session_id"], session.as_str());
+    assert_eq!(manifest["video_only"], false);
+    assert_eq!(manifest["clock"]["agent_clock"]["samples"], 10);
+    let plain = dir.path().join("recording.mp4");
+    server.idv(&[
+        "open",
+        sealed.to_str().unwrap(),
+        "-o",
+        plain.to_str().unwrap(),
+        "--reason",
+        "end-to-end test",
+    ]);
+    let measured = measure_with_ffmpeg(&plain, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len(), "{measured:?}");
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len(), "{measured:?}");
+    for (flash, beep) in measured.flashes.iter().zip(&measured.beeps) {
+        let sync_ms = (beep.as_secs_f64() - flash.as_secs_f64()) * 1e3;
+        println!("SYNC end-to-end: flash {flash:?}: audio − video {sync_ms:+.3} ms");
+        // The agent-to-UTC mapping over loopback is good to a fraction of a millisecond; a
+        // wrong mapping is off by the agent clock's origin (seconds).
+        assert!(sync_ms.abs() < 2.0, "audio − video = {sync_ms:.3} ms");
+    }
+    assert!(archive.len() == 36, "archive id in the list: {archive}");
+    server.stop();
+}
