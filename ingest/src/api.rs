@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi))
         .route("/sessions", post(create_session))
         .route("/sessions/{id}/end", post(end_session))
+        .route("/sessions/{id}/live", get(crate::live::subscribe))
         .route("/join", post(join))
         .route("/consent", post(consent))
         .route("/agent", get(crate::media::agent_socket))
@@ -78,6 +79,7 @@ async fn end_session(
         .live
         .close_and_wait(id, proto::CloseCode::SessionEnded, state.config.drain)
         .await;
+    state.feeds.end(id, &reason);
     state.sessions.queue_mux(id).await?;
     Ok(Json(
         serde_json::json!({ "session_id": id, "state": "ended" }),

@@ -13,6 +13,7 @@ pub mod client;
 pub mod code;
 pub mod cti;
 pub mod error;
+pub mod live;
 pub mod media;
 pub mod metrics;
 pub mod operator;

@@ -362,6 +362,10 @@ impl<'a> Connection<'a> {
                     .metrics
                     .frames_acknowledged
                     .fetch_add(1, Ordering::Relaxed);
+                // Watchers see it at once; the live path never waits for the fsync.
+                self.state
+                    .feeds
+                    .publish_frame(self.session, bytes, self.state.config.max_payload);
             }
             Ok(Appended::Duplicate) => {}
             Err(LogError::OutOfOrder { expected, got, .. }) => {
@@ -428,10 +432,14 @@ impl<'a> Connection<'a> {
             // keeps that the customer did it.
             AgentControl::Pause { tracks, at_ns } => {
                 audit_sharing(self.state, self.session, "session.pause", &tracks, at_ns).await;
+                let notice = proto::LiveNotice::Paused { tracks, at_ns };
+                (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
                 Ok(())
             }
             AgentControl::Resume { tracks, at_ns } => {
                 audit_sharing(self.state, self.session, "session.resume", &tracks, at_ns).await;
+                let notice = proto::LiveNotice::Resumed { tracks, at_ns };
+                (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
                 Ok(())
             }
             AgentControl::Close(_) => Err(close(

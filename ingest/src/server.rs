@@ -80,6 +80,8 @@ pub struct AppState {
     pub config: ServeConfig,
     /// Agents connected now, one connection per session.
     pub live: LiveConnections,
+    /// Operators watching sessions live.
+    pub feeds: crate::live::LiveFeeds,
     /// CTI audio intake: its signing key and replay memory.
     pub cti: CtiIntake,
 }
@@ -185,6 +187,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         sessions: Sessions::new(vault, codes, config.code_ttl, config.cti_deadline),
         config: config.clone(),
         live: LiveConnections::default(),
+        feeds: crate::live::LiveFeeds::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
     });
     let listener = std::net::TcpListener::bind(config.listen)

@@ -122,6 +122,15 @@ async fn the_api_refuses_missing_and_wrong_tokens_and_counts_them() {
         .await
         .unwrap();
     assert_eq!(openapi["openapi"], "3.1.0");
+    // Every route the API serves is described (kept in step with `api::routes`).
+    let api = include_str!("../src/api.rs");
+    for route in api.split(".route(\"").skip(1) {
+        let path = format!("/api/v1{}", &route[..route.find('"').unwrap()]);
+        assert!(
+            openapi["paths"].get(&path).is_some(),
+            "{path} is missing from openapi.json"
+        );
+    }
     server.shutdown().await.unwrap();
 }
 

@@ -73,6 +73,14 @@ impl LiveFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LiveNotice {
+    /// The first message to a subscriber: the session, and its media key (hex) to open the
+    /// frames with. Only an operator authorised for the session receives it.
+    Subscribed {
+        /// The session.
+        session_id: uuid::Uuid,
+        /// The session media key, hex.
+        media_key: String,
+    },
     /// The customer paused sharing of `tracks` (every track if empty).
     Paused {
         /// Tracks paused; empty means all.

@@ -1,0 +1,230 @@
+//! Live fan-out: operators of a session's group watch its frames as they arrive
+//! (`GET /api/v1/sessions/{id}/live`, a WebSocket). Each frame goes out as the agent sent it
+//! (header ‖ sealed payload, see `proto::fanout`); the first message gives the session media
+//! key to open them with; notices say when sharing pauses, resumes, and when the session ends.
+//!
+//! The live path never slows the recording path. Each subscriber has a small bounded queue;
+//! the media connection only ever `try_send`s into it. A subscriber that cannot keep up
+//! loses frames, and is told exactly which ([`LiveNotice::Gap`], per track) before its next
+//! frame — it then waits for a keyframe. Every subscription is audited.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use proto::{LiveFrame, LiveMessage, LiveNotice, Track, WireMessage};
+use storage::audit::{AuditEvent, Outcome};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::error::{IngestError, Result};
+use crate::server::AppState;
+
+/// Messages a subscriber may have queued before it starts losing frames (about two seconds
+/// of camera and screen).
+const QUEUE: usize = 128;
+
+/// The live subscribers of every session.
+#[derive(Default)]
+pub struct LiveFeeds {
+    sessions: Mutex<HashMap<Uuid, Vec<Subscriber>>>,
+}
+
+struct Subscriber {
+    queue: mpsc::Sender<LiveMessage>,
+    /// Frames lost per track since the last one delivered: first and last seq.
+    lost: BTreeMap<Track, (u64, u64)>,
+}
+
+impl Subscriber {
+    /// Queues `message`, first telling of any frames lost before it; `false` once the
+    /// subscriber is gone.
+    fn offer(&mut self, message: LiveMessage) -> bool {
+        while let Some((&track, &(from_seq, to_seq))) = self.lost.iter().next() {
+            let gap = LiveMessage::Notice(LiveNotice::Gap {
+                track,
+                from_seq,
+                to_seq,
+            });
+            match self.queue.try_send(gap) {
+                Ok(()) => {
+                    self.lost.remove(&track);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.lose(&message);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        match self.queue.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                self.lose(&message);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn lose(&mut self, message: &LiveMessage) {
+        if let LiveMessage::Frame(frame) = message {
+            let (track, seq) = (frame.header().track, frame.header().seq);
+            self.lost
+                .entry(track)
+                .and_modify(|range| range.1 = seq)
+                .or_insert((seq, seq));
+        }
+        // A notice that does not fit is dropped: the frames' flags carry pauses too.
+    }
+}
+
+impl LiveFeeds {
+    /// A new subscriber to `session`.
+    fn subscribe(&self, session: Uuid) -> mpsc::Receiver<LiveMessage> {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .entry(session)
+            .or_default()
+            .push(Subscriber {
+                queue,
+                lost: BTreeMap::new(),
+            });
+        receiver
+    }
+
+    /// Whether anyone watches `session` (so the media connection can skip the copy).
+    #[must_use]
+    pub fn watched(&self, session: Uuid) -> bool {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .get(&session)
+            .is_some_and(|s| !s.is_empty())
+    }
+
+    /// Offers `message` to every subscriber of `session`, never waiting.
+    pub fn publish(&self, session: Uuid, message: &LiveMessage) {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if let Some(subscribers) = sessions.get_mut(&session) {
+            subscribers.retain_mut(|s| s.offer(message.clone()));
+            if subscribers.is_empty() {
+                sessions.remove(&session);
+            }
+        }
+    }
+
+    /// Publishes a frame the media connection accepted (its bytes as the agent sent them).
+    pub fn publish_frame(&self, session: Uuid, wire: &[u8], max_payload: usize) {
+        if !self.watched(session) {
+            return;
+        }
+        match LiveFrame::from_wire(Bytes::copy_from_slice(wire), max_payload) {
+            Ok(frame) => self.publish(session, &LiveMessage::Frame(frame)),
+            Err(e) => tracing::warn!(%session, error = %e, "an accepted frame did not decode"),
+        }
+    }
+
+    /// Tells `session`'s subscribers it ended and lets them go.
+    pub fn end(&self, session: Uuid, reason: &str) {
+        self.publish(
+            session,
+            &LiveMessage::Notice(LiveNotice::Ended {
+                reason: reason.to_owned(),
+            }),
+        );
+        self.sessions.lock().expect("not poisoned").remove(&session);
+    }
+}
+
+/// `GET /api/v1/sessions/{id}/live`: an operator of the session's group subscribes.
+///
+/// # Errors
+/// [`IngestError::Unauthorised`] without a valid token; [`IngestError::NotFound`] for a
+/// session of another group or one that has ended.
+pub async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(session): Path<Uuid>,
+    ws: WebSocketUpgrade,
+) -> Result<Response> {
+    let operator = state.operator(&headers)?;
+    let db = state.sessions.vault().db();
+    let record = db
+        .session(session)
+        .await?
+        .filter(|r| r.group == operator.group);
+    let allowed = record
+        .as_ref()
+        .is_some_and(|r| r.state != storage::db::SessionState::Ended);
+    let audit = AuditEvent {
+        actor: format!("operator:{}", operator.name),
+        action: "session.watch".into(),
+        object: format!("session:{session}"),
+        reason: None,
+        outcome: if allowed {
+            Outcome::Success
+        } else {
+            Outcome::Denied
+        },
+    };
+    // No unaudited watching: a failing audit log refuses the subscription.
+    state.sessions.vault().audit().append(audit).await?;
+    let Some(record) = record.filter(|_| allowed) else {
+        return Err(IngestError::NotFound("no such live session".into()));
+    };
+    let key = state
+        .sessions
+        .media_key(session, record.wrapped_media_key.as_deref())
+        .await?;
+    let receiver = state.feeds.subscribe(session);
+    let welcome = LiveMessage::Notice(LiveNotice::Subscribed {
+        session_id: session,
+        media_key: hex::encode(key.expose()),
+    });
+    Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 << 20)
+        .on_upgrade(move |socket| relay(socket, welcome, receiver)))
+}
+
+/// Sends the welcome, then whatever the feed queues, until either side goes.
+async fn relay(
+    mut socket: WebSocket,
+    welcome: LiveMessage,
+    mut receiver: mpsc::Receiver<LiveMessage>,
+) {
+    let mut next = Some(welcome);
+    loop {
+        let Some(message) = next.take() else {
+            tokio::select! {
+                message = receiver.recv() => match message {
+                    Some(m) => next = Some(m),
+                    None => break,
+                },
+                incoming = socket.recv() => match incoming {
+                    // Subscribers only listen; anything but a ping ends it.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    _ => break,
+                },
+            }
+            continue;
+        };
+        let ended = matches!(message, LiveMessage::Notice(LiveNotice::Ended { .. }));
+        let sent = match message.to_wire() {
+            WireMessage::Text(text) => socket.send(Message::Text(text.into())).await,
+            WireMessage::Binary(bytes) => socket.send(Message::Binary(bytes)).await,
+        };
+        if sent.is_err() || ended {
+            break;
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
