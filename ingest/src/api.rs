@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/join", post(join))
         .route("/consent", post(consent))
         .route("/agent", get(crate::media::agent_socket))
+        .route("/agent/screenshots", post(crate::screenshot::upload))
         .route("/recordings", get(crate::recordings::list))
         .route("/recordings/{id}/archive", get(crate::recordings::archive))
         .route("/cti/recordings", post(crate::cti::upload))
@@ -115,7 +116,7 @@ struct ConsentRequest {
 }
 
 /// The session an agent's bearer token stands for.
-fn agent_session(state: &AppState, headers: &HeaderMap) -> Result<Uuid> {
+pub(crate) fn agent_session(state: &AppState, headers: &HeaderMap) -> Result<Uuid> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

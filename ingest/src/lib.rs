@@ -18,6 +18,7 @@ pub mod media;
 pub mod metrics;
 pub mod operator;
 pub mod recordings;
+pub mod screenshot;
 mod secret_file;
 pub mod server;
 pub mod session;

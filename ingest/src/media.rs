@@ -82,6 +82,23 @@ impl LiveConnections {
         }
     }
 
+    /// The session's logs, if no connection owns them now (screenshot mode: an agent that
+    /// holds a WebSocket sends its screenshots there).
+    pub fn try_own(&self, session: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let owner = {
+            let mut sessions = self.sessions.lock().expect("not poisoned");
+            sessions
+                .entry(session)
+                .or_insert_with(|| LiveEntry {
+                    stop: watch::channel(None).0,
+                    owner: Arc::new(tokio::sync::Mutex::new(())),
+                })
+                .owner
+                .clone()
+        };
+        owner.try_lock_owned().ok()
+    }
+
     /// Takes the session over: the older connection is told to close and awaited.
     async fn take(
         &self,
