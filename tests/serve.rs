@@ -231,3 +231,56 @@ fn session_and_recordings_commands_follow_the_contract() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Settings come from `--config idv.toml` under the flags; a key the server does not know is
+/// refused at start, naming it, rather than leaving a default silently in force.
+#[test]
+fn serve_reads_its_settings_file_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("idv.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nrole = \"ingest\"\ncode_ttl_seconds = 60\n\n[limits]\nmax_frame_bytes = 65536\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("IDV_BLOB_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("listening on https://127.0.0.1:"),
+        "{first:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ncti_dedline_seconds = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("IDV_BLOB_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cti_dedline_seconds"), "{stderr}");
+}

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod mux;
 pub mod recordings;
 pub mod serve;
+mod serve_settings;
 pub mod session;
 
 use storage::{Access, StorageConfig, Vault};

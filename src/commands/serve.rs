@@ -2,38 +2,43 @@
 //! until SIGINT or SIGTERM, when it stops accepting and drains what is in flight.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::Context;
+use super::serve_settings::{ServeFile, seconds};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0: any free port, printed at start).
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
-    /// Which roles this process runs.
-    #[arg(long, value_enum, default_value_t = Role::All)]
-    role: Role,
+    /// Settings file (TOML; see the README); flags given here override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port, printed at start) [default: 127.0.0.1:8443].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Which roles this process runs [default: all].
+    #[arg(long, value_enum)]
+    role: Option<Role>,
     /// Extra names or addresses for the self-signed certificate (repeatable).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
-    /// Seconds a connection code stays valid.
-    #[arg(long, default_value_t = 600)]
-    code_ttl_seconds: u64,
+    /// Seconds a connection code stays valid [default: 600].
+    #[arg(long)]
+    code_ttl_seconds: Option<u64>,
     /// Seconds after a session ends that its CTI recording may still arrive; past it the
-    /// session is muxed video-only (flagged).
-    #[arg(long, default_value_t = 900)]
-    cti_deadline_seconds: u64,
-    /// Seconds a shutdown waits for requests in flight.
-    #[arg(long, default_value_t = 10)]
-    drain_seconds: u64,
+    /// session is muxed video-only (flagged) [default: 900].
+    #[arg(long)]
+    cti_deadline_seconds: Option<u64>,
+    /// Seconds a shutdown waits for requests in flight [default: 10].
+    #[arg(long)]
+    drain_seconds: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Role {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
     /// Every role in one process (the single-machine default).
     All,
     /// Sessions, agent media and CTI intake.
@@ -43,34 +48,64 @@ enum Role {
 }
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ServeFile::load(path)?,
+        None => ServeFile::default(),
+    };
+    let role = args.role.or(file.role).unwrap_or(Role::All);
+    let data_dir = ctx.storage.data_dir.clone();
+    let defaults = ingest::ServeConfig::local(data_dir.clone(), 0);
+    let config = ingest::ServeConfig {
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+        tls_names: if args.tls_names.is_empty() {
+            file.tls_names.unwrap_or_default()
+        } else {
+            args.tls_names
+        },
+        drain: seconds(args.drain_seconds.or(file.drain_seconds).unwrap_or(10)),
+        code_ttl: seconds(
+            args.code_ttl_seconds
+                .or(file.code_ttl_seconds)
+                .unwrap_or(600),
+        ),
+        cti_deadline: seconds(
+            args.cti_deadline_seconds
+                .or(file.cti_deadline_seconds)
+                .unwrap_or(900),
+        ),
+        max_payload: file.limits.max_frame_bytes.unwrap_or(defaults.max_payload),
+        max_bytes_per_sec: file
+            .limits
+            .max_session_bytes_per_sec
+            .unwrap_or(defaults.max_bytes_per_sec),
+        max_cti_bytes: file.limits.max_cti_bytes.unwrap_or(defaults.max_cti_bytes),
+        ..defaults
+    };
+    let mut worker_config = muxer::worker::WorkerConfig::local(&data_dir);
+    if let Some(lease) = file.muxer.lease_seconds {
+        worker_config.lease = seconds(lease);
+    }
+    if let Some(attempts) = file.muxer.max_attempts {
+        worker_config.max_attempts = attempts;
+    }
+
     let vault = ctx.vault().await?;
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let worker = matches!(args.role, Role::All | Role::Muxer).then(|| {
-        let worker = muxer::worker::Worker::new(
-            vault.clone(),
-            muxer::worker::WorkerConfig::local(&ctx.storage.data_dir),
-        );
+    let worker = matches!(role, Role::All | Role::Muxer).then(|| {
+        let worker = muxer::worker::Worker::new(vault.clone(), worker_config);
         tokio::spawn(async move { worker.run(workers_stopped).await })
     });
-    if args.role == Role::Muxer {
+    if role == Role::Muxer {
         println!("muxing: waiting for jobs");
         shutdown_signal().await;
         eprintln!("idv: shutting down (releasing the job in progress)");
     } else {
-        let server = ingest::start(
-            ingest::ServeConfig {
-                listen: args.listen,
-                data_dir: ctx.storage.data_dir.clone(),
-                tls_names: args.tls_names,
-                drain: Duration::from_secs(args.drain_seconds),
-                code_ttl: Duration::from_secs(args.code_ttl_seconds),
-                cti_deadline: Duration::from_secs(args.cti_deadline_seconds),
-                ..ingest::ServeConfig::local(ctx.storage.data_dir.clone(), 0)
-            },
-            vault,
-        )
-        .await
-        .context("cannot start the server")?;
+        let server = ingest::start(config, vault)
+            .await
+            .context("cannot start the server")?;
         println!("listening on {}", server.url());
         let stop = server.shutdown_handle();
         tokio::spawn(async move {

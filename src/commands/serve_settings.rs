@@ -1,0 +1,84 @@
+//! `idv serve`'s settings: command-line flags over `--config idv.toml` over the defaults.
+//! Unknown keys in the file are refused (a typo must not silently leave a default in force).
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"
+//! role = "all"                  # all | ingest | muxer
+//! tls_names = ["idv.bank.example"]
+//! code_ttl_seconds = 600
+//! cti_deadline_seconds = 900
+//! drain_seconds = 10
+//!
+//! [limits]
+//! max_frame_bytes = 1048576      # largest frame plaintext from an agent
+//! max_session_bytes_per_sec = 4194304
+//! max_cti_bytes = 2147483648
+//!
+//! [muxer]
+//! lease_seconds = 60
+//! max_attempts = 3
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use super::serve::Role;
+
+/// The file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    pub listen: Option<SocketAddr>,
+    pub role: Option<Role>,
+    pub tls_names: Option<Vec<String>>,
+    pub code_ttl_seconds: Option<u64>,
+    pub cti_deadline_seconds: Option<u64>,
+    pub drain_seconds: Option<u64>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub muxer: Muxer,
+}
+
+/// `[limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: Option<usize>,
+    pub max_session_bytes_per_sec: Option<u64>,
+    pub max_cti_bytes: Option<u64>,
+}
+
+/// `[muxer]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Muxer {
+    pub lease_seconds: Option<u64>,
+    pub max_attempts: Option<u32>,
+}
+
+impl ServeFile {
+    /// Reads and checks `path`.
+    ///
+    /// # Errors
+    /// An unreadable file, bad TOML, an unknown key or a value of the wrong type.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file: Self =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        if file.muxer.lease_seconds == Some(0) {
+            anyhow::bail!("{}: muxer.lease_seconds must be at least 1", path.display());
+        }
+        Ok(file)
+    }
+}
+
+/// Seconds as a duration.
+pub fn seconds(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
