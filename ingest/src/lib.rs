@@ -20,6 +20,7 @@ pub mod operator;
 pub mod recordings;
 pub mod screenshot;
 mod secret_file;
+pub mod segments;
 pub mod server;
 pub mod session;
 pub mod tls;

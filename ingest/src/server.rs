@@ -190,6 +190,12 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         feeds: crate::live::LiveFeeds::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
     });
+    // Sessions that ended just before a crash: their logs into the blob store, their jobs
+    // queued (both idempotent).
+    for session in crate::segments::recover(state.sessions.vault(), &config.data_dir).await? {
+        tracing::info!(%session, "rolled the logs of a session that ended before a restart");
+        state.sessions.queue_mux(session).await?;
+    }
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;
     listener

@@ -243,7 +243,7 @@ fn seal_into_track_log(frames: MemoryFrames, dir: &Path) -> muxer::SealedTrack {
     }
     log.sync().unwrap();
     muxer::SealedTrack {
-        path,
+        segments: vec![path.into()],
         session,
         track: proto::Track::Camera,
         key,

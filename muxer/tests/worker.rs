@@ -578,3 +578,53 @@ async fn a_stopping_worker_releases_its_job_uncounted() {
         "{outcome:?}"
     );
 }
+
+/// Ingest rolls a session's logs into the blob store when it ends: the worker (on any node)
+/// reads the segments from there, with no local spool at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_rolled_into_the_blob_store_is_muxed_from_there() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let spool = data_dir(&stored)
+        .join("spool")
+        .join(stored.session.to_string());
+    let log = spool.join("camera.log");
+    let records = storage::track_log::TrackLog::read_all(&log).unwrap();
+    let key = format!("segments/{}/camera-000000.log", stored.session);
+    let bytes = std::fs::read(&log).unwrap();
+    stored
+        .vault
+        .blobs()
+        .put_stream(&key, bytes.as_slice())
+        .await
+        .unwrap();
+    stored
+        .vault
+        .db()
+        .insert_segment(&storage::db::SegmentRecord {
+            session_id: stored.session,
+            track: storage::db::MediaTrack::Camera,
+            index: 0,
+            location: format!("blob:{key}"),
+            first_seq: 1,
+            last_seq: records.len() as u64,
+            first_ts: records[0].timestamp,
+            last_ts: records.last().unwrap().timestamp,
+            bytes: bytes.len() as u64,
+            sealed_at: OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&spool).unwrap();
+
+    let outcome = worker(&stored, "worker-elsewhere", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let (mp4, _) = open_archive(&stored, archive_id).await;
+    let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len());
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len());
+}

@@ -245,10 +245,11 @@ impl TrackLog {
     }
 }
 
-/// The records of a log, read one at a time (a long call's log is never held in memory).
+/// The records of a log, read one at a time (a long call's log is never held in memory) —
+/// from its file, or from any reader (a segment rolled into the blob store).
 pub struct Records {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     offset: u64,
     done: bool,
 }
@@ -263,12 +264,17 @@ impl Records {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            reader: BufReader::new(file),
+        Ok(Self::from_reader(path, file))
+    }
+
+    /// Reads records from `reader`; `name` names it in errors.
+    pub fn from_reader(name: impl Into<PathBuf>, reader: impl Read + Send + 'static) -> Self {
+        Self {
+            path: name.into(),
+            reader: BufReader::new(Box::new(reader)),
             offset: 0,
             done: false,
-        })
+        }
     }
 }
 

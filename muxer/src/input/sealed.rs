@@ -1,5 +1,6 @@
 //! A track of a live session as the ingest server stored it: the agent's frames, still sealed
-//! under the session media key, in a [`storage::track_log`]. Each pass reads the log record by
+//! under the session media key, in [`storage::track_log`] records — the local log, or the
+//! segments it was rolled into in the blob store, read in order. Each pass reads them record by
 //! record and opens each frame in memory — with the session id and the frame header as
 //! associated data, so a frame of another session or a tampered one stops the mux with one
 //! line — and the plaintext never reaches a disk. Frames flagged `paused` carry no media and
@@ -9,20 +10,19 @@
 //! monotonic clock mapped through the session's clock-sync exchanges, skew included), so the
 //! track's first frame time is its start on the timeline.
 
-use std::path::PathBuf;
-
 use proto::{FrameFlags, SessionCipher, SessionKey, Track};
 use storage::track_log::Records;
 use uuid::Uuid;
 
+use super::bytes::InputBytes;
 use super::frames::{FrameFormat, FrameIter, FrameSource, RawFrame};
 use crate::error::{MuxError, Result};
 use crate::timeline::ClockMapping;
 
 /// A sealed track log, read as a [`FrameSource`].
 pub struct SealedTrack {
-    /// The log.
-    pub path: PathBuf,
+    /// The log's segments, in order (a local log is one).
+    pub segments: Vec<InputBytes>,
     /// The session it belongs to (the frames' associated data).
     pub session: Uuid,
     /// Which track it holds.
@@ -53,7 +53,13 @@ impl FrameSource for SealedTrack {
     }
 
     fn frames(&self) -> Result<FrameIter<'_>> {
-        let records = Records::open(&self.path).map_err(|e| self.input_error(e.to_string()))?;
+        let mut readers = Vec::with_capacity(self.segments.len());
+        for segment in &self.segments {
+            readers.push((segment.name(), segment.open()?));
+        }
+        let records = readers
+            .into_iter()
+            .flat_map(|(name, reader)| Records::from_reader(name, reader));
         let cipher = SessionCipher::new(&self.key, self.session);
         Ok(Box::new(records.filter_map(move |record| {
             let record = match record {

@@ -1,13 +1,17 @@
 //! A session's stored media as mux inputs: its track logs (sealed frames, opened in memory
 //! under the session media key, agent time mapped to UTC through the session's clock-sync
 //! exchanges) and its CTI recording (a sealed archive in the blob store, decrypted as read).
+//! The logs are read from the segments ingest rolled them into in the blob store, so any node
+//! can mux; a session whose logs were not rolled (the roll failed) is read from the local
+//! spool.
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use proto::{SessionKey, Track};
-use storage::db::{ClockSample, CtiRecording, MuxJob};
+use storage::blob::BlobStore;
+use storage::db::{ClockSample, CtiRecording, MediaTrack, MuxJob};
 use storage::{Access, ArchiveLocation, SealedBlob, Vault};
 
 use super::JobError;
@@ -66,7 +70,21 @@ impl SessionInputs {
             .map_err(|e| JobError::Unmuxable(format!("the agent's clock cannot be placed: {e}")))?;
 
         let dir = spool_dir.join(session_id.to_string());
-        let videos = tokio::task::spawn_blocking(move || open_tracks(&dir, session_id, key, clock))
+        let mut logs = Vec::new();
+        for (track, role) in [
+            (Track::Camera, VideoRole::Camera),
+            (Track::Screen, VideoRole::Screen),
+        ] {
+            let segments = stored_segments(vault, session_id, track).await?;
+            let local = dir.join(format!("{}.log", track.name()));
+            let segments = match segments {
+                Some(segments) => segments,
+                None if local.exists() => vec![InputBytes::File(local)],
+                None => continue,
+            };
+            logs.push((track, role, segments));
+        }
+        let videos = tokio::task::spawn_blocking(move || open_tracks(logs, session_id, key, clock))
             .await
             .map_err(|e| JobError::Transient(e.to_string()))??;
 
@@ -148,25 +166,53 @@ fn latest_cti(recordings: Vec<CtiRecording>) -> Option<CtiRecording> {
     recordings.into_iter().max_by_key(|r| r.received_at)
 }
 
+/// A track's segments in the blob store, in order; `None` if none is recorded.
+async fn stored_segments(
+    vault: &Vault,
+    session: uuid::Uuid,
+    track: Track,
+) -> Result<Option<Vec<InputBytes>>, JobError> {
+    let media = match track {
+        Track::Camera => MediaTrack::Camera,
+        Track::Screen => MediaTrack::Screen,
+        Track::Screenshot => MediaTrack::Screenshot,
+        Track::MicReference => MediaTrack::MicReference,
+    };
+    let segments = vault.db().segments(session, Some(media)).await?;
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    segments
+        .into_iter()
+        .map(|s| match ArchiveLocation::parse(&s.location) {
+            Some(ArchiveLocation::Blob(key)) => Ok(InputBytes::Source(Arc::new(Segment {
+                blobs: vault.blobs().clone(),
+                key,
+                handle: tokio::runtime::Handle::current(),
+            }))),
+            _ => Err(JobError::Unmuxable(format!(
+                "segment {} of the {} track is stored at {:?}, not in the blob store",
+                s.index,
+                track.name(),
+                s.location
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// The camera and screen logs that hold at least one frame with media, in that order, each
 /// starting on the timeline at its first frame's mapped capture time.
 fn open_tracks(
-    dir: &Path,
+    logs: Vec<(Track, VideoRole, Vec<InputBytes>)>,
     session: uuid::Uuid,
     key: SessionKey,
     clock: ClockMapping,
 ) -> Result<Vec<VideoInput>, JobError> {
     let mut videos = Vec::new();
-    for (track, role) in [
-        (Track::Camera, VideoRole::Camera),
-        (Track::Screen, VideoRole::Screen),
-    ] {
-        let path = dir.join(format!("{}.log", track.name()));
-        if !path.exists() {
-            continue;
-        }
+    for (track, role, segments) in logs {
         let mut source = SealedTrack {
-            path,
+            segments,
             session,
             track,
             key: key.clone(),
@@ -203,6 +249,27 @@ fn open_tracks(
         ));
     }
     Ok(videos)
+}
+
+/// A track segment in the blob store (its frames are sealed; it is read as stored).
+struct Segment {
+    blobs: BlobStore,
+    key: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl ByteSource for Segment {
+    fn label(&self) -> String {
+        self.key.clone()
+    }
+
+    fn open(&self) -> io::Result<Box<dyn InputReader>> {
+        let reader = self
+            .blobs
+            .blocking_reader(&self.key, self.handle.clone())
+            .map_err(io::Error::other)?;
+        Ok(Box::new(reader))
+    }
 }
 
 /// A sealed CTI recording, read through the vault's [`SealedBlob`].
