@@ -74,20 +74,9 @@ async fn end_session(
     let reason = body
         .and_then(|b| b.0.reason)
         .unwrap_or_else(|| "ended by the operator".into());
-    state.sessions.end(&operator, id, &reason).await?;
-    // The agent's last frames and clock samples are stored before the job can run.
-    state
-        .live
-        .close_and_wait(id, proto::CloseCode::SessionEnded, state.config.drain)
-        .await;
-    state.feeds.end(id, &reason);
-    // Into the blob store, where a worker on any node reads it; if that fails the logs stay
-    // in the spool (a worker here still reads them) and the next start rolls them.
-    let vault = state.sessions.vault();
-    if let Err(e) = crate::segments::roll(vault, &state.config.data_dir, id).await {
-        tracing::error!(session = %id, error = %e, "cannot roll the session's logs into the blob store");
-    }
-    state.sessions.queue_mux(id).await?;
+    let was = state.sessions.end(&operator, id, &reason).await?;
+    let joined = was != storage::db::SessionState::Created;
+    crate::ending::wrap_up(&state, id, &reason, joined).await?;
     Ok(Json(
         serde_json::json!({ "session_id": id, "state": "ended" }),
     ))

@@ -12,6 +12,7 @@ mod api;
 pub mod client;
 pub mod code;
 pub mod cti;
+pub mod ending;
 pub mod error;
 pub mod live;
 pub mod media;

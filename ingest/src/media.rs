@@ -82,6 +82,15 @@ impl LiveConnections {
         }
     }
 
+    /// Whether an agent connection holds `session` now.
+    pub fn connected(&self, session: Uuid) -> bool {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .get(&session)
+            .is_some_and(|e| e.owner.try_lock().is_err())
+    }
+
     /// The session's logs, if no connection owns them now (screenshot mode: an agent that
     /// holds a WebSocket sends its screenshots there).
     pub fn try_own(&self, session: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
@@ -147,8 +156,11 @@ pub async fn agent_socket(
             state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
             let outcome = Connection::run(&state, socket).await;
             state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
-            if let Some(close) = outcome {
+            if let Some((close, session)) = outcome {
                 tracing::info!(%peer, code = close.code.to_u16(), reason = %close.reason, "agent connection closed");
+                if let Some(session) = session {
+                    customer_ended(&state, session).await;
+                }
             }
         })
 }
@@ -167,16 +179,20 @@ struct Connection<'a> {
     consented: Vec<ConsentScope>,
     budget: Budget,
     clock_samples: Vec<storage::db::ClockSample>,
+    /// The agent said the customer ended the session.
+    ended_by_customer: bool,
 }
 
 impl<'a> Connection<'a> {
     /// Runs a connection to its end; returns how it was closed.
-    async fn run(state: &'a AppState, mut socket: WebSocket) -> Option<Close> {
+    /// Serves one agent connection; how it closed, and the session if the customer ended it
+    /// (its logs are released by then).
+    async fn run(state: &'a AppState, mut socket: WebSocket) -> Option<(Close, Option<Uuid>)> {
         let (session, cipher) = match hello(state, &mut socket).await {
             Ok(ok) => ok,
             Err(reason) => {
                 send_close(&mut socket, &reason).await;
-                return Some(reason);
+                return Some((reason, None));
             }
         };
         let (mut stop, _owner) = state.live.take(session).await;
@@ -184,13 +200,14 @@ impl<'a> Connection<'a> {
             Ok(c) => c,
             Err((mut socket, reason)) => {
                 send_close(&mut socket, &reason).await;
-                return Some(reason);
+                return Some((reason, None));
             }
         };
         let reason = connection.serve(&mut stop).await;
         connection.flush_clock_samples().await;
         send_close(&mut connection.socket, &reason).await;
-        Some(reason)
+        state.last_seen.touch(session);
+        Some((reason, connection.ended_by_customer.then_some(session)))
     }
 
     async fn open(
@@ -275,6 +292,7 @@ impl<'a> Connection<'a> {
             consented,
             budget: Budget::new(state.config.max_bytes_per_sec),
             clock_samples: Vec::new(),
+            ended_by_customer: false,
         })
     }
 
@@ -459,6 +477,12 @@ impl<'a> Connection<'a> {
                 (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
                 Ok(())
             }
+            // The customer ended the session (the agent's "end" button): it ends once this
+            // connection has stored what it has.
+            AgentControl::Close(c) if c.code == CloseCode::SessionEnded => {
+                self.ended_by_customer = true;
+                Err(close(CloseCode::SessionEnded, "ended by the customer"))
+            }
             AgentControl::Close(_) => Err(close(
                 CloseCode::SessionEnded,
                 "the agent closed the connection",
@@ -630,6 +654,21 @@ fn open_logs(dir: &std::path::Path) -> Result<BTreeMap<Track, TrackLog>, LogErro
             ))
         })
         .collect()
+}
+
+/// The customer ended `session` from the agent: it ends, and what follows every end follows.
+async fn customer_ended(state: &AppState, session: Uuid) {
+    let reason = "ended by the customer";
+    let ended = match state.sessions.end_as("customer", session, reason).await {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!(%session, error = %e, "cannot end the session the customer ended");
+            return;
+        }
+    };
+    if ended && let Err(e) = crate::ending::wrap_up(state, session, reason, true).await {
+        tracing::error!(%session, error = %e, "cannot finish the session the customer ended");
+    }
 }
 
 /// The stored consent scope for a protocol one (the names are the same).

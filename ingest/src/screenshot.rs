@@ -117,6 +117,7 @@ pub async fn upload(
             ));
         }
     };
+    state.last_seen.touch(session);
     let _ = state
         .sessions
         .vault()

@@ -48,6 +48,8 @@ pub struct ServeConfig {
     pub max_bytes_per_sec: u64,
     /// The largest CTI recording accepted, bytes (enforced while it streams).
     pub max_cti_bytes: u64,
+    /// A joined session with no agent connected this long ends (timeout).
+    pub session_idle: Duration,
 }
 
 impl ServeConfig {
@@ -64,6 +66,7 @@ impl ServeConfig {
             max_payload: proto::frame::DEFAULT_MAX_PAYLOAD,
             max_bytes_per_sec: 4 << 20,
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
+            session_idle: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct AppState {
     pub live: LiveConnections,
     /// Operators watching sessions live.
     pub feeds: crate::live::LiveFeeds,
+    /// When each session's agent was last seen (for the idle timeout).
+    pub last_seen: crate::ending::LastSeen,
     /// CTI audio intake: its signing key and replay memory.
     pub cti: CtiIntake,
 }
@@ -104,6 +109,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    reaper: tokio::task::JoinHandle<()>,
     drain: Duration,
 }
 
@@ -135,7 +141,9 @@ impl RunningServer {
     /// # Errors
     /// The server failed while running.
     pub async fn wait(self) -> Result<()> {
-        match self.task.await {
+        let served = self.task.await;
+        self.reaper.abort();
+        match served {
             Ok(result) => {
                 result.map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))
             }
@@ -188,6 +196,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         config: config.clone(),
         live: LiveConnections::default(),
         feeds: crate::live::LiveFeeds::default(),
+        last_seen: crate::ending::LastSeen::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
     });
     // Sessions that ended just before a crash: their logs into the blob store, their jobs
@@ -215,11 +224,16 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
             .await
     });
     tracing::info!(%addr, "serving");
+    let every = (config.session_idle / 4)
+        .min(config.code_ttl / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(30));
+    let reaper = crate::ending::spawn_reaper(Arc::clone(&state), every);
     Ok(RunningServer {
         state,
         addr,
         handle,
         task,
+        reaper,
         drain: config.drain,
     })
 }

@@ -355,12 +355,17 @@ impl Sessions {
         Ok(())
     }
 
-    /// Ends a session of the operator's group (its mux job is queued by [`Self::queue_mux`]
-    /// once its agent connection has closed).
+    /// Ends a session of the operator's group; returns the state it was in (what follows is
+    /// [`crate::ending::wrap_up`]).
     ///
     /// # Errors
     /// [`IngestError::NotFound`] for an unknown session or one of another group.
-    pub async fn end(&self, operator: &Operator, session: Uuid, reason: &str) -> Result<()> {
+    pub async fn end(
+        &self,
+        operator: &Operator,
+        session: Uuid,
+        reason: &str,
+    ) -> Result<SessionState> {
         let db = self.vault.db();
         let record = db.session(session).await?;
         let Some(record) = record.filter(|r| r.group == operator.group) else {
@@ -375,7 +380,22 @@ impl Sessions {
             return Err(IngestError::NotFound("no such session".into()));
         };
         if record.state != SessionState::Ended {
-            db.transition_session(
+            self.end_as(&format!("operator:{}", operator.name), session, reason)
+                .await?;
+        }
+        Ok(record.state)
+    }
+
+    /// Ends `session` for `actor` (`customer`, `system:timeout`, `operator:NAME`), audited;
+    /// `false` if it had ended already. What follows is [`crate::ending::wrap_up`].
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn end_as(&self, actor: &str, session: Uuid, reason: &str) -> Result<bool> {
+        let moved = self
+            .vault
+            .db()
+            .transition_session(
                 session,
                 &[
                     SessionState::Created,
@@ -388,16 +408,17 @@ impl Sessions {
                 Some(reason),
             )
             .await?;
+        if moved {
+            self.audit(
+                actor,
+                "session.end",
+                format!("session:{session}"),
+                Some(reason.to_owned()),
+                Outcome::Success,
+            )
+            .await;
         }
-        self.audit(
-            &format!("operator:{}", operator.name),
-            "session.end",
-            format!("session:{session}"),
-            Some(reason.to_owned()),
-            Outcome::Success,
-        )
-        .await;
-        Ok(())
+        Ok(moved)
     }
 
     /// Queues an ended session's mux job: due now when its CTI recording is in, otherwise

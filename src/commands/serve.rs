@@ -82,6 +82,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .max_session_bytes_per_sec
             .unwrap_or(defaults.max_bytes_per_sec),
         max_cti_bytes: file.limits.max_cti_bytes.unwrap_or(defaults.max_cti_bytes),
+        session_idle: file
+            .session_idle_seconds
+            .map_or(defaults.session_idle, seconds),
         ..defaults
     };
     let mut worker_config = muxer::worker::WorkerConfig::local(&data_dir);

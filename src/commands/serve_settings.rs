@@ -8,6 +8,7 @@
 //! code_ttl_seconds = 600
 //! cti_deadline_seconds = 900
 //! drain_seconds = 10
+//! session_idle_seconds = 1800   # a joined session with no agent this long ends
 //!
 //! [limits]
 //! max_frame_bytes = 1048576      # largest frame plaintext from an agent
@@ -38,6 +39,7 @@ pub struct ServeFile {
     pub code_ttl_seconds: Option<u64>,
     pub cti_deadline_seconds: Option<u64>,
     pub drain_seconds: Option<u64>,
+    pub session_idle_seconds: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

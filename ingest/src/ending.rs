@@ -1,0 +1,123 @@
+//! How a session ends — by the operator (`POST /sessions/{id}/end`), by the customer (the agent
+//! sends `close` with code 4004), or by timeout (the reaper) — and what follows each way the
+//! same: the agent connection closes after storing its last frames and clock samples,
+//! watchers are told, the track logs roll into the blob store, and the mux job is queued —
+//! except for a session nobody ever joined: no agent, so nothing to record.
+//!
+//! Timeouts: a session whose code was never redeemed ends when the code expires; a joined
+//! session ends after `session_idle` with no agent connected (counted from the agent's last
+//! connection or screenshot, or from the server's start for sessions it has not seen).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use storage::db::{SessionFilter, SessionState};
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::server::AppState;
+
+/// When each session's agent was last seen (disconnected, or posted a screenshot).
+#[derive(Default)]
+pub struct LastSeen {
+    at: Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl LastSeen {
+    /// The agent of `session` was there just now.
+    pub fn touch(&self, session: Uuid) {
+        self.at
+            .lock()
+            .expect("not poisoned")
+            .insert(session, Instant::now());
+    }
+
+    fn get(&self, session: Uuid) -> Option<Instant> {
+        self.at.lock().expect("not poisoned").get(&session).copied()
+    }
+
+    fn forget(&self, session: Uuid) {
+        self.at.lock().expect("not poisoned").remove(&session);
+    }
+}
+
+/// What follows once `session` is in state ended (the caller made that transition);
+/// `joined`: whether an agent ever joined it (else there is nothing to mux).
+///
+/// # Errors
+/// The mux job cannot be queued.
+pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool) -> Result<()> {
+    // The agent's last frames and clock samples are stored before the job can run.
+    state
+        .live
+        .close_and_wait(session, proto::CloseCode::SessionEnded, state.config.drain)
+        .await;
+    state.feeds.end(session, reason);
+    state.last_seen.forget(session);
+    // Into the blob store, where a worker on any node reads it; if that fails the logs stay
+    // in the spool (a worker here still reads them) and the next start rolls them.
+    let vault = state.sessions.vault();
+    if let Err(e) = crate::segments::roll(vault, &state.config.data_dir, session).await {
+        tracing::error!(%session, error = %e, "cannot roll the session's logs into the blob store");
+    }
+    if joined {
+        state.sessions.queue_mux(session).await?;
+    }
+    Ok(())
+}
+
+/// Ends the sessions that timed out; returns them.
+///
+/// # Errors
+/// The database fails.
+pub async fn reap(state: &AppState, started: Instant) -> Result<Vec<Uuid>> {
+    let db = state.sessions.vault().db();
+    let now = time::OffsetDateTime::now_utc();
+    let mut ended = Vec::new();
+    for record in db.sessions(&SessionFilter::default()).await? {
+        let reason = match record.state {
+            SessionState::Ended => continue,
+            SessionState::Created if now - record.created_at > state.config.code_ttl => {
+                "timeout: the code was never redeemed"
+            }
+            SessionState::Created => continue,
+            _ if state.live.connected(record.session_id) => continue,
+            _ => {
+                let since = state.last_seen.get(record.session_id).unwrap_or(started);
+                if since.elapsed() < state.config.session_idle {
+                    continue;
+                }
+                "timeout: no agent connected"
+            }
+        };
+        if state
+            .sessions
+            .end_as("system:timeout", record.session_id, reason)
+            .await?
+        {
+            let joined = record.state != SessionState::Created;
+            wrap_up(state, record.session_id, reason, joined).await?;
+            ended.push(record.session_id);
+        }
+    }
+    Ok(ended)
+}
+
+/// Runs [`reap`] every `every` until the server stops.
+pub fn spawn_reaper(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match reap(&state, started).await {
+                Ok(ended) if !ended.is_empty() => {
+                    tracing::info!(sessions = ?ended, "sessions ended by timeout");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot end timed-out sessions"),
+            }
+        }
+    })
+}
