@@ -31,14 +31,7 @@ async fn end_actor(h: &Harness, session: uuid::Uuid) -> Option<String> {
 async fn the_customer_ends_the_session_from_the_agent() {
     let h = Harness::new(|_| {}).await;
     let joined = h.consented_session(&["camera", "recording"]).await;
-    let (mut agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &joined.token,
-        &joined.key,
-        joined.session,
-    )
-    .await;
+    let (mut agent, _) = h.agent(&joined).await;
     for seq in 1..=5 {
         agent.send_frame(Track::Camera, seq, b"frame").await;
     }
@@ -91,27 +84,13 @@ async fn sessions_time_out_when_idle_or_never_joined() {
     // Joined, streamed, then the agent went away.
     let idle = h.consented_session(&["camera", "recording"]).await;
     {
-        let (mut agent, _) = Agent::connect(
-            &h.agent_url(),
-            &h.cert(),
-            &idle.token,
-            &idle.key,
-            idle.session,
-        )
-        .await;
+        let (mut agent, _) = h.agent(&idle).await;
         agent.send_frame(Track::Camera, 1, b"frame").await;
         agent.acked_through(Track::Camera, 1).await;
     }
     // Joined and still connected: it stays open however long.
     let busy = h.consented_session(&["camera", "recording"]).await;
-    let (mut busy_agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &busy.token,
-        &busy.key,
-        busy.session,
-    )
-    .await;
+    let (mut busy_agent, _) = h.agent(&busy).await;
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Agent, Harness};
+use common::Harness;
 use futures::StreamExt;
 use proto::{LiveMessage, LiveNotice, SessionCipher, SessionKey, Track, WireMessage};
 use rustls::pki_types::pem::PemObject;
@@ -95,14 +95,7 @@ async fn an_operator_watches_frames_pauses_and_the_end_live() {
     let mut watcher = watch(&h, joined.session, Some(&h.token)).await.unwrap();
     let cipher = subscribed(&mut watcher, joined.session).await;
 
-    let (mut agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &joined.token,
-        &joined.key,
-        joined.session,
-    )
-    .await;
+    let (mut agent, _) = h.agent(&joined).await;
     for seq in 1..=10u64 {
         agent
             .send_frame(Track::Camera, seq, format!("camera frame {seq}").as_bytes())
@@ -135,14 +128,7 @@ async fn an_operator_watches_frames_pauses_and_the_end_live() {
         other => panic!("expected the pause, got {other:?}"),
     }
 
-    let ended = h
-        .http
-        .post(h.url(&format!("/sessions/{}/end", joined.session)))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    h.end(joined.session).await;
     match next(&mut watcher).await {
         Some(LiveMessage::Notice(LiveNotice::Ended { reason })) => {
             assert!(reason.contains("operator"), "{reason}");
@@ -175,14 +161,7 @@ async fn a_slow_watcher_is_told_what_it_lost_and_never_slows_the_agent() {
     let cipher = subscribed(&mut watcher, joined.session).await;
 
     // The watcher reads nothing while 400 frames of 96 KiB (38 MiB) go by.
-    let (mut agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &joined.token,
-        &joined.key,
-        joined.session,
-    )
-    .await;
+    let (mut agent, _) = h.agent(&joined).await;
     let payload = vec![0x42u8; 96 * 1024];
     for seq in 1..=FRAMES {
         agent.send_frame(Track::Camera, seq, &payload).await;
@@ -226,14 +205,7 @@ async fn a_slow_watcher_is_told_what_it_lost_and_never_slows_the_agent() {
         agent.send_frame(Track::Camera, seq, &more).await;
     }
     agent.acked_through(Track::Camera, FRAMES + 10).await;
-    let ended = h
-        .http
-        .post(h.url(&format!("/sessions/{}/end", joined.session)))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    h.end(joined.session).await;
     while let Some(message) = next(&mut watcher).await {
         if !account(message) {
             break;
@@ -258,14 +230,7 @@ async fn only_an_operator_of_the_group_may_watch_an_open_session() {
         watch(&h, uuid::Uuid::new_v4(), Some(&h.token)).await.err(),
         Some(404)
     );
-    let ended = h
-        .http
-        .post(h.url(&format!("/sessions/{}/end", joined.session)))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    h.end(joined.session).await;
     assert_eq!(
         watch(&h, joined.session, Some(&h.token)).await.err(),
         Some(404),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Agent, Harness, Joined};
+use common::{Harness, Joined};
 use proto::{FrameFlags, FrameHeader, SessionCipher, SessionKey, Track};
 use storage::track_log::Records;
 
@@ -167,14 +167,7 @@ async fn screenshots_need_their_own_consent_and_an_open_session() {
     assert!(body.to_string().contains("screen capture"), "{body}");
 
     let other = h.consented_session(&["screen_capture", "recording"]).await;
-    let ended = h
-        .http
-        .post(h.url(&format!("/sessions/{}/end", other.session)))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    h.end(other.session).await;
     assert_eq!(
         post(
             &h,
@@ -191,14 +184,7 @@ async fn screenshots_need_their_own_consent_and_an_open_session() {
 async fn a_websocket_owns_the_session_while_it_is_connected() {
     let h = Harness::new(|_| {}).await;
     let joined = h.consented_session(&["screen_capture", "recording"]).await;
-    let (agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &joined.token,
-        &joined.key,
-        joined.session,
-    )
-    .await;
+    let (agent, _) = h.agent(&joined).await;
     let (status, body) = post(
         &h,
         Some(&joined.token),

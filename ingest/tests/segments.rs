@@ -4,20 +4,13 @@
 
 mod common;
 
-use common::{Agent, Harness};
+use common::Harness;
 use proto::Track;
 use storage::db::{MediaTrack, SessionState};
 use storage::track_log::Records;
 
 async fn stream(h: &Harness, joined: &common::Joined, frames: u64) {
-    let (mut agent, _) = Agent::connect(
-        &h.agent_url(),
-        &h.cert(),
-        &joined.token,
-        &joined.key,
-        joined.session,
-    )
-    .await;
+    let (mut agent, _) = h.agent(joined).await;
     for seq in 1..=frames {
         agent
             .send_frame(Track::Camera, seq, format!("frame {seq}").as_bytes())
@@ -50,14 +43,7 @@ async fn an_ended_session_rolls_into_the_blob_store_and_leaves_the_spool() {
     let spool = h.dir.path().join(format!("spool/{}", joined.session));
     assert!(spool.join("camera.log").exists());
 
-    let ended = h
-        .http
-        .post(h.url(&format!("/sessions/{}/end", joined.session)))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 200);
+    h.end(joined.session).await;
 
     assert!(!spool.exists(), "the spool is emptied once rolled");
     let segments = h.vault.db().segments(joined.session, None).await.unwrap();

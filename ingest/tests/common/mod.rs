@@ -108,6 +108,30 @@ impl Harness {
         }
     }
 
+    /// Ends `session` as its operator.
+    pub async fn end(&self, session: uuid::Uuid) {
+        let r = self
+            .http
+            .post(self.url(&format!("/sessions/{session}/end")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    /// An agent connected to `joined`'s session, and what the server had acknowledged.
+    pub async fn agent(&self, joined: &Joined) -> (Agent, TrackSeqs) {
+        Agent::connect(
+            &self.agent_url(),
+            &self.cert(),
+            &joined.token,
+            &joined.key,
+            joined.session,
+        )
+        .await
+    }
+
     pub fn agent_url(&self) -> String {
         format!("wss://{}/api/v1/agent", self.server().addr())
     }
