@@ -75,7 +75,20 @@ pub async fn reap(state: &AppState, started: Instant) -> Result<Vec<Uuid>> {
     let db = state.sessions.vault().db();
     let now = time::OffsetDateTime::now_utc();
     let mut ended = Vec::new();
-    for record in db.sessions(&SessionFilter::default()).await? {
+    let mut open = Vec::new();
+    for state in [
+        SessionState::Created,
+        SessionState::Joined,
+        SessionState::Consented,
+        SessionState::Live,
+    ] {
+        let filter = SessionFilter {
+            state: Some(state),
+            ..SessionFilter::default()
+        };
+        open.extend(db.sessions(&filter).await?);
+    }
+    for record in open {
         let reason = match record.state {
             SessionState::Ended => continue,
             SessionState::Created if now - record.created_at > state.config.code_ttl => {
