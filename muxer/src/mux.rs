@@ -284,18 +284,12 @@ pub fn mux(
             })
             .collect();
         out_tracks.extend(tracks.iter().enumerate().map(|(i, t)| TrackRecord {
-                index: first + i,
-                role: t.input.role.into(),
-                codec: format!("{:?}", request.format.video_codec(t.scan.codec)).to_lowercase(),
-                made_by: match t.mode {
-                    VideoMode::Passthrough => "passthrough".into(),
-                    VideoMode::ReencodedHead { frames } => {
-                        format!("passthrough; the first {frames} frames (partial GOP at the in point) re-encoded")
-                    }
-                    VideoMode::Transcode(_) => "transcoded".into(),
-                },
-                units: units.tracks.get(i).copied().unwrap_or(0),
-            }));
+            index: first + i,
+            role: t.input.role.into(),
+            codec: format!("{:?}", request.format.video_codec(t.scan.codec)).to_lowercase(),
+            made_by: t.made_by(),
+            units: units.tracks.get(i).copied().unwrap_or(0),
+        }));
         if let (Some(info), Some(clock), Some(samples)) = (&audio_info, clock, audio_samples) {
             out_tracks.push(TrackRecord {
                 index: first + tracks.len(),
@@ -463,15 +457,7 @@ fn run_pipeline(
             .build();
         let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
         if let VideoMode::Transcode(codec) = track.mode {
-            let gop = (track.scan.fps() * 2.0).round().max(1.0) as u32;
-            let reencoder = video::Reencoder::new(
-                track.scan.codec,
-                codec,
-                track.scan.bitrate_kbps(),
-                gop,
-                video::feed::retime_window(track),
-            )?;
-            chain.extend(reencoder.elements);
+            chain.extend(video::transcoder(track, codec)?.elements);
         }
         chain.push(element("queue")?);
         let refs: Vec<&gst::Element> = chain.iter().collect();

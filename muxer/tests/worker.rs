@@ -2,13 +2,16 @@
 //! stamped on an agent clock with an arbitrary origin and a 300 ppm skew, the clock-sync
 //! exchanges, a CTI recording sealed in the blob store. The worker claims the job, muxes in
 //! sync, seals into the blob store, records the archive on the job — once, whatever crashes,
-//! stolen leases or shutdowns happen — and leaves no plaintext on disk.
+//! stolen leases or shutdowns happen — and leaves no plaintext on disk. Screenshots stand in
+//! for a screen track the session does not have, and only then.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fixtures::media::{CameraClip, CtiRecording, h264_access_units, measure_with_ffmpeg};
+use fixtures::media::{
+    CameraClip, CtiRecording, Screenshot, h264_access_units, measure_with_ffmpeg,
+};
 use muxer::timeline::UtcNanos;
 use muxer::worker::{JobOutcome, Worker, WorkerConfig};
 use proto::{FrameFlags, FrameHeader, SessionCipher, SessionKey, Track};
@@ -36,6 +39,10 @@ struct Stored {
     session: Uuid,
     /// When the camera's first frame was captured (UTC).
     camera_start: UtcNanos,
+    /// The session media key the logs are sealed under.
+    key: SessionKey,
+    /// The camera log's frames: agent clock, keyframe, payload.
+    camera_frames: Vec<(i64, bool, Vec<u8>)>,
 }
 
 fn data_dir(stored: &Stored) -> &Path {
@@ -141,25 +148,7 @@ async fn stored_session(camera: Camera, with_cti: bool) -> Stored {
             .collect(),
     };
     let key = SessionKey::from_bytes(*media_key.expose());
-    let cipher = SessionCipher::new(&key, session);
-    let log_path = dir
-        .path()
-        .join("spool")
-        .join(session.to_string())
-        .join("camera.log");
-    let mut log = TrackLog::open(&log_path).unwrap();
-    for (i, (captured, keyframe, data)) in frames.iter().enumerate() {
-        let seq = i as u64 + 1;
-        let flags = if *keyframe {
-            FrameFlags::KEYFRAME
-        } else {
-            FrameFlags::NONE
-        };
-        let header = FrameHeader::new(Track::Camera, seq, *captured).with_flags(flags);
-        log.append(seq, *captured, &cipher.seal(&header, data).unwrap())
-            .unwrap();
-    }
-    log.sync().unwrap();
+    write_track_log(dir.path(), session, &key, Track::Camera, &frames);
 
     // The CTI recording: beeps where the flashes are, on the call's own clock; sealed.
     if with_cti {
@@ -219,7 +208,72 @@ async fn stored_session(camera: Camera, with_cti: bool) -> Stored {
         vault,
         session,
         camera_start,
+        key,
+        camera_frames: frames,
     }
+}
+
+/// Seals `frames` (agent clock, keyframe, payload) as the agent sends them into the session's
+/// log of `track`, as ingest stores them.
+fn write_track_log(
+    data_dir: &Path,
+    session: Uuid,
+    key: &SessionKey,
+    track: Track,
+    frames: &[(i64, bool, Vec<u8>)],
+) {
+    let cipher = SessionCipher::new(key, session);
+    let log_path = data_dir
+        .join("spool")
+        .join(session.to_string())
+        .join(format!("{}.log", track.name()));
+    let mut log = TrackLog::open(&log_path).unwrap();
+    for (i, (captured, keyframe, data)) in frames.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let flags = if *keyframe {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::NONE
+        };
+        let header = FrameHeader::new(track, seq, *captured).with_flags(flags);
+        log.append(seq, *captured, &cipher.seal(&header, data).unwrap())
+            .unwrap();
+    }
+    log.sync().unwrap();
+}
+
+/// The bright screenshot, seconds after the camera's start (between two output frames).
+const BRIGHT_SHOT_S: f64 = 2.45;
+/// The first screenshot, seconds after the camera's start: the cut's in point.
+const FIRST_SHOT_S: f64 = 0.3;
+
+/// Stores screenshots (JPEGs, every one a keyframe) at 0.3 s, 2.45 s (bright) and 4.6 s of the
+/// camera's 5 s, on the agent's clock.
+fn store_screenshots(stored: &Stored) {
+    let shots: Vec<(i64, bool, Vec<u8>)> =
+        [(FIRST_SHOT_S, false), (BRIGHT_SHOT_S, true), (4.6, false)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (s, bright))| {
+                let jpeg = Screenshot {
+                    width: 320,
+                    height: 240,
+                    bright,
+                    seed: i as u32,
+                }
+                .jpeg()
+                .unwrap();
+                let at = stored.camera_start.plus((s * 1e9) as i64);
+                (agent_clock(stored.camera_start, at), true, jpeg)
+            })
+            .collect();
+    write_track_log(
+        data_dir(stored),
+        stored.session,
+        &stored.key,
+        Track::Screenshot,
+        &shots,
+    );
 }
 
 fn worker(stored: &Stored, id: &str, lease: Duration) -> Worker {
@@ -577,6 +631,72 @@ async fn a_stopping_worker_releases_its_job_uncounted() {
         matches!(outcome, Some(JobOutcome::Done { .. })),
         "{outcome:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_stand_in_for_a_missing_screen_track() {
+    let stored = stored_session(Camera::Clip, true).await;
+    store_screenshots(&stored);
+    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let (mp4, manifest) = open_archive(&stored, archive_id).await;
+    let screen = &manifest["inputs"][1];
+    assert_eq!(screen["role"], "screen", "{screen}");
+    assert_eq!(screen["codec"], "jpeg", "{screen}");
+    assert_eq!(
+        screen["file"],
+        format!("session {}/screenshot", stored.session)
+    );
+    let made_by = manifest["tracks"][1]["made_by"].as_str().unwrap();
+    assert!(
+        made_by.starts_with("transcoded from screenshots"),
+        "{made_by}"
+    );
+    // The cut starts at the first shot; the bright one shows from the first output frame at
+    // or after it was taken.
+    let measured = measure_with_ffmpeg(&mp4, 1).unwrap();
+    assert_eq!(measured.flashes.len(), 1, "{measured:?}");
+    let lag = measured.flashes[0].as_secs_f64() - (BRIGHT_SHOT_S - FIRST_SHOT_S);
+    assert!(
+        (0.0..0.2).contains(&lag),
+        "shown {lag} s after it was taken"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_track_is_kept_and_screenshots_are_ignored() {
+    let stored = stored_session(Camera::Clip, true).await;
+    store_screenshots(&stored);
+    // The camera's frames again, as the screen.
+    write_track_log(
+        data_dir(&stored),
+        stored.session,
+        &stored.key,
+        Track::Screen,
+        &stored.camera_frames,
+    );
+    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap();
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let (_, manifest) = open_archive(&stored, archive_id).await;
+    let inputs = manifest["inputs"].as_array().unwrap();
+    let screens: Vec<_> = inputs.iter().filter(|i| i["role"] == "screen").collect();
+    assert_eq!(screens.len(), 1, "{inputs:?}");
+    assert_eq!(
+        screens[0]["file"],
+        format!("session {}/screen", stored.session)
+    );
+    assert_eq!(screens[0]["codec"], "h264");
+    assert_eq!(manifest["tracks"][1]["made_by"], "passthrough");
 }
 
 /// Ingest rolls a session's logs into the blob store when it ends: the worker (on any node)

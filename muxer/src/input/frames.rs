@@ -17,6 +17,10 @@
 //! * **VP8 / VP9** frames are taken as they are; keyframes are read from the frame header.
 //!   The picture size comes from the source's [`FrameFormat`] or, for VP8, from the first
 //!   keyframe's header.
+//! * **JPEG** stills (the agent's screenshots, see [`crate::video::stills`]) are taken as they
+//!   are, each a picture of its own (a keyframe whatever its flag); every one is checked to be
+//!   a whole JPEG (`super::jpeg`) before anything decodes it. The picture size is the first
+//!   still's; later stills may differ (they are scaled to it when encoded).
 //!
 //! The first frame must be a keyframe (and, for H.264, carry its SPS and PPS): a stream that
 //! starts elsewhere cannot be decoded and is refused with one line, as are empty streams,
@@ -29,6 +33,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::jpeg;
 use super::video::{VideoCodec, vpx_keyframe};
 use crate::error::{MuxError, Result};
 use crate::pipeline::{self, Pipeline};
@@ -64,6 +69,9 @@ pub enum FrameCodec {
     Vp8,
     /// VP9, one frame (superframe) per [`RawFrame`].
     Vp9,
+    /// JPEG stills: one complete JPEG (start- to end-of-image) per [`RawFrame`], each a picture
+    /// of its own (screenshots). Never copied into the output: always transcoded.
+    Jpeg,
 }
 
 impl FrameCodec {
@@ -72,6 +80,7 @@ impl FrameCodec {
             Self::H264AnnexB => VideoCodec::H264,
             Self::Vp8 => VideoCodec::Vp8,
             Self::Vp9 => VideoCodec::Vp9,
+            Self::Jpeg => VideoCodec::Jpeg,
         }
     }
 }
@@ -89,11 +98,14 @@ pub struct FrameFormat {
 
 impl FrameCodec {
     /// The codec of a keyframe, read from its first bytes: an Annex-B start code (H.264), a
-    /// VP8 key frame's start code (`9d 01 2a`), or a VP9 key frame's frame marker and sync
-    /// code (`49 83 42`, profiles 0–2). `None` for anything else.
+    /// VP8 key frame's start code (`9d 01 2a`), a VP9 key frame's frame marker and sync
+    /// code (`49 83 42`, profiles 0–2), or a JPEG's start-of-image marker and the next
+    /// marker's `ff` (`ff d8 ff`). `None` for anything else.
     #[must_use]
     pub fn sniff(keyframe: &[u8]) -> Option<Self> {
-        if keyframe.starts_with(&[0, 0, 0, 1]) || keyframe.starts_with(&[0, 0, 1]) {
+        if jpeg::looks_like_jpeg(keyframe) {
+            Some(Self::Jpeg)
+        } else if keyframe.starts_with(&[0, 0, 0, 1]) || keyframe.starts_with(&[0, 0, 1]) {
             Some(Self::H264AnnexB)
         } else if keyframe.get(3..6) == Some(&[0x9d, 0x01, 0x2a]) && keyframe[0] & 1 == 0 {
             Some(Self::Vp8)
@@ -189,7 +201,8 @@ enum Output {
         ended: bool,
         pulled: usize,
     },
-    /// VP8/VP9: the frames as they are, with these caps (known once the first frame is read).
+    /// VP8/VP9/JPEG: the frames as they are, with these caps (known once the first frame is
+    /// read).
     Direct { caps: Option<gst::Caps> },
 }
 
@@ -233,7 +246,7 @@ impl<'a> FrameReader<'a> {
                     pulled: 0,
                 }
             }
-            FrameCodec::Vp8 | FrameCodec::Vp9 => Output::Direct { caps: None },
+            FrameCodec::Vp8 | FrameCodec::Vp9 | FrameCodec::Jpeg => Output::Direct { caps: None },
         };
         Ok(Self {
             label: label.to_path_buf(),
@@ -264,7 +277,10 @@ impl<'a> FrameReader<'a> {
                     return Ok(None);
                 };
                 if caps.is_none() {
-                    *caps = Some(vpx_caps(&self.format, &frame.data, &self.label)?);
+                    *caps = Some(match self.format.codec {
+                        FrameCodec::Jpeg => jpeg_caps(&self.format, &frame.data, &self.label)?,
+                        _ => vpx_caps(&self.format, &frame.data, &self.label)?,
+                    });
                 }
                 let mut sample = gst::Sample::builder().buffer(&buffer);
                 if let Some(caps) = caps.as_ref() {
@@ -422,6 +438,9 @@ fn check_frame(index: usize, frame: &RawFrame, codec: FrameCodec) -> Result<(), 
                 }
             }
         }
+        FrameCodec::Jpeg => {
+            jpeg::check(&frame.data).map_err(|reason| format!("frame {index}: {reason}"))?;
+        }
         FrameCodec::Vp8 | FrameCodec::Vp9 => {
             if index == 0 && vpx_keyframe(codec.codec(), &frame.data) != Some(true) {
                 return Err(format!(
@@ -477,6 +496,23 @@ fn vpx_caps(format: &FrameFormat, first: &[u8], label: &Path) -> Result<gst::Cap
     Ok(caps.build())
 }
 
+/// Caps for JPEG stills: the first still's size, one whole picture per buffer (`parsed`), no
+/// frame rate (stills come when they come).
+fn jpeg_caps(format: &FrameFormat, first: &[u8], label: &Path) -> Result<gst::Caps> {
+    let (width, height) = match format.size.filter(|&(w, h)| w > 0 && h > 0) {
+        Some(size) => size,
+        None => {
+            let header = jpeg::check(first).map_err(|reason| MuxError::input(label, reason))?;
+            (header.width, header.height)
+        }
+    };
+    Ok(gst::Caps::builder("image/jpeg")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("parsed", true)
+        .build())
+}
+
 /// Width and height from a VP8 keyframe's header (RFC 6386 §9.1).
 fn vp8_size(frame: &[u8]) -> Option<(u32, u32)> {
     if frame.get(3..6)? != [0x9d, 0x01, 0x2a] {
@@ -527,6 +563,28 @@ mod tests {
         assert!(check_frame(1, &frame(false, b"garbage"), h264).is_err());
         assert!(check_frame(1, &frame(false, &[]), h264).is_err());
         assert!(check_frame(0, &frame(true, &[0x31]), FrameCodec::Vp8).is_err());
+        let e =
+            check_frame(3, &frame(true, &[0xff, 0xd8, 0xff, 0xe0]), FrameCodec::Jpeg).unwrap_err();
+        assert!(e.starts_with("frame 3: truncated"), "{e}");
+    }
+
+    #[test]
+    fn the_codec_is_sniffed_from_the_first_bytes() {
+        let sniff = FrameCodec::sniff;
+        assert_eq!(
+            sniff(&[0xff, 0xd8, 0xff, 0xe0, 0, 16]),
+            Some(FrameCodec::Jpeg)
+        );
+        assert_eq!(
+            sniff(&[0xff, 0xd8, 0x00]),
+            None,
+            "SOI without a marker after it"
+        );
+        assert_eq!(sniff(&[0, 0, 0, 1, 0x67]), Some(FrameCodec::H264AnnexB));
+        let vp8 = [0x50, 0x2a, 0x00, 0x9d, 0x01, 0x2a, 0xa0, 0x00, 0x78, 0x00];
+        assert_eq!(sniff(&vp8), Some(FrameCodec::Vp8));
+        assert_eq!(sniff(&[0x82, 0x49, 0x83, 0x42]), Some(FrameCodec::Vp9));
+        assert_eq!(sniff(b"GIF89a"), None);
     }
 
     #[test]

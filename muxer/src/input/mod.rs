@@ -1,11 +1,12 @@
-//! Reading the inputs: video containers and frame streams ([`video`], [`frames`]), CTI
-//! recordings ([`audio`]; Ogg Opus in `opus`), and the SHA-256 every input is identified by in
-//! the manifest.
+//! Reading the inputs: video containers and frame streams ([`video`], [`frames`]; JPEG stills
+//! checked in `jpeg`), CTI recordings ([`audio`]; Ogg Opus in `opus`), and the SHA-256 every
+//! input is identified by in the manifest.
 
 pub mod audio;
 pub mod bytes;
 pub mod frames;
 pub mod g711;
+mod jpeg;
 mod opus;
 pub mod sealed;
 pub mod video;

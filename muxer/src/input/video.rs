@@ -1,9 +1,10 @@
 //! Camera and screen video ([`VideoSource`]): a file (MP4, Matroska, WebM, IVF; H.264, VP8,
 //! VP9) demuxed in code (`filesrc ! parsebin ! appsink`), or encoded frames from a
-//! [`FrameSource`] (see [`super::frames`]) — either way a stream of encoded frames with their
-//! presentation times, without decoding. A first pass ([`VideoScan::of`]) learns the codec,
-//! every frame's time and the keyframes; the mux streams later passes ([`Demuxer`]) so no
-//! input is ever held in memory. Past [`Demuxer::next_frame`], both kinds are the same.
+//! [`FrameSource`] (see [`super::frames`]; H.264, VP8, VP9 or JPEG stills) — either way a
+//! stream of encoded frames with their presentation times, without decoding. A first pass
+//! ([`VideoScan::of`]) learns the codec, every frame's time and the keyframes; the mux streams
+//! later passes ([`Demuxer`]) so no input is ever held in memory. Past
+//! [`Demuxer::next_frame`], both kinds are the same.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ pub enum VideoCodec {
     Vp8,
     /// VP9.
     Vp9,
+    /// JPEG stills (screenshots), from a frame source only: each frame a picture of its own,
+    /// on screen until the next. Never an output codec (see [`crate::video::stills`]).
+    Jpeg,
 }
 
 impl VideoCodec {
@@ -65,8 +69,16 @@ impl VideoCodec {
             "video/x-h264" => Some(Self::H264),
             "video/x-vp8" => Some(Self::Vp8),
             "video/x-vp9" => Some(Self::Vp9),
+            "image/jpeg" => Some(Self::Jpeg),
             _ => None,
         }
+    }
+
+    /// Whether frames are stills to be held on screen until the next one (JPEG screenshots),
+    /// not video at a frame rate.
+    #[must_use]
+    pub fn is_stills(self) -> bool {
+        self == Self::Jpeg
     }
 
     /// The GStreamer decoder for this codec.
@@ -76,6 +88,7 @@ impl VideoCodec {
             Self::H264 => "avdec_h264",
             Self::Vp8 => "vp8dec",
             Self::Vp9 => "vp9dec",
+            Self::Jpeg => "jpegdec",
         }
     }
 }
@@ -300,8 +313,10 @@ impl<'a> Demuxer<'a> {
             return Err(MuxError::input(&self.path, "a frame without a timestamp"));
         };
         let first = *self.first_pts.get_or_insert(pts.nseconds());
-        // VP8/VP9 say it in their own header; some parsers (ivfparse) flag nothing.
+        // VP8/VP9 say it in their own header; some parsers (ivfparse) flag nothing. A JPEG
+        // is always a picture of its own.
         let keyframe = match self.codec {
+            Some(VideoCodec::Jpeg) => true,
             Some(codec @ (VideoCodec::Vp8 | VideoCodec::Vp9)) => buffer
                 .map_readable()
                 .ok()
@@ -444,7 +459,7 @@ pub(crate) fn vpx_keyframe(codec: VideoCodec, frame: &[u8]) -> Option<bool> {
             }
             Some(bit(at + 1) == 0) // frame_type: 0 = KEY_FRAME
         }
-        VideoCodec::H264 => None,
+        VideoCodec::H264 | VideoCodec::Jpeg => None,
     }
 }
 

@@ -2,19 +2,25 @@
 //! The retiming probe sits between decoder and encoder: frames are pushed with their file
 //! times (decoding needs the GOP from its keyframe), and the probe drops what lies before the
 //! frame on screen at the in point or at/after the out point, and turns file time into output
-//! time (the frame on screen at the in point starts at 0, shortened, not moved).
+//! time (the frame on screen at the in point starts at 0, shortened, not moved). The encoded
+//! frames are clamped to the out point once more: x264enc drops the durations it is given and
+//! `h264parse` fills in a whole frame, which would run a last frame cut short past the out
+//! point (by up to a frame: 200 ms for screenshots at 5 fps).
+
+use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::error::Result;
+use crate::error::{MuxError, Result};
 use crate::input::video::VideoCodec;
 use crate::pipeline::element;
 
 /// An encoder for `codec`, tuned for archives made faster than real time on two cores.
 ///
 /// # Errors
-/// [`crate::MuxError::MissingElement`] when the plugin is missing.
+/// [`MuxError::MissingElement`] when the plugin is missing; [`MuxError::Request`] for JPEG
+/// (an input codec only).
 pub fn encoder_for(
     codec: VideoCodec,
     bitrate_kbps: u32,
@@ -42,6 +48,11 @@ pub fn encoder_for(
             e.set_property("target-bitrate", (bitrate_kbps * 1000) as i32);
             e.set_property("keyframe-max-dist", keyframe_every as i32);
             e
+        }
+        VideoCodec::Jpeg => {
+            return Err(MuxError::Request(
+                "JPEG stills are an input only: they are encoded as H.264 or VP8".into(),
+            ));
         }
     };
     Ok(enc)
@@ -80,7 +91,9 @@ pub struct Reencoder {
 
 impl Reencoder {
     /// Decodes `from`, keeps frames whose file time is in `[first_shown, out_rel)`, shifts
-    /// them by `-in_rel` (clamping the first to 0), and encodes them as `to`.
+    /// them by `-in_rel` (clamping the first to 0), brings them to `canvas` (raw caps: size,
+    /// format, rate) when given — stills of differing sizes, see [`super::stills`] — and
+    /// encodes them as `to`.
     ///
     /// # Errors
     /// A missing plugin.
@@ -90,6 +103,7 @@ impl Reencoder {
         bitrate_kbps: u32,
         keyframe_every: u32,
         window: RetimeWindow,
+        canvas: Option<gst::Caps>,
     ) -> Result<Self> {
         let decoder = element(from.decoder())?;
         let convert = element("videoconvert")?;
@@ -99,9 +113,61 @@ impl Reencoder {
                 .expect("videoconvert has a src pad"),
         );
         let mut elements = vec![decoder, convert];
+        if let Some(canvas) = canvas {
+            // Letterboxed (`add-borders`, the default) when a picture has another shape.
+            let scale = element("videoscale")?;
+            let filter = element("capsfilter")?;
+            filter.set_property("caps", canvas);
+            elements.extend([scale, filter]);
+        }
         elements.extend(encode_chain(to, bitrate_kbps, keyframe_every)?);
+        let last = elements.last().expect("an encoder");
+        end_by(
+            &last
+                .static_pad("src")
+                .expect("the encoder chain has a src pad"),
+            window.out_rel - window.in_rel,
+        );
         Ok(Self { elements })
     }
+}
+
+/// Cuts the duration of every buffer leaving `pad` that would run past `end` (output time,
+/// nanoseconds). Compares running times: encoders may offset their timestamps and say so in
+/// the segment (x264enc adds 1000 h).
+fn end_by(pad: &gst::Pad, end: i64) {
+    let segment: Arc<Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>> = Arc::default();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(event) = info.event() {
+                if let gst::EventView::Segment(s) = event.view() {
+                    *segment.lock().expect("not poisoned") =
+                        s.segment().downcast_ref::<gst::ClockTime>().cloned();
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(buffer) = info.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let start = segment
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .zip(buffer.pts())
+                .and_then(|(s, pts)| s.to_running_time(pts));
+            if let (Some(start), Some(duration)) = (start, buffer.duration()) {
+                let start = start.nseconds() as i64;
+                if start + duration.nseconds() as i64 > end {
+                    let cut = (end - start).max(1) as u64;
+                    buffer
+                        .make_mut()
+                        .set_duration(gst::ClockTime::from_nseconds(cut));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
 }
 
 /// Which decoded frames a [`Reencoder`] keeps and how it shifts them (file times, ns).

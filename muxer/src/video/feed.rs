@@ -9,12 +9,14 @@ use gstreamer_app as gst_app;
 
 use super::avc::ParameterSets;
 use super::encode::{Reencoder, RetimeWindow};
+use super::stills::{self, Grid, STILLS_FPS};
 use super::{VideoMode, VideoTrack};
 use crate::error::{MuxError, Result};
 use crate::input::video::{Demuxer, EncodedFrame, VideoCodec};
 use crate::pipeline::Pipeline;
 
-/// The caps the track's appsrc must announce.
+/// The caps the track's appsrc must announce (stills come in at [`STILLS_FPS`], each pushed
+/// again at every frame it is on screen).
 #[must_use]
 pub fn appsrc_caps(track: &VideoTrack) -> gst::Caps {
     let mut caps = track.scan.caps.clone();
@@ -22,7 +24,35 @@ pub fn appsrc_caps(track: &VideoTrack) -> gst::Caps {
     {
         caps.make_mut().set("stream-format", "avc3");
     }
+    if track.scan.codec.is_stills() {
+        caps.make_mut()
+            .set("framerate", gst::Fraction::new(STILLS_FPS, 1));
+    }
     caps
+}
+
+/// The decode → retime → encode chain of a track transcoded to `to`: a keyframe every 2 s of
+/// output, at the input's average bitrate (at least 300 kbit/s); stills are brought to one
+/// picture size at [`STILLS_FPS`] first (see [`super::stills`]).
+///
+/// # Errors
+/// A missing plugin.
+pub fn transcoder(track: &VideoTrack, to: VideoCodec) -> Result<Reencoder> {
+    let stills = track.scan.codec.is_stills();
+    let fps = if stills {
+        f64::from(STILLS_FPS)
+    } else {
+        track.scan.fps()
+    };
+    let gop = (fps * 2.0).round().max(1.0) as u32;
+    Reencoder::new(
+        track.scan.codec,
+        to,
+        track.scan.bitrate_kbps(),
+        gop,
+        retime_window(track),
+        stills.then(|| stills::canvas_caps(track.scan.size)),
+    )
 }
 
 /// Pushes every kept frame of `track` into `src`, then end-of-stream. `pushed` counts frames.
@@ -104,6 +134,16 @@ fn copy_frames(
 fn frames_with_next(
     track: &VideoTrack,
     from: usize,
+    f: impl FnMut(EncodedFrame, Option<i64>) -> Result<()>,
+) -> Result<()> {
+    frames_between_with_next(track, from, track.kept.end, f)
+}
+
+/// [`frames_with_next`] over frames `from..until` (decode order).
+fn frames_between_with_next(
+    track: &VideoTrack,
+    from: usize,
+    until: usize,
     mut f: impl FnMut(EncodedFrame, Option<i64>) -> Result<()>,
 ) -> Result<()> {
     let mut demuxer = Demuxer::open(&track.input.source)?;
@@ -115,7 +155,7 @@ fn frames_with_next(
         if i < from {
             continue;
         }
-        if i >= track.kept.end {
+        if i >= until {
             break;
         }
         let next_pts = frame.pts;
@@ -131,6 +171,9 @@ fn frames_with_next(
 
 /// Pushes the source frames (file times) into a pipeline that decodes and re-encodes them.
 fn decode_input(track: &VideoTrack, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
+    if track.scan.codec.is_stills() {
+        return push_stills(track, src, pushed);
+    }
     let from = track.keyframe_before(track.kept.start);
     let until = if track.scan.reordered {
         usize::MAX
@@ -203,6 +246,33 @@ fn push_source_frames(
     Ok(())
 }
 
+/// Pushes a stills track as constant-rate video (file times): each still again at every
+/// instant of the output grid until the next still's time (see [`super::stills`]).
+fn push_stills(track: &VideoTrack, src: &gst_app::AppSrc, pushed: &AtomicU64) -> Result<()> {
+    let mut grid = Grid::new(track.in_rel(), track.out_rel());
+    // Stored out of capture order (a confused sender): every still, in the order sent.
+    let (from, until) = if track.scan.reordered {
+        (0, usize::MAX)
+    } else {
+        (track.kept.start, track.kept.end)
+    };
+    frames_between_with_next(track, from, until, |still, next_pts| {
+        for k in grid.frames_of(still.pts, next_pts) {
+            let (pts, duration) = grid.frame(k);
+            // A new buffer sharing the still's memory: no bytes are copied.
+            let mut frame = still.data.copy();
+            let b = frame.make_mut();
+            b.set_pts(gst::ClockTime::from_nseconds(pts as u64));
+            b.set_dts(gst::ClockTime::NONE);
+            b.set_duration(gst::ClockTime::from_nseconds(duration as u64));
+            b.unset_flags(gst::BufferFlags::DELTA_UNIT);
+            push(src, frame)?;
+            pushed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
 /// The window a re-encoder keeps for `track`.
 #[must_use]
 pub fn retime_window(track: &VideoTrack) -> RetimeWindow {
@@ -240,7 +310,7 @@ fn reencode_head(track: &VideoTrack, head_end: usize) -> Result<Head> {
         .unwrap_or(track.out_rel())
         .min(track.out_rel());
     let gop = (track.scan.fps() * 2.0).round().max(1.0) as u32;
-    let reencoder = Reencoder::new(codec, codec, track.scan.bitrate_kbps(), gop, window)?;
+    let reencoder = Reencoder::new(codec, codec, track.scan.bitrate_kbps(), gop, window, None)?;
     let mut chain: Vec<&gst::Element> = vec![src.upcast_ref()];
     chain.extend(reencoder.elements.iter());
     chain.push(sink.upcast_ref());

@@ -10,6 +10,8 @@
 //!   keyframe carrying its parameter sets, so decoders switch cleanly between the two;
 //! * **transcode** — the codec does not fit the container (H.264 into WebM, VP8 into MP4) or
 //!   frames are stored out of order (B-frames): every kept frame is decoded and re-encoded.
+//!   JPEG stills (screenshots) are always transcoded, each held until the next
+//!   ([`stills`]).
 //!
 //! A hole between frames (lost network, paused sharing) stays a hole: the last frame before
 //! it is held on screen until the next, and the hole is listed in the manifest.
@@ -18,9 +20,10 @@ pub mod avc;
 mod encode;
 pub mod feed;
 pub mod pip;
+pub mod stills;
 
 pub use encode::{Reencoder, encoder_for};
-pub use feed::{feed, feed_decoded};
+pub use feed::{feed, feed_decoded, transcoder};
 pub use pip::{PipBranch, PipLayout};
 
 use std::ops::Range;
@@ -168,6 +171,26 @@ impl VideoTrack {
     #[must_use]
     pub fn out_rel(&self) -> i64 {
         self.cuts.out_point.0 - self.input.start.0
+    }
+
+    /// How the track was made, for the manifest.
+    #[must_use]
+    pub fn made_by(&self) -> String {
+        match self.mode {
+            VideoMode::Passthrough => "passthrough".into(),
+            VideoMode::ReencodedHead { frames } => format!(
+                "passthrough; the first {frames} frames (partial GOP at the in point) re-encoded"
+            ),
+            VideoMode::Transcode(_) if self.scan.codec.is_stills() => {
+                let (width, height) = stills::canvas(self.scan.size);
+                format!(
+                    "transcoded from screenshots: JPEG stills, each held until the next, as \
+                     {} fps video at {width}×{height}",
+                    stills::STILLS_FPS
+                )
+            }
+            VideoMode::Transcode(_) => "transcoded".into(),
+        }
     }
 
     /// The keyframe decoding must start from to show frame `first` (decode order).

@@ -71,9 +71,11 @@ impl SessionInputs {
 
         let dir = spool_dir.join(session_id.to_string());
         let mut logs = Vec::new();
+        // Screenshots stand in for a screen track without frames (see `open_tracks`).
         for (track, role) in [
             (Track::Camera, VideoRole::Camera),
             (Track::Screen, VideoRole::Screen),
+            (Track::Screenshot, VideoRole::Screen),
         ] {
             let segments = stored_segments(vault, session_id, track).await?;
             let local = dir.join(format!("{}.log", track.name()));
@@ -202,15 +204,23 @@ async fn stored_segments(
 }
 
 /// The camera and screen logs that hold at least one frame with media, in that order, each
-/// starting on the timeline at its first frame's mapped capture time.
+/// starting on the timeline at its first frame's mapped capture time. Without screen frames,
+/// the screenshots (JPEG stills sent when the agent could not hold a stream; `logs` lists them
+/// after the screen) are the screen: the manifest names them by their log
+/// (`session …/screenshot`) and says how they were made. A session with both keeps its screen
+/// track and ignores its screenshots for now (they could fill the screen's holes one day).
 fn open_tracks(
     logs: Vec<(Track, VideoRole, Vec<InputBytes>)>,
     session: uuid::Uuid,
     key: SessionKey,
     clock: ClockMapping,
 ) -> Result<Vec<VideoInput>, JobError> {
-    let mut videos = Vec::new();
+    let mut videos: Vec<VideoInput> = Vec::new();
     for (track, role, segments) in logs {
+        if track == Track::Screenshot && videos.iter().any(|v| v.role == VideoRole::Screen) {
+            tracing::info!(%session, "screenshots ignored: the session has a screen track");
+            continue;
+        }
         let mut source = SealedTrack {
             segments,
             session,
@@ -232,7 +242,7 @@ fn open_tracks(
         };
         let codec = FrameCodec::sniff(&first.data).ok_or_else(|| {
             JobError::Unmuxable(format!(
-                "{}: the first frame is not an H.264, VP8 or VP9 keyframe",
+                "{}: the first frame is not an H.264, VP8 or VP9 keyframe, nor a JPEG",
                 source.label()
             ))
         })?;
@@ -245,7 +255,7 @@ fn open_tracks(
     }
     if videos.is_empty() {
         return Err(JobError::Unmuxable(
-            "the session holds no camera or screen frames".into(),
+            "the session holds no camera, screen or screenshot frames".into(),
         ));
     }
     Ok(videos)
