@@ -288,6 +288,25 @@ fn worker(stored: &Stored, id: &str, lease: Duration) -> Worker {
     )
 }
 
+/// The session's mux job as stored now.
+async fn job_of(stored: &Stored) -> storage::db::MuxJob {
+    stored
+        .vault
+        .db()
+        .mux_job_for_session(stored.session)
+        .await
+        .unwrap()
+        .expect("a job")
+}
+
+/// Runs one claim with a fresh worker `id` (30 s lease).
+async fn run_one(stored: &Stored, id: &str) -> Option<JobOutcome> {
+    worker(stored, id, Duration::from_secs(30))
+        .run_once(running())
+        .await
+        .unwrap()
+}
+
 fn running() -> watch::Receiver<bool> {
     // The sender is leaked so the receiver never sees it dropped.
     let (tx, rx) = watch::channel(false);
@@ -362,13 +381,7 @@ async fn an_ended_session_is_muxed_in_sync_sealed_and_recorded() {
         panic!("expected done, got {outcome:?}");
     };
     assert_eq!(session_id, stored.session);
-    let job = stored
-        .vault
-        .db()
-        .mux_job_for_session(stored.session)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = job_of(&stored).await;
     assert_eq!(job.state, MuxJobState::Done);
     assert_eq!(job.archive_id, Some(archive_id));
     assert!(
@@ -431,20 +444,11 @@ async fn an_ended_session_is_muxed_in_sync_sealed_and_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_cti_audio_the_archive_is_video_only() {
     let stored = stored_session(Camera::Clip, false).await;
-    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-a").await;
     let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
         panic!("expected done, got {outcome:?}");
     };
-    let job = stored
-        .vault
-        .db()
-        .mux_job_for_session(stored.session)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = job_of(&stored).await;
     assert!(job.video_only);
     let (mp4, manifest) = open_archive(&stored, archive_id).await;
     assert_eq!(manifest["video_only"], true);
@@ -559,10 +563,7 @@ async fn a_worker_that_loses_its_lease_keeps_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmuxable_media_fails_the_job_for_good_with_the_reason() {
     let stored = stored_session(Camera::Garbage, true).await;
-    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-a").await;
     let Some(JobOutcome::Failed { error, .. }) = outcome else {
         panic!("expected failed, got {outcome:?}");
     };
@@ -570,13 +571,7 @@ async fn unmuxable_media_fails_the_job_for_good_with_the_reason() {
         error.contains("camera") && error.contains("keyframe"),
         "{error}"
     );
-    let job = stored
-        .vault
-        .db()
-        .mux_job_for_session(stored.session)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = job_of(&stored).await;
     assert_eq!(job.state, MuxJobState::Failed);
     assert_eq!(job.error.as_deref(), Some(error.as_str()));
     assert!(
@@ -605,13 +600,7 @@ async fn a_stopping_worker_releases_its_job_uncounted() {
             session_id: stored.session
         })
     );
-    let job = stored
-        .vault
-        .db()
-        .mux_job_for_session(stored.session)
-        .await
-        .unwrap()
-        .unwrap();
+    let job = job_of(&stored).await;
     assert_eq!((job.state, job.attempts), (MuxJobState::Queued, 0));
     assert!(
         stored
@@ -623,10 +612,7 @@ async fn a_stopping_worker_releases_its_job_uncounted() {
             .is_empty()
     );
     // The next worker does it.
-    let outcome = worker(&stored, "worker-b", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-b").await;
     assert!(
         matches!(outcome, Some(JobOutcome::Done { .. })),
         "{outcome:?}"
@@ -637,10 +623,7 @@ async fn a_stopping_worker_releases_its_job_uncounted() {
 async fn screenshots_stand_in_for_a_missing_screen_track() {
     let stored = stored_session(Camera::Clip, true).await;
     store_screenshots(&stored);
-    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-a").await;
     let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
         panic!("expected done, got {outcome:?}");
     };
@@ -680,10 +663,7 @@ async fn a_screen_track_is_kept_and_screenshots_are_ignored() {
         Track::Screen,
         &stored.camera_frames,
     );
-    let outcome = worker(&stored, "worker-a", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-a").await;
     let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
         panic!("expected done, got {outcome:?}");
     };
@@ -736,10 +716,7 @@ async fn a_session_rolled_into_the_blob_store_is_muxed_from_there() {
         .unwrap();
     std::fs::remove_dir_all(&spool).unwrap();
 
-    let outcome = worker(&stored, "worker-elsewhere", Duration::from_secs(30))
-        .run_once(running())
-        .await
-        .unwrap();
+    let outcome = run_one(&stored, "worker-elsewhere").await;
     let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
         panic!("expected done, got {outcome:?}");
     };
