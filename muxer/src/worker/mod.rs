@@ -306,7 +306,12 @@ impl Worker {
                 Ok(JobOutcome::Failed { session_id, error })
             }
             Err(JobError::Transient(error)) => {
-                let delay = self.config.retry_after * 2u32.saturating_pow(job.attempts.max(1) - 1);
+                // Doubling per attempt, at most an hour.
+                let delay = self
+                    .config
+                    .retry_after
+                    .saturating_mul(2u32.saturating_pow(job.attempts.max(1) - 1))
+                    .min(Duration::from_secs(3600));
                 tracing::warn!(session = %session_id, %error, ?delay, "mux job will be retried");
                 db.fail_mux_job(job.job_id, worker, &error, Some(now() + delay), now())
                     .await?;
