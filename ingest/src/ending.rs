@@ -53,6 +53,7 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
         .live
         .close_and_wait(session, proto::CloseCode::SessionEnded, state.config.drain)
         .await;
+    state.live.forget(session);
     state.feeds.end(session, reason);
     state.last_seen.forget(session);
     // Into the blob store, where a worker on any node reads it; if that fails the logs stay

@@ -82,6 +82,17 @@ impl LiveConnections {
         }
     }
 
+    /// Drops what is kept for an ended session (unless a connection still holds it).
+    pub fn forget(&self, session: Uuid) {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if sessions
+            .get(&session)
+            .is_some_and(|e| e.owner.try_lock().is_ok())
+        {
+            sessions.remove(&session);
+        }
+    }
+
     /// Whether an agent connection holds `session` now.
     pub fn connected(&self, session: Uuid) -> bool {
         self.sessions
