@@ -216,6 +216,23 @@ impl Sample {
     }
 }
 
+/// The whole machine's busy and total CPU clock ticks (all cores), from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user)
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -644,6 +661,7 @@ async fn main() -> anyhow::Result<()> {
     let me = std::process::id().to_string();
     tokio::time::sleep_until(plan.measure_from).await;
     let (load_from, client_from) = (server.sample(), Sample::of(&me)?);
+    let machine_from = machine_ticks();
     let mut rss_max = 0;
     while Instant::now() + Duration::from_secs(1) < plan.end {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -652,6 +670,13 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep_until(plan.end).await;
     let (load_to, client_to) = (server.sample(), Sample::of(&me)?);
     let load_during = load_average();
+    let machine_to = machine_ticks();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    // % of one core, like the per-process figures.
+    let machine_busy = (machine_to.0 - machine_from.0) as f64
+        / (machine_to.1 - machine_from.1).max(1) as f64
+        * 100.0
+        * cores;
     let mut reports = Vec::new();
     for task in streams {
         reports.push(task.await?);
@@ -692,6 +717,7 @@ async fn main() -> anyhow::Result<()> {
         "server_cpu_idle_pct": cpu(idle_from, idle),
         "server_cpu_load_pct": cpu(load_from, load_to),
         "client_cpu_load_pct": client_from.cpu_percent(&client_to),
+        "machine_cpu_load_pct": machine_busy,
         "rss_before_kib": before.map(|s| s.rss_kib),
         "rss_idle_kib": idle.map(|s| s.rss_kib),
         "rss_load_max_kib": rss_max,
