@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/idv/target
 export IDV_S3S_FS ?= $(HOME)/.cache/idv/tools/bin/s3s-fs
 DATA_DIR ?= ./data
 
-.PHONY: demo test bootstrap lint unit bench fuzz clean-demo
+.PHONY: demo test bootstrap lint unit bench bench-load fuzz clean-demo
 
 ## Run the main job on the embedded defaults (SQLite + local blobs under ./data).
 demo: bootstrap
@@ -36,6 +36,14 @@ bench: bootstrap
 	@python3 benches/ratios.py "$(CARGO_TARGET_DIR)/criterion"
 	$(CARGO) build --release -j$(JOBS) -p idv -p idv-benches --bins
 	python3 benches/mux_vs_ffmpeg.py "$(CARGO_TARGET_DIR)/release" --minutes 10 --runs 3 --memory-minutes 60
+
+## Ingest load: N simulated agents (camera + screen, TLS, durable acks) against one
+## `idv serve`; loss, ack latency, CPU and memory per agent (benches/README.md). Writes about
+## 125 MB/s at 1000 agents to a data directory under $TMPDIR, removed after each run.
+LOAD_AGENTS ?= 50 200 1000
+bench-load: bootstrap
+	$(CARGO) build --release -j$(JOBS) -p idv -p idv-benches --bins
+	python3 benches/ingest_load.py "$(CARGO_TARGET_DIR)/release" --agents $(LOAD_AGENTS)
 
 ## Fuzz the parsers: sealed archives and agent media frames (cargo-fuzz; FUZZ_SECONDS=60 each).
 fuzz: bootstrap
