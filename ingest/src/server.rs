@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use storage::Vault;
 
@@ -214,8 +214,14 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         .local_addr()
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(tls)))
+    // TCP_NODELAY: an ack is one small TLS record; with Nagle's algorithm it would wait for
+    // the agent's next frame to acknowledge the previous segment (33 ms at 30 fps: measured
+    // by the load bench as the ack latency's p50, 0.8 ms without).
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(tls)))
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+    let server = axum_server::from_tcp(listener)
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
+        .acceptor(acceptor)
         .handle(handle.clone());
     let app = router(Arc::clone(&state));
     let task = tokio::spawn(async move {
