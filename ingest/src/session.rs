@@ -140,18 +140,29 @@ impl Sessions {
                 wrapped_media_key,
             })
             .await?;
-        let code = ConnectionCode::generate()?;
         let expires_at = created_at + self.code_ttl;
-        self.vault
-            .db()
-            .insert_connection_code(&NewConnectionCode {
-                code_hash: self.codes.hash(&operator.group, &code).to_vec(),
-                session_id,
-                group: operator.group.clone(),
-                created_at,
-                expires_at,
-            })
-            .await?;
+        // A fresh code can collide with one still open in the group (one in a million per
+        // open code): draw again rather than fail the operator.
+        let mut attempts = 0;
+        let code = loop {
+            let code = ConnectionCode::generate()?;
+            let inserted = self
+                .vault
+                .db()
+                .insert_connection_code(&NewConnectionCode {
+                    code_hash: self.codes.hash(&operator.group, &code).to_vec(),
+                    session_id,
+                    group: operator.group.clone(),
+                    created_at,
+                    expires_at,
+                })
+                .await;
+            match inserted {
+                Ok(_) => break code,
+                Err(storage::db::DbError::ConnectionCodeInUse) if attempts < 8 => attempts += 1,
+                Err(e) => return Err(e.into()),
+            }
+        };
         self.audit(
             &format!("operator:{}", operator.name),
             "session.create",
