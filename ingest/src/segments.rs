@@ -28,13 +28,9 @@ struct Range {
     bytes: u64,
 }
 
+/// The stored track of a protocol track (the names are the same).
 fn media_track(track: Track) -> MediaTrack {
-    match track {
-        Track::Camera => MediaTrack::Camera,
-        Track::Screen => MediaTrack::Screen,
-        Track::Screenshot => MediaTrack::Screenshot,
-        Track::MicReference => MediaTrack::MicReference,
-    }
+    MediaTrack::parse(track.name()).expect("every protocol track is a stored track")
 }
 
 /// The blob key of a session's track segment.
@@ -197,4 +193,16 @@ pub async fn recover(vault: &Vault, data_dir: &Path) -> Result<Vec<Uuid>> {
         }
     }
     Ok(rolled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_protocol_track_has_its_stored_name() {
+        for track in Track::ALL {
+            assert_eq!(media_track(track).as_str(), track.name());
+        }
+    }
 }

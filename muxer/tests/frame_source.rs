@@ -138,27 +138,32 @@ fn frames_stamped_before_the_first_are_refused() {
     assert_refused(&e, "before the first frame");
 }
 
-/// Without a CTI recording (its deadline passed) the archive holds the video alone: the cut is
-/// the video's whole span, and the manifest says it is video only.
-#[test]
-fn without_cti_audio_the_video_is_muxed_alone_and_flagged() {
-    let dir = tempfile::tempdir().unwrap();
+/// The 3 s camera as frames with no CTI recording (and `reference`, if any).
+fn video_only(dir: &Path, reference: Option<muxer::ReferenceInput>) -> MuxRequest {
     let source = MemoryFrames {
         label: "session ok/camera".into(),
         format: FrameFormat::new(FrameCodec::H264AnnexB),
-        frames: good_frames(dir.path()),
+        frames: good_frames(dir),
     };
-    let request = MuxRequest {
+    MuxRequest {
         camera: VideoInput::frames(VideoRole::Camera, Arc::new(source), UtcNanos(T0)),
         screen: None,
         audio: None,
-        reference: None,
+        reference,
         in_point: None,
         out_point: None,
         format: muxer::OutputFormat::Mp4,
         layout: muxer::Layout::Tracks,
         agent_clock: None,
-    };
+    }
+}
+
+/// Without a CTI recording (its deadline passed) the archive holds the video alone: the cut is
+/// the video's whole span, and the manifest says it is video only.
+#[test]
+fn without_cti_audio_the_video_is_muxed_alone_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = video_only(dir.path(), None);
     let out_path = dir.path().join("out.mp4");
     let mut out = std::fs::File::create(&out_path).unwrap();
     let manifest = muxer::mux(&request, &mut out, &mut |_| {}).expect("video-only mux");
@@ -201,25 +206,11 @@ fn without_cti_audio_the_video_is_muxed_alone_and_flagged() {
 #[test]
 fn a_reference_without_cti_audio_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let source = MemoryFrames {
-        label: "session ok/camera".into(),
-        format: FrameFormat::new(FrameCodec::H264AnnexB),
-        frames: good_frames(dir.path()),
+    let reference = muxer::ReferenceInput {
+        bytes: dir.path().join("mic.wav").into(),
+        start: UtcNanos(T0),
     };
-    let request = MuxRequest {
-        camera: VideoInput::frames(VideoRole::Camera, Arc::new(source), UtcNanos(T0)),
-        screen: None,
-        audio: None,
-        reference: Some(muxer::ReferenceInput {
-            bytes: dir.path().join("mic.wav").into(),
-            start: UtcNanos(T0),
-        }),
-        in_point: None,
-        out_point: None,
-        format: muxer::OutputFormat::Mp4,
-        layout: muxer::Layout::Tracks,
-        agent_clock: None,
-    };
+    let request = video_only(dir.path(), Some(reference));
     let err = muxer::mux(&request, &mut std::io::sink(), &mut |_| {}).unwrap_err();
     assert!(matches!(err, MuxError::Request(_)), "{err}");
 }

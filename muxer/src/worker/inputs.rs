@@ -174,12 +174,8 @@ async fn stored_segments(
     session: uuid::Uuid,
     track: Track,
 ) -> Result<Option<Vec<InputBytes>>, JobError> {
-    let media = match track {
-        Track::Camera => MediaTrack::Camera,
-        Track::Screen => MediaTrack::Screen,
-        Track::Screenshot => MediaTrack::Screenshot,
-        Track::MicReference => MediaTrack::MicReference,
-    };
+    // The stored track names are the protocol's.
+    let media = MediaTrack::parse(track.name()).expect("every protocol track is a stored track");
     let segments = vault.db().segments(session, Some(media)).await?;
     if segments.is_empty() {
         return Ok(None);
