@@ -5,9 +5,10 @@
 //! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
 //! refused — for a track the customer consented to. Frames are appended to the session's
 //! track logs as they arrived (still sealed: no plaintext media is written) and acknowledged
-//! **after** the logs are synced; a batch of frames that arrived together is made durable with
-//! one sync per track (group commit) and one cumulative ack per track. A resent frame (seq ≤
-//! the last durable one) is acknowledged again and not stored twice.
+//! **after** they are durable: a batch of frames that arrived together is handed to the node's
+//! group commit ([`crate::commit`]), which journals it with every other connection's waiting
+//! batch under one sync, and then gets one cumulative ack per track. A resent frame (seq ≤ the
+//! last durable one) is acknowledged again and not stored twice.
 //!
 //! A misbehaving agent is closed with a close code and one-line reason, and nothing else is
 //! disturbed: its frames before the bad one stay durable, other sessions do not notice. A newer
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use bytes::Bytes;
 use futures::FutureExt;
 use proto::frame::{HEADER_LEN, TAG_LEN};
 use proto::{AgentControl, Close, CloseCode, ServerControl, SessionCipher, Track, TrackSeqs};
@@ -31,6 +33,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::server::AppState;
+use storage::journal::Entry;
 use storage::track_log::{Appended, LogError, TrackLog};
 
 /// How long an agent has to say `hello`.
@@ -186,7 +189,7 @@ struct Connection<'a> {
     socket: WebSocket,
     session: Uuid,
     cipher: SessionCipher,
-    logs: BTreeMap<Track, TrackLog>,
+    logs: BTreeMap<Track, SpooledLog>,
     consented: Vec<ConsentScope>,
     budget: Budget,
     clock_samples: Vec<storage::db::ClockSample>,
@@ -241,12 +244,14 @@ impl<'a> Connection<'a> {
                 ));
             }
         };
-        let dir = state
-            .config
-            .data_dir
-            .join("spool")
-            .join(session.to_string());
-        let logs = match tokio::task::spawn_blocking(move || open_logs(&dir)).await {
+        if !state.commit.healthy() {
+            return Err((
+                socket,
+                close(CloseCode::ServerShuttingDown, "storage unavailable"),
+            ));
+        }
+        let spool = state.config.data_dir.join("spool");
+        let logs = match tokio::task::spawn_blocking(move || open_logs(&spool, session)).await {
             Ok(Ok(logs)) => logs,
             Ok(Err(e)) => {
                 tracing::error!(%session, error = %e, "cannot open the track logs");
@@ -263,8 +268,8 @@ impl<'a> Connection<'a> {
             }
         };
         let mut acked = TrackSeqs::new();
-        for (&track, log) in &logs {
-            if let Some(seq) = log.last_seq() {
+        for (&track, spooled) in &logs {
+            if let Some(seq) = spooled.log.last_seq() {
                 acked.advance(track, seq);
             }
         }
@@ -332,6 +337,8 @@ impl<'a> Connection<'a> {
             }
             // Tracks with frames stored or resent in this batch: an ack is due for each.
             let mut progress: BTreeSet<Track> = BTreeSet::new();
+            // What this batch appended, for the journal.
+            let mut entries = Vec::new();
             let mut ending = None;
             for message in batch {
                 match message {
@@ -343,7 +350,9 @@ impl<'a> Connection<'a> {
                         break;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        if let Err(reason) = self.frame(&bytes, &mut plaintext, &mut progress) {
+                        if let Err(reason) =
+                            self.frame(bytes, &mut plaintext, &mut entries, &mut progress)
+                        {
                             self.state
                                 .metrics
                                 .frames_refused
@@ -362,7 +371,7 @@ impl<'a> Connection<'a> {
                 }
             }
             // Whatever was stored before a bad frame is still made durable and acknowledged.
-            if let Err(reason) = self.commit(&progress).await {
+            if let Err(reason) = self.commit(entries, &progress).await {
                 return reason;
             }
             if let Some(reason) = ending {
@@ -371,11 +380,12 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Checks and appends one frame (not yet durable).
+    /// Checks and appends one frame (not yet durable: its journal entry goes to `entries`).
     fn frame(
         &mut self,
-        bytes: &[u8],
+        bytes: Bytes,
         plaintext: &mut Vec<u8>,
+        entries: &mut Vec<Entry>,
         progress: &mut BTreeSet<Track>,
     ) -> Result<(), Close> {
         if !self.budget.spend(bytes.len()) {
@@ -386,7 +396,7 @@ impl<'a> Connection<'a> {
         }
         let header = self
             .cipher
-            .open_into(bytes, self.state.config.max_payload, plaintext)
+            .open_into(&bytes, self.state.config.max_payload, plaintext)
             .map_err(|e| Close::for_error(&e))?;
         // The plaintext was only needed to authenticate the frame; it is never stored.
         plaintext.fill(0);
@@ -398,11 +408,15 @@ impl<'a> Connection<'a> {
                 format!("no consent for the {} track", header.track.name()),
             ));
         }
-        let log = self
+        let spooled = self
             .logs
             .get_mut(&header.track)
             .ok_or_else(|| close(CloseCode::ProtocolError, "unknown track"))?;
-        match log.append(header.seq, header.captured_at_ns, bytes) {
+        let offset = spooled.log.len();
+        match spooled
+            .log
+            .append(header.seq, header.captured_at_ns, &bytes)
+        {
             Ok(Appended::Stored) => {
                 self.state
                     .metrics
@@ -411,7 +425,14 @@ impl<'a> Connection<'a> {
                 // Watchers see it at once; the live path never waits for the fsync.
                 self.state
                     .feeds
-                    .publish_frame(self.session, bytes, self.state.config.max_payload);
+                    .publish_frame(self.session, &bytes, self.state.config.max_payload);
+                entries.push(Entry {
+                    log: Arc::clone(&spooled.name),
+                    offset,
+                    seq: header.seq,
+                    timestamp: header.captured_at_ns,
+                    frame: bytes,
+                });
             }
             Ok(Appended::Duplicate) => {}
             Err(LogError::OutOfOrder { expected, got, .. }) => {
@@ -505,26 +526,19 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Makes the batch durable, then acknowledges it.
-    async fn commit(&mut self, progress: &BTreeSet<Track>) -> Result<(), Close> {
-        if progress.is_empty() {
-            return Ok(());
-        }
-        let mut logs = std::mem::take(&mut self.logs);
-        let synced = tokio::task::spawn_blocking(move || {
-            let result = logs.values_mut().try_for_each(TrackLog::sync);
-            (logs, result)
-        })
-        .await;
-        let (logs, result) =
-            synced.map_err(|_| close(CloseCode::ServerShuttingDown, "storage unavailable"))?;
-        self.logs = logs;
-        if let Err(e) = result {
-            tracing::error!(session = %self.session, error = %e, "cannot sync the track logs");
+    /// Makes the batch durable (with other connections' batches), then acknowledges it.
+    /// Resent frames need no commit of their own: whatever they repeat was durable before.
+    async fn commit(
+        &mut self,
+        entries: Vec<Entry>,
+        progress: &BTreeSet<Track>,
+    ) -> Result<(), Close> {
+        if let Err(e) = self.state.commit.commit(entries).await {
+            tracing::error!(session = %self.session, error = %e, "cannot make the frames durable");
             return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
         }
         for &track in progress {
-            if let Some(seq) = self.logs.get(&track).and_then(TrackLog::last_seq) {
+            if let Some(seq) = self.logs.get(&track).and_then(|s| s.log.last_seq()) {
                 self.send(&ServerControl::Ack { track, seq }).await?;
             }
         }
@@ -655,14 +669,22 @@ async fn send_close(socket: &mut WebSocket, reason: &Close) {
         .await;
 }
 
-fn open_logs(dir: &std::path::Path) -> Result<BTreeMap<Track, TrackLog>, LogError> {
+/// A session's track log, and its name in the journal (its path under the spool).
+struct SpooledLog {
+    log: TrackLog,
+    name: Arc<str>,
+}
+
+fn open_logs(
+    spool: &std::path::Path,
+    session: Uuid,
+) -> Result<BTreeMap<Track, SpooledLog>, LogError> {
     Track::ALL
         .iter()
         .map(|&track| {
-            Ok((
-                track,
-                TrackLog::open(&dir.join(format!("{}.log", track.name())))?,
-            ))
+            let name: Arc<str> = format!("{session}/{}.log", track.name()).into();
+            let log = TrackLog::open(&spool.join(&*name))?;
+            Ok((track, SpooledLog { log, name }))
         })
         .collect()
 }

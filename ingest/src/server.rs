@@ -19,6 +19,7 @@ use storage::Vault;
 
 use crate::api;
 use crate::code::CodeKey;
+use crate::commit::{Checkpoints, GroupCommit};
 use crate::cti::CtiIntake;
 use crate::error::{IngestError, Result};
 use crate::media::LiveConnections;
@@ -50,6 +51,11 @@ pub struct ServeConfig {
     pub max_cti_bytes: u64,
     /// A joined session with no agent connected this long ends (timeout).
     pub session_idle: Duration,
+    /// When the agents' track logs are synced and the journal that covered them removed
+    /// (`commit`): how often, at most.
+    pub checkpoint_every: Duration,
+    /// … or once the journal holds this many bytes (also what a restart may replay).
+    pub checkpoint_bytes: u64,
 }
 
 impl ServeConfig {
@@ -67,6 +73,8 @@ impl ServeConfig {
             max_bytes_per_sec: 4 << 20,
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
             session_idle: Duration::from_secs(30 * 60),
+            checkpoint_every: Duration::from_secs(30),
+            checkpoint_bytes: 1 << 30,
         }
     }
 }
@@ -76,7 +84,9 @@ pub struct AppState {
     /// Operator credentials.
     pub operators: OperatorTokens,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Makes the agents' frames durable, many connections' at once.
+    pub commit: GroupCommit,
     /// Sessions, codes, consent.
     pub sessions: Sessions,
     /// How the server was configured.
@@ -143,6 +153,9 @@ impl RunningServer {
     pub async fn wait(self) -> Result<()> {
         let served = self.task.await;
         self.reaper.abort();
+        // The last checkpoint: the track logs synced, the journal removed (a connection still
+        // closing after this cannot acknowledge any more).
+        self.state.commit.stop().await;
         match served {
             Ok(result) => {
                 result.map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))
@@ -189,9 +202,12 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| IngestError::io(&config.data_dir, e))?;
     let tls = TlsFiles::under(&config.data_dir).load_or_create(&config.tls_names)?;
     let codes = CodeKey::load_or_create(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let commit = start_commit(&config, Arc::clone(&metrics)).await?;
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
-        metrics: Metrics::default(),
+        metrics,
+        commit,
         sessions: Sessions::new(vault, codes, config.code_ttl, config.cti_deadline),
         config: config.clone(),
         live: LiveConnections::default(),
@@ -242,6 +258,37 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         reaper,
         drain: config.drain,
     })
+}
+
+/// Replays the journal a crash left into the track logs (before anything reads them), then
+/// starts the group commit on a new generation.
+async fn start_commit(config: &ServeConfig, metrics: Arc<Metrics>) -> Result<GroupCommit> {
+    let dir = config.data_dir.join("journal");
+    let root = config.data_dir.join("spool");
+    let recovered = {
+        let (dir, root) = (dir.clone(), root.clone());
+        tokio::task::spawn_blocking(move || storage::journal::Journal::recover(&dir, &root))
+    }
+    .await
+    .map_err(|e| IngestError::io(&dir, std::io::Error::other(e.to_string())))?;
+    let (journal, replayed) =
+        recovered.map_err(|e| IngestError::io(&dir, std::io::Error::other(e.to_string())))?;
+    if replayed.records > 0 || replayed.cut_bytes > 0 {
+        tracing::info!(
+            generations = ?replayed.generations,
+            records = replayed.records,
+            rewritten = replayed.rewritten,
+            logs = replayed.logs,
+            skipped = replayed.skipped.len(),
+            cut_bytes = replayed.cut_bytes,
+            "replayed the journal into the track logs"
+        );
+    }
+    let checkpoints = Checkpoints {
+        every: config.checkpoint_every,
+        bytes: config.checkpoint_bytes,
+    };
+    GroupCommit::start(journal, root, checkpoints, metrics).map_err(|e| IngestError::io(&dir, e))
 }
 
 fn router(state: Arc<AppState>) -> Router {
