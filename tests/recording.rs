@@ -1,7 +1,8 @@
 //! The whole path as the outside sees it, through a real `idv serve` process (every role) and
 //! the CLI contract: an operator creates a session (`idv session create`), a simulated agent
 //! redeems the code, consents, syncs its clock and streams a real H.264 camera; the CTI system
-//! pushes the call (`idv cti push`); the operator ends the session (`idv session end`); the mux
+//! pushes the call in parts, as a WAV written while the call ran (`idv cti push --part-bytes`);
+//! the operator ends the session (`idv session end`); the mux
 //! worker muxes and seals it; `idv recordings list` shows it muxed, `idv recordings get`
 //! downloads the sealed archive and `idv open --data-dir` of the server's data directory
 //! decrypts it — with the camera's flashes and the call's beeps in sync. A second session
@@ -273,10 +274,19 @@ async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
     }
     .write(&wav)
     .unwrap();
+    // Recorded as a stream during the call: the WAV's sizes are left unknown (0), and it is
+    // posted in parts.
+    let mut streamed = std::fs::read(&wav).unwrap();
+    assert_eq!(&streamed[36..40], b"data");
+    streamed[4..8].fill(0);
+    streamed[40..44].fill(0);
+    std::fs::write(&wav, &streamed).unwrap();
     let cti_end = cti_start + truth.true_duration.as_nanos() as i64;
     server.idv(&[
         "cti",
         "push",
+        "--part-bytes",
+        "32768",
         "--server",
         &server.url,
         "--call-id",

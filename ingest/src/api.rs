@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use storage::db::ConsentScope;
 use uuid::Uuid;
@@ -32,6 +32,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/recordings", get(crate::recordings::list))
         .route("/recordings/{id}/archive", get(crate::recordings::archive))
         .route("/cti/recordings", post(crate::cti::upload))
+        .route("/cti/uploads", post(crate::cti::parts::open))
+        .route(
+            "/cti/uploads/{id}/parts/{part}",
+            put(crate::cti::parts::put_part),
+        )
+        .route(
+            "/cti/uploads/{id}/complete",
+            post(crate::cti::parts::complete),
+        )
 }
 
 /// The operator the presented token stands for.

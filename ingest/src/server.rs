@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub max_cti_bytes: u64,
     /// A joined session with no agent connected this long ends (timeout).
     pub session_idle: Duration,
+    /// A CTI upload in parts that receives nothing this long is closed with the parts that
+    /// arrived (keep it well under `cti_deadline`).
+    pub cti_upload_idle: Duration,
 }
 
 impl ServeConfig {
@@ -67,6 +70,7 @@ impl ServeConfig {
             max_bytes_per_sec: 4 << 20,
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
             session_idle: Duration::from_secs(30 * 60),
+            cti_upload_idle: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -232,6 +236,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     tracing::info!(%addr, "serving");
     let every = (config.session_idle / 4)
         .min(config.code_ttl / 4)
+        .min(config.cti_upload_idle / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(30));
     let reaper = crate::ending::spawn_reaper(Arc::clone(&state), every);
     Ok(RunningServer {

@@ -432,8 +432,6 @@ impl Sessions {
         Ok(moved)
     }
 
-    /// Queues an ended session's mux job: due now when its CTI recording is in, otherwise
-    /// video-only after the CTI deadline (a recording arriving before then expedites it).
     /// Queues the mux job of an ended session: due now if its CTI recording is here, else
     /// at the CTI deadline (then video-only unless the recording comes first).
     ///
