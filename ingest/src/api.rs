@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::error::{IngestError, Result};
 use crate::operator::Operator;
 use crate::server::AppState;
-use crate::session::{CreatedSession, JoinedSession};
+use crate::session::CreatedSession;
+use proto::join::{ConsentRequest, JoinRequest, JoinedSession};
 
 /// The API's routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -91,15 +92,6 @@ async fn end_session(
     ))
 }
 
-#[derive(serde::Deserialize)]
-struct JoinRequest {
-    code: String,
-    /// The group whose page or app the customer typed the code into.
-    group: String,
-    /// Set when the customer followed a session-bound link.
-    session_id: Option<Uuid>,
-}
-
 async fn join(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,13 +102,6 @@ async fn join(
         .join(&request.code, &request.group, request.session_id, peer.ip())
         .await
         .map(Json)
-}
-
-#[derive(serde::Deserialize)]
-struct ConsentRequest {
-    scopes: Vec<String>,
-    /// Who consented, as the agent describes the customer's device.
-    granted_by: String,
 }
 
 /// The session an agent's bearer token stands for.

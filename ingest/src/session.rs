@@ -45,24 +45,7 @@ pub struct CreatedSession {
     pub group: String,
 }
 
-/// What a customer's agent gets for a valid code.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct JoinedSession {
-    /// The session.
-    pub session_id: Uuid,
-    /// Presented in the media connection's `Hello`.
-    pub session_token: String,
-    /// The session media key, hex (frames are sealed under it on the device).
-    pub media_key: String,
-}
-
-impl std::fmt::Debug for JoinedSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinedSession")
-            .field("session_id", &self.session_id)
-            .finish_non_exhaustive()
-    }
-}
+pub use proto::join::JoinedSession;
 
 /// Sessions, codes, consent: the rules around the metadata tables.
 #[derive(Clone)]

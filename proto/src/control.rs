@@ -87,6 +87,33 @@ pub enum ConsentScope {
 }
 
 impl ConsentScope {
+    /// Every scope, in order.
+    pub const ALL: [ConsentScope; 5] = [
+        ConsentScope::Camera,
+        ConsentScope::Screen,
+        ConsentScope::Recording,
+        ConsentScope::ScreenCapture,
+        ConsentScope::FileTransfer,
+    ];
+
+    /// The scope's wire name (`camera`, `screen_capture`, …).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsentScope::Camera => "camera",
+            ConsentScope::Screen => "screen",
+            ConsentScope::Recording => "recording",
+            ConsentScope::ScreenCapture => "screen_capture",
+            ConsentScope::FileTransfer => "file_transfer",
+        }
+    }
+
+    /// The scope of a wire name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The scope a track's media needs before the server accepts a frame of it: the
     /// microphone reference exists only to align the recording, so it needs `recording`.
     #[must_use]

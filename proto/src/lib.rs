@@ -13,6 +13,7 @@
 //! * [`progress`] — per-track sequence bookkeeping: cumulative acks and idempotent resends.
 //! * [`clock`] — NTP-style clock-sync samples and the offset/delay computed from one.
 //! * [`fanout`] — what operators subscribed to a live session receive.
+//! * [`join`] — the HTTPS requests before the media connection: redeeming the code, consent.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -22,6 +23,7 @@ pub mod control;
 mod error;
 pub mod fanout;
 pub mod frame;
+pub mod join;
 pub mod progress;
 pub mod seal;
 
