@@ -36,7 +36,11 @@ impl Blinds {
 
 /// The hatch's luma at a point of a region (region-relative coordinates).
 fn hatch(x: u32, y: u32) -> u8 {
-    if ((x + y) / 8) % 2 == 0 { 112 } else { 136 }
+    if ((x + y) / 8).is_multiple_of(2) {
+        112
+    } else {
+        136
+    }
 }
 
 /// One plane of a frame: its bytes, row stride, size, and how much smaller than the luma

@@ -280,7 +280,7 @@ impl Sealer {
             (paused_marker, FrameFlags::PAUSED),
         ] {
             if set {
-                flags = flags | flag;
+                flags |= flag;
             }
         }
         let fill = {
