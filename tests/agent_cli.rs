@@ -5,61 +5,14 @@
 //! is refused with one line and a non-zero exit.
 
 mod support;
+#[path = "../agent/tests/common/xvfb.rs"]
+mod xvfb;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::Server;
-
-/// An Xvfb display for the test, stopped on drop.
-struct Display {
-    child: Child,
-    name: String,
-}
-
-impl Display {
-    fn start() -> Option<Self> {
-        if Command::new("Xvfb").arg("-help").output().is_err() {
-            return None;
-        }
-        let number = 90 + std::process::id() % 100;
-        let name = format!(":{number}");
-        let child = Command::new("Xvfb")
-            .args([
-                name.as_str(),
-                "-screen",
-                "0",
-                "640x360x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let ready = Command::new("xdpyinfo")
-                .args(["-display", &name])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return Some(Self { child, name });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-}
-
-impl Drop for Display {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use xvfb::Xvfb;
 
 fn agent(server: &Server, code: &str, screen: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_idv"));
@@ -82,8 +35,7 @@ fn agent(server: &Server, code: &str, screen: &str) -> Command {
 
 #[test]
 fn the_agent_streams_an_x11_screen_and_a_sigterm_ends_the_session_cleanly() {
-    let Some(display) = Display::start() else {
-        eprintln!("SKIPPED: Xvfb is not installed (scripts/bootstrap.sh installs it)");
+    let Some(display) = Xvfb::start(640, 360) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

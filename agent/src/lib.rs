@@ -8,6 +8,7 @@
 //! * [`join`] — TLS, code redemption and consent over HTTPS.
 //! * [`capture`] — one pipeline per track, with a gate for pause and gaps.
 //! * [`blinder`] — the regions the customer hides.
+//! * [`control`] — the operator's input, injected only while the customer is idle.
 //! * [`outbox`] — sealed frames awaiting acknowledgement (the spill buffer).
 //! * [`link`] — the media WebSocket: send, ack, clock sync, reconnect and resume.
 //! * [`session`] — runs it all until the session ends.
@@ -20,6 +21,7 @@ pub mod blinder;
 pub mod capture;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod join;
 pub mod link;

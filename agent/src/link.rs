@@ -44,6 +44,15 @@ pub enum Command {
     Finish,
 }
 
+/// What the operator asked of the agent, through the server.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Input to inject while the customer is idle.
+    Input(Vec<proto::InputEvent>),
+    /// Lift the blinds (always refused).
+    LiftBlinds,
+}
+
 /// How the link ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
@@ -95,6 +104,7 @@ impl Link {
         &self,
         shared: Arc<Shared>,
         mut commands: mpsc::Receiver<Command>,
+        inbound: mpsc::Sender<Inbound>,
     ) -> Result<Ended, AgentError> {
         let mut state = State {
             acked: TrackSeqs::new(),
@@ -109,7 +119,10 @@ impl Link {
                 Ok(socket) => {
                     backoff = Duration::from_millis(200);
                     unreachable_since = None;
-                    match self.serve(socket, &shared, &mut commands, &mut state).await {
+                    match self
+                        .serve(socket, &shared, &mut commands, &inbound, &mut state)
+                        .await
+                    {
                         Connection::Over(result) => return result,
                         Connection::Lost(why) => {
                             tracing::warn!(reason = why, "connection lost; reconnecting");
@@ -167,6 +180,7 @@ impl Link {
         mut socket: Socket,
         shared: &Shared,
         commands: &mut mpsc::Receiver<Command>,
+        inbound: &mpsc::Sender<Inbound>,
         state: &mut State,
     ) -> Connection {
         let hello = AgentControl::hello(
@@ -265,6 +279,13 @@ impl Link {
                         }
                     }
                     Ok(ServerControl::Close(close)) => return closed_by_server(&close),
+                    Ok(ServerControl::Input { events }) => {
+                        // Best effort: input that cannot be handled now is dropped.
+                        let _ = inbound.try_send(Inbound::Input(events));
+                    }
+                    Ok(ServerControl::LiftBlinds) => {
+                        let _ = inbound.try_send(Inbound::LiftBlinds);
+                    }
                     Ok(other) => tracing::debug!(?other, "ignored"),
                     Err(lost) => return lost,
                 },

@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use crate::blinder::Blinds;
 use crate::capture::{Capture, Captured};
-use crate::config::{AgentConfig, Region, TrackSettings};
+use crate::config::{AgentConfig, Region, TrackSettings, VideoSource};
+use crate::control::{Controller, POLL, X11Injector};
 use crate::error::AgentError;
 use crate::join::{Api, tls_config};
-use crate::link::{Command, Ended, Link, Shared};
+use crate::link::{Command, Ended, Inbound, Link, Shared};
 use crate::outbox::{Outbox, Sealed};
 use crate::{clock, notice};
 
@@ -109,6 +110,14 @@ pub async fn run(
         sealing_stopped,
     ));
     let (commands, commands_rx) = mpsc::channel(32);
+    let (inbound_tx, mut inbound) = mpsc::channel(64);
+    let (control_changes_tx, mut control_changes) = mpsc::channel(16);
+    let remote_control = match &config.screen.source {
+        VideoSource::X11(display) if tracks.contains(&Track::Screen) => {
+            RemoteControl::start(display.clone(), control_changes_tx)
+        }
+        _ => None,
+    };
     let mut ws_url = config
         .server
         .join("/api/v1/agent")
@@ -132,7 +141,7 @@ pub async fn run(
         flush_patience: Duration::from_secs(30),
     };
     let mut link_task = tokio::spawn(async move {
-        link.run(shared.clone(), commands_rx)
+        link.run(shared.clone(), commands_rx, inbound_tx)
             .await
             .map(|e| (e, shared))
     });
@@ -178,6 +187,25 @@ pub async fn run(
                     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
                 }
             },
+            Some(request) = inbound.recv() => {
+                let refusal = match request {
+                    Inbound::LiftBlinds => Some(("lift blinds", "only the customer can lift a blind")),
+                    Inbound::Input(events) => match &remote_control {
+                        Some(control) => {
+                            control.operator(events);
+                            None
+                        }
+                        None => Some(("input", "this agent cannot inject input (its screen is not an X11 display)")),
+                    },
+                };
+                if let Some((request, reason)) = refusal {
+                    let refused = AgentControl::Refused { request: request.into(), reason: reason.into() };
+                    let _ = commands.send(Command::Control(refused)).await;
+                }
+            }
+            Some(change) = control_changes.recv() => {
+                let _ = commands.send(Command::Control(change)).await;
+            }
             result = &mut link_task => {
                 break Some(result.map_err(|e| AgentError::Closed(format!("the link failed: {e}")))?);
             }
@@ -320,5 +348,64 @@ impl Sealer {
                 capture.degrade(self.degraded);
             }
         }
+    }
+}
+
+/// The operator's input on an X11 screen: a thread that owns the display connection, injects
+/// the operator's events while the customer is idle, looks for the customer's input every
+/// [`POLL`], and reports each change of control as the `control` message for the operator.
+struct RemoteControl {
+    events: std::sync::mpsc::Sender<Vec<proto::InputEvent>>,
+}
+
+impl RemoteControl {
+    fn start(display: Option<String>, changes: mpsc::Sender<AgentControl>) -> Option<Self> {
+        let injector = match X11Injector::connect(display.as_deref()) {
+            Ok(injector) => injector,
+            Err(e) => {
+                tracing::warn!(error = e, "remote control unavailable on this display");
+                return None;
+            }
+        };
+        let (events, operator) = std::sync::mpsc::channel::<Vec<proto::InputEvent>>();
+        std::thread::spawn(move || {
+            let mut control = Controller::new(injector);
+            // Watching starts with the operator's first event: until then nobody but the
+            // customer is using the device, and there is nothing to tell.
+            let mut operating = false;
+            loop {
+                let step = match operator.recv_timeout(POLL) {
+                    Ok(batch) => {
+                        operating = true;
+                        control.operator(&batch)
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if operating => control.poll(),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                match step {
+                    Ok(Some(change)) => {
+                        let ago = u64::try_from(change.at.elapsed().as_nanos()).unwrap_or(0);
+                        let message = AgentControl::Control {
+                            holder: change.holder,
+                            at_ns: clock::ns_before(ago),
+                        };
+                        if changes.blocking_send(message).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = e, "remote control stopped");
+                        break;
+                    }
+                }
+            }
+        });
+        Some(Self { events })
+    }
+
+    fn operator(&self, events: Vec<proto::InputEvent>) {
+        let _ = self.events.send(events);
     }
 }

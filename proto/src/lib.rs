@@ -28,7 +28,10 @@ pub mod progress;
 pub mod seal;
 
 pub use clock::{ClockEstimate, ClockSample};
-pub use control::{AgentControl, AgentInfo, Close, CloseCode, ConsentScope, ServerControl};
+pub use control::{
+    AgentControl, AgentInfo, Close, CloseCode, ConsentScope, ControlHolder, InputEvent,
+    ServerControl,
+};
 pub use error::{ProtoError, Result};
 pub use fanout::{LiveFrame, LiveMessage, LiveNotice, WireMessage};
 pub use frame::{
