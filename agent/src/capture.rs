@@ -41,6 +41,18 @@ pub struct Captured {
     pub data: Vec<u8>,
 }
 
+/// How a pipeline encodes what it captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// H.264 (x264, zero latency) at the track's frame rate and bitrate.
+    H264,
+    /// A JPEG still every `every_s` seconds (screenshot mode).
+    Jpeg {
+        /// Seconds between stills.
+        every_s: u32,
+    },
+}
+
 /// What lets a track's frames out: the customer's pause, and the waits for a keyframe after a
 /// resume or a drop.
 #[derive(Debug, Default)]
@@ -120,6 +132,7 @@ impl Capture {
     pub fn start(
         track: Track,
         settings: &TrackSettings,
+        encoding: Encoding,
         blinds: Option<Blinds>,
         out: mpsc::Sender<Captured>,
     ) -> Result<Self, AgentError> {
@@ -133,9 +146,13 @@ impl Capture {
         let convert = element("videoconvert")?;
         let scale = element("videoscale")?;
         let rate = element("videorate")?;
+        let framerate = match encoding {
+            Encoding::H264 => gst::Fraction::new(settings.fps as i32, 1),
+            Encoding::Jpeg { every_s } => gst::Fraction::new(1, every_s.max(1) as i32),
+        };
         let mut caps = gst::Caps::builder("video/x-raw")
             .field("format", "I420")
-            .field("framerate", gst::Fraction::new(settings.fps as i32, 1));
+            .field("framerate", framerate);
         if let Some((w, h)) = settings.size {
             caps = caps.field("width", w as i32).field("height", h as i32);
         }
@@ -143,27 +160,42 @@ impl Capture {
             .property("caps", caps.build())
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let encoder = gst::ElementFactory::make("x264enc")
-            .property_from_str("tune", "zerolatency")
-            .property_from_str("speed-preset", "ultrafast")
-            .property("bitrate", settings.bitrate_kbps)
-            .property("key-int-max", settings.fps.max(1) * 2)
-            .property("bframes", 0u32)
-            .build()
-            .map_err(|_| AgentError::Config("GStreamer element x264enc is not installed".into()))?;
-        let parse = gst::ElementFactory::make("h264parse")
-            .property("config-interval", -1i32)
-            .build()
-            .map_err(|_| {
-                AgentError::Config("GStreamer element h264parse is not installed".into())
-            })?;
-        let sink = gst_app::AppSink::builder()
-            .caps(
-                &gst::Caps::builder("video/x-h264")
+        let (encoder, parse, sink_caps) = match encoding {
+            Encoding::H264 => (
+                gst::ElementFactory::make("x264enc")
+                    .property_from_str("tune", "zerolatency")
+                    .property_from_str("speed-preset", "ultrafast")
+                    .property("bitrate", settings.bitrate_kbps)
+                    .property("key-int-max", settings.fps.max(1) * 2)
+                    .property("bframes", 0u32)
+                    .build()
+                    .map_err(|_| {
+                        AgentError::Config("GStreamer element x264enc is not installed".into())
+                    })?,
+                gst::ElementFactory::make("h264parse")
+                    .property("config-interval", -1i32)
+                    .build()
+                    .map_err(|_| {
+                        AgentError::Config("GStreamer element h264parse is not installed".into())
+                    })?,
+                gst::Caps::builder("video/x-h264")
                     .field("stream-format", "byte-stream")
                     .field("alignment", "au")
                     .build(),
-            )
+            ),
+            Encoding::Jpeg { .. } => (
+                gst::ElementFactory::make("jpegenc")
+                    .property("quality", 85i32)
+                    .build()
+                    .map_err(|_| {
+                        AgentError::Config("GStreamer element jpegenc is not installed".into())
+                    })?,
+                element("identity")?,
+                gst::Caps::builder("image/jpeg").build(),
+            ),
+        };
+        let sink = gst_app::AppSink::builder()
+            .caps(&sink_caps)
             .sync(matches!(settings.source, VideoSource::File(_)))
             .max_buffers(8)
             .build();
@@ -226,6 +258,9 @@ impl Capture {
     /// Lowers (`degraded`) or restores the bitrate and frame rate: half of each while the
     /// spill buffer is filling.
     pub fn degrade(&self, degraded: bool) {
+        if self.encoder.find_property("bitrate").is_none() {
+            return; // stills: nothing to lower
+        }
         let divisor = if degraded { 2 } else { 1 };
         self.encoder
             .set_property("bitrate", (self.settings.bitrate_kbps / divisor).max(50));

@@ -167,6 +167,42 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Posts one sealed screenshot frame; the answer is the highest screenshot seq durable.
+    ///
+    /// # Errors
+    /// `Err((0, reason))` when the server cannot be reached, else the status and its reason.
+    pub async fn post_screenshot(&self, token: &str, frame: Vec<u8>) -> Result<u64, (u16, String)> {
+        let url = self
+            .url("/api/v1/agent/screenshots")
+            .map_err(|e| (0, e.to_string()))?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(frame)
+            .send()
+            .await
+            .map_err(|e| (0, reason_of(&e)))?;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            body["acked"]
+                .as_u64()
+                .ok_or((status, "no acknowledgement in the answer".to_owned()))
+        } else {
+            Err((
+                status,
+                body["error"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+                    .to_owned(),
+            ))
+        }
+    }
+}
+
 /// The innermost cause of a transport error (connection refused, certificate unknown …).
 pub(crate) fn reason_of(error: &(dyn std::error::Error + 'static)) -> String {
     let mut source = error;

@@ -11,6 +11,7 @@
 //! * [`control`] — the operator's input, injected only while the customer is idle.
 //! * [`outbox`] — sealed frames awaiting acknowledgement (the spill buffer).
 //! * [`link`] — the media WebSocket: send, ack, clock sync, reconnect and resume.
+//! * [`screenshots`] — a JPEG every 5 s over HTTPS while the WebSocket is refused.
 //! * [`session`] — runs it all until the session ends.
 //! * [`notice`] — what the customer always sees while it runs.
 //!
@@ -27,6 +28,7 @@ pub mod join;
 pub mod link;
 pub mod notice;
 pub mod outbox;
+pub mod screenshots;
 pub mod session;
 
 pub use config::{AgentConfig, Region, TrackSettings, VideoSource};

@@ -51,7 +51,25 @@ pub enum Inbound {
     Input(Vec<proto::InputEvent>),
     /// Lift the blinds (always refused).
     LiftBlinds,
+    /// The network refuses the WebSocket (a proxy answering the upgrade with an HTTP error):
+    /// fall back to screenshots.
+    StreamingRefused,
+    /// The WebSocket is up again: stop the screenshots.
+    StreamingRestored,
 }
+
+/// Why a connection attempt failed.
+enum ConnectFailure {
+    /// Something between answered the upgrade with this HTTP status.
+    Refused(u16),
+    /// No connection (refused, reset, timed out, TLS).
+    Failed(String),
+}
+
+/// After this many refused upgrades in a row the agent posts screenshots instead.
+const REFUSALS_BEFORE_SCREENSHOTS: u32 = 2;
+/// How often the WebSocket is tried again while screenshots are posted.
+const RETRY_WHILE_REFUSED: Duration = Duration::from_secs(10);
 
 /// How the link ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,11 +132,16 @@ impl Link {
         };
         let mut backoff = Duration::from_millis(200);
         let mut unreachable_since: Option<Instant> = None;
+        let mut refusals = 0u32;
         loop {
             match self.connect().await {
                 Ok(socket) => {
                     backoff = Duration::from_millis(200);
                     unreachable_since = None;
+                    if refusals >= REFUSALS_BEFORE_SCREENSHOTS {
+                        let _ = inbound.try_send(Inbound::StreamingRestored);
+                    }
+                    refusals = 0;
                     match self
                         .serve(socket, &shared, &mut commands, &inbound, &mut state)
                         .await
@@ -129,7 +152,16 @@ impl Link {
                         }
                     }
                 }
-                Err(why) => {
+                Err(ConnectFailure::Refused(status)) => {
+                    // The server is reachable, the WebSocket is not: not a reason to give up.
+                    unreachable_since = None;
+                    refusals += 1;
+                    tracing::warn!(status, refusals, "the WebSocket upgrade was refused");
+                    if refusals == REFUSALS_BEFORE_SCREENSHOTS {
+                        let _ = inbound.try_send(Inbound::StreamingRefused);
+                    }
+                }
+                Err(ConnectFailure::Failed(why)) => {
                     let since = *unreachable_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > self.give_up_after {
                         return Err(AgentError::GaveUp(self.give_up_after.as_secs()));
@@ -143,7 +175,18 @@ impl Link {
                 }
             }
             // Meanwhile the session may finish: keep listening for commands while waiting.
-            let sleep = tokio::time::sleep(jitter(backoff));
+            let wait = if refusals >= REFUSALS_BEFORE_SCREENSHOTS {
+                RETRY_WHILE_REFUSED
+            } else {
+                backoff
+            };
+            if state.finishing.is_some() && refusals >= REFUSALS_BEFORE_SCREENSHOTS {
+                // Nothing more can be delivered over a refused WebSocket.
+                return Err(AgentError::Closed(
+                    "the network refuses the WebSocket; unsent video stays unsent".into(),
+                ));
+            }
+            let sleep = tokio::time::sleep(jitter(wait));
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -160,7 +203,7 @@ impl Link {
         }
     }
 
-    async fn connect(&self) -> Result<Socket, String> {
+    async fn connect(&self) -> Result<Socket, ConnectFailure> {
         let connector = tokio_tungstenite::Connector::Rustls(self.tls.clone());
         let attempt = tokio_tungstenite::connect_async_tls_with_config(
             self.url.as_str(),
@@ -170,8 +213,11 @@ impl Link {
         );
         match tokio::time::timeout(Duration::from_secs(10), attempt).await {
             Ok(Ok((socket, _))) => Ok(socket),
-            Ok(Err(e)) => Err(reason_of(&e)),
-            Err(_) => Err("timed out".into()),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+                Err(ConnectFailure::Refused(response.status().as_u16()))
+            }
+            Ok(Err(e)) => Err(ConnectFailure::Failed(reason_of(&e))),
+            Err(_) => Err(ConnectFailure::Failed("timed out".into())),
         }
     }
 

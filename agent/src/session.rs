@@ -14,13 +14,14 @@ use tokio::sync::{Notify, mpsc, watch};
 use uuid::Uuid;
 
 use crate::blinder::Blinds;
-use crate::capture::{Capture, Captured};
+use crate::capture::{Capture, Captured, Encoding};
 use crate::config::{AgentConfig, Region, TrackSettings, VideoSource};
 use crate::control::{Controller, POLL, X11Injector};
 use crate::error::AgentError;
 use crate::join::{Api, tls_config};
 use crate::link::{Command, Ended, Inbound, Link, Shared};
 use crate::outbox::{Outbox, Sealed};
+use crate::screenshots::{Poster, Screenshots};
 use crate::{clock, notice};
 
 /// Something the customer did.
@@ -83,7 +84,7 @@ pub async fn run(
     }
 
     let tls = tls_config(config.ca.as_deref())?;
-    let api = Api::new(&config, tls.clone())?;
+    let api = Arc::new(Api::new(&config, tls.clone())?);
     let joined = api.join(&config.code, &config.group).await?;
     api.consent(&joined, &scopes, "the customer, on the agent")
         .await?;
@@ -93,7 +94,7 @@ pub async fn run(
     let mut captures: BTreeMap<Track, Arc<Capture>> = BTreeMap::new();
     for (track, settings, _) in wanted.iter().filter(|(t, _, _)| tracks.contains(t)) {
         let blinder = (*track == Track::Screen).then(|| blinds.clone());
-        let capture = Capture::start(*track, settings, blinder, frames_tx.clone())?;
+        let capture = Capture::start(*track, settings, Encoding::H264, blinder, frames_tx.clone())?;
         captures.insert(*track, Arc::new(capture));
     }
 
@@ -140,6 +141,7 @@ pub async fn run(
         give_up_after: config.give_up_after,
         flush_patience: Duration::from_secs(30),
     };
+    let shared_for_screenshots = shared.clone();
     let mut link_task = tokio::spawn(async move {
         link.run(shared.clone(), commands_rx, inbound_tx)
             .await
@@ -147,6 +149,7 @@ pub async fn run(
     });
 
     let mut paused = false;
+    let mut screenshots: Option<Screenshots> = None;
     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
     let mut watch_captures = tokio::time::interval(Duration::from_millis(250));
     let ended = loop {
@@ -189,6 +192,22 @@ pub async fn run(
             },
             Some(request) = inbound.recv() => {
                 let refusal = match request {
+                    Inbound::StreamingRefused => {
+                        screenshots = start_screenshots(&config, &scopes, &blinds, Poster {
+                            api: api.clone(),
+                            token: joined.token.clone(),
+                            session: joined.session_id,
+                            key: joined.key.clone(),
+                            shared: shared_for_screenshots.clone(),
+                        });
+                        None
+                    }
+                    Inbound::StreamingRestored => {
+                        if screenshots.take().is_some() {
+                            eprintln!("● Streaming again: screenshots stopped.");
+                        }
+                        None
+                    }
                     Inbound::LiftBlinds => Some(("lift blinds", "only the customer can lift a blind")),
                     Inbound::Input(events) => match &remote_control {
                         Some(control) => {
@@ -407,5 +426,33 @@ impl RemoteControl {
 
     fn operator(&self, events: Vec<proto::InputEvent>) {
         let _ = self.events.send(events);
+    }
+}
+
+/// Screenshot mode, if the customer allowed screen captures and a screen is configured.
+fn start_screenshots(
+    config: &AgentConfig,
+    scopes: &BTreeSet<ConsentScope>,
+    blinds: &Blinds,
+    poster: Poster,
+) -> Option<Screenshots> {
+    if !config.screen.source.is_some() || !scopes.contains(&ConsentScope::ScreenCapture) {
+        eprintln!(
+            "● The network blocks live streaming; waiting for it (screenshots need the \
+             `screen_capture` consent and a screen)."
+        );
+        return None;
+    }
+    match Screenshots::start(&config.screen, blinds.clone(), poster) {
+        Ok(shots) => {
+            eprintln!(
+                "● The network blocks live streaming: a screenshot every 5 s until it does not."
+            );
+            Some(shots)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take screenshots");
+            None
+        }
     }
 }

@@ -193,6 +193,9 @@ pub struct Proxy {
 
 struct ProxyState {
     upstream: SocketAddr,
+    /// When set, TLS is terminated here (with the server's own certificate) and WebSocket
+    /// upgrades are answered 403, as a corporate proxy does; other requests pass.
+    refuse_upgrades: Mutex<Option<Tls>>,
     down_until: Mutex<Option<Instant>>,
     source: Mutex<IpAddr>,
     cuts: watch::Sender<u64>,
@@ -210,6 +213,7 @@ impl Proxy {
             source: Mutex::new(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             cuts: watch::channel(0).0,
             connections: Mutex::default(),
+            refuse_upgrades: Mutex::new(None),
         });
         let accept_state = state.clone();
         tokio::spawn(async move {
@@ -237,6 +241,18 @@ impl Proxy {
         self.state.cuts.send_modify(|n| *n += 1);
     }
 
+    /// From now on (until [`Proxy::allow_upgrades`]), WebSocket upgrades are refused with 403;
+    /// `data_dir` holds the server's certificate and key.
+    pub fn refuse_upgrades(&self, data_dir: &std::path::Path) {
+        *self.state.refuse_upgrades.lock().unwrap() = Some(Tls::of_server(data_dir));
+        self.state.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Lets upgrades through again.
+    pub fn allow_upgrades(&self) {
+        *self.state.refuse_upgrades.lock().unwrap() = None;
+    }
+
     pub fn connections_from(&self, source: IpAddr) -> usize {
         self.state
             .connections
@@ -258,6 +274,11 @@ impl ProxyState {
         if down {
             return; // dropped: the agent sees the connection fail
         }
+        let refusing = self.refuse_upgrades.lock().unwrap().clone();
+        if let Some(tls) = refusing {
+            let _ = tls.filter(inbound, self.upstream).await;
+            return;
+        }
         let source = *self.source.lock().unwrap();
         let socket = TcpSocket::new_v4().unwrap();
         if socket.bind(SocketAddr::new(source, 0)).is_err() {
@@ -272,5 +293,74 @@ impl ProxyState {
             _ = tokio::io::copy_bidirectional(&mut inbound, &mut upstream) => {}
             _ = cuts.changed() => {}
         }
+    }
+}
+
+/// TLS terminated in the proxy with the server's own certificate.
+#[derive(Clone)]
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl Tls {
+    fn of_server(data_dir: &std::path::Path) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert_pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(data_dir.join("tls/key.pem")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs.clone(), key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        }
+    }
+
+    /// Reads the request head: a WebSocket upgrade gets 403, anything else goes upstream.
+    async fn filter(&self, inbound: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut client = self.acceptor.accept(inbound).await?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = client.read(&mut byte).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            head.extend_from_slice(&byte[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if text.contains("upgrade: websocket") {
+            client
+                .write_all(
+                    b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await?;
+            return client.shutdown().await;
+        }
+        let tcp = TcpStream::connect(upstream).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut server = self.connector.connect(name, tcp).await?;
+        server.write_all(&head).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut server).await?;
+        Ok(())
     }
 }
