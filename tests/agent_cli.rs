@@ -1,5 +1,6 @@
 //! `idv agent` as the outside runs it (the CLI contract), against a real `idv serve`: the
-//! camera's test pattern and an X11 screen (Xvfb) are streamed with a region blinded; SIGTERM
+//! camera's test pattern and an X11 screen (Xvfb) are streamed with a region blinded, the
+//! "remote support in progress" banner on that screen while the session runs; SIGTERM
 //! makes the agent send what is unacknowledged, end the session and exit 0; the session is
 //! then muxed (video-only: no call recording) with both tracks at their sizes. A wrong code
 //! is refused with one line and a non-zero exit.
@@ -13,6 +14,15 @@ use std::time::Duration;
 
 use support::Server;
 use xvfb::Xvfb;
+
+/// Whether the agent's banner window is on `display`.
+fn banner_shown(display: &str) -> bool {
+    let tree = Command::new("xwininfo")
+        .args(["-root", "-tree", "-display", display])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&tree.stdout).contains(agent::notice::BANNER_NAME)
+}
 
 fn agent(server: &Server, code: &str, screen: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_idv"));
@@ -51,6 +61,10 @@ fn the_agent_streams_an_x11_screen_and_a_sigterm_ends_the_session_cleanly() {
         child.try_wait().unwrap().is_none(),
         "the agent runs until told to stop"
     );
+    assert!(
+        banner_shown(&display.name),
+        "the notice is on the customer's screen while the session runs"
+    );
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -68,6 +82,7 @@ fn the_agent_streams_an_x11_screen_and_a_sigterm_ends_the_session_cleanly() {
     );
     assert!(stderr.contains("you ended the session"), "{stderr}");
 
+    assert!(!banner_shown(&display.name), "and gone once it ended");
     let (status, _) = server.wait_recording(session);
     assert_eq!(status, "video-only");
     let sealed = dir.path().join("session.idvr");

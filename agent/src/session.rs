@@ -148,6 +148,18 @@ pub async fn run(
             .map(|e| (e, shared))
     });
 
+    let _banner = match &config.screen.source {
+        VideoSource::X11(display) if tracks.contains(&Track::Screen) => {
+            let text = format!(
+                "REMOTE SUPPORT IN PROGRESS - your screen is shared with your bank (session {})",
+                joined.session_id
+            );
+            notice::Banner::show(display.as_deref(), text)
+                .map_err(|e| tracing::warn!(error = e, "no banner on the display"))
+                .ok()
+        }
+        _ => None,
+    };
     let mut paused = false;
     let mut screenshots: Option<Screenshots> = None;
     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
