@@ -93,6 +93,8 @@ pub struct AppState {
     pub last_seen: crate::ending::LastSeen,
     /// CTI audio intake: its signing key and replay memory.
     pub cti: CtiIntake,
+    /// The agent connections' inboxes for what operators ask.
+    pub inboxes: crate::remote::AgentInboxes,
 }
 
 impl AppState {
@@ -202,6 +204,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         feeds: crate::live::LiveFeeds::default(),
         last_seen: crate::ending::LastSeen::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
+        inboxes: crate::remote::AgentInboxes::default(),
     });
     // Sessions that ended just before a crash: their logs into the blob store, their jobs
     // queued (both idempotent).

@@ -33,7 +33,7 @@ pub use control::{
     ServerControl,
 };
 pub use error::{ProtoError, Result};
-pub use fanout::{LiveFrame, LiveMessage, LiveNotice, WireMessage};
+pub use fanout::{LiveFrame, LiveMessage, LiveNotice, OperatorRequest, WireMessage};
 pub use frame::{
     Frame, FrameFlags, FrameHeader, FrameKind, HEADER_LEN, PROTOCOL_VERSION, Track, decode_frame,
 };

@@ -4,7 +4,8 @@
 //!    or 200 with the open upload of the same call and where it stands (`next_part`), so a
 //!    recorder that restarted picks up where it was.
 //! 2. `PUT /api/v1/cti/uploads/{id}/parts/{n}` takes part `n` (0, 1, 2 …, strictly in order;
-//!    at least one byte): sealed as an archive of its own and recorded before the 201, so an
+//!    at least one byte): sealed as an archive of its own (under a blob key of its own per
+//!    attempt) and recorded before the 201, so an
 //!    acknowledged part survives a crash. Part 0 must start like a recording the muxer reads
 //!    (a WAV written as a stream, its sizes left 0 or 0xFFFFFFFF, is fine). A resend of a
 //!    stored part with the same bytes answers 200; other bytes, or a part out of order, 409
@@ -239,7 +240,12 @@ async fn put_part_inner(
         )));
     }
     let room = intake.max_bytes.saturating_sub(total);
-    let blob_key = format!("cti/uploads/{}/{part:06}.idvr", upload.upload_id);
+    // A key of its own per attempt: a losing writer (another node) never deletes the winner's.
+    let blob_key = format!(
+        "cti/uploads/{}/{part:06}-{}.idvr",
+        upload.upload_id,
+        Uuid::new_v4()
+    );
     let manifest = serde_json::json!({
         "kind": "cti-part",
         "upload_id": upload.upload_id,
