@@ -17,6 +17,24 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+/// An operator's live WebSocket.
+pub type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next live notice of `kind` (`control`, `refused`, …) on `socket`, frames skipped.
+pub async fn next_notice(socket: &mut LiveSocket, kind: &str) -> serde_json::Value {
+    use futures::StreamExt;
+    loop {
+        let message = socket.next().await.unwrap().unwrap();
+        if let Ok(text) = message.to_text()
+            && let Ok(notice) = serde_json::from_str::<serde_json::Value>(text)
+            && notice["type"] == kind
+        {
+            return notice;
+        }
+    }
+}
+
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub server: RunningServer,
@@ -66,6 +84,33 @@ impl Server {
             body["session_id"].as_str().unwrap().parse().unwrap(),
             body["code"].as_str().unwrap().to_owned(),
         )
+    }
+
+    /// The operator's live WebSocket on `session` (after its `subscribed` notice).
+    pub async fn watch(&self, session: Uuid) -> LiveSocket {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "wss://{}/api/v1/sessions/{session}/live",
+            self.server.addr()
+        );
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        let tls = agent::join::tls_config(Some(&self.dir.path().join("tls/cert.pem"))).unwrap();
+        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        )
+        .await
+        .unwrap();
+        let first = socket.next().await.unwrap().unwrap();
+        assert!(first.to_text().unwrap().contains("subscribed"), "{first:?}");
+        socket
     }
 
     /// Ends a session as its operator.
