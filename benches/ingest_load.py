@@ -29,6 +29,10 @@ def run(release, agents, extra):
     raise SystemExit(f"no RESULT line from {command}")
 
 
+def syncs(value):
+    return "–" if value is None else f"{value:.0f}"
+
+
 def kib(value):
     return "–" if value is None else f"{value:.0f}"
 
@@ -46,9 +50,9 @@ def main():
     rows = [run(args.release, n, extra) for n in args.agents]
     print()
     print("| agents | held, zero loss | ack p50 / p99 / max (ms) | Mbit/s | server CPU idle / load "
-          "(% of a core) | server RSS per agent idle / load (KiB) | generator CPU (%) "
+          "(% of a core) | server RSS per agent idle / load (KiB) | syncs/s | generator CPU (%) "
           "| rest of the machine's CPU (%) | load average before → during | bar |")
-    print("|---:|---:|---|---:|---|---|---:|---:|---|---|")
+    print("|---:|---:|---|---:|---|---|---:|---:|---:|---|---|")
     for r in rows:
         others = (r["machine_cpu_load_pct"] - (r["server_cpu_load_pct"] or 0)
                   - r["client_cpu_load_pct"])
@@ -60,12 +64,19 @@ def main():
         print(f"| {r['agents']} | {r['held']} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / "
               f"{r['max_ms']:.0f} | {r['mbit_s']:.0f} | {r['server_cpu_idle_pct'] or 0:.0f} / "
               f"{r['server_cpu_load_pct'] or 0:.0f} | {kib(r['rss_per_agent_idle_kib'])} / "
-              f"{kib(r['rss_per_agent_load_kib'])} | {r['client_cpu_load_pct']:.0f} | "
+              f"{kib(r['rss_per_agent_load_kib'])} | {syncs(r.get('server_syncs_per_s'))} | "
+              f"{r['client_cpu_load_pct']:.0f} | "
               f"{others:.0f} | "
               f"{r['load_average_before']} → {r['load_average_during']} | "
               f"{'misses: ' + ', '.join(missed) if missed else 'holds'} |")
         if r["first_failure"]:
             print(f"  ({r['failed']} agents failed; first: {r['first_failure']})")
+    print()
+    for r in rows:
+        threads = r.get("server_thread_cpu_pct") or {}
+        busiest = sorted(threads.items(), key=lambda t: -t[1])
+        print(f"- {r['agents']} agents, server CPU by thread (% of a core): "
+              + ", ".join(f"{name} {pct:.0f}" for name, pct in busiest))
 
 
 if __name__ == "__main__":

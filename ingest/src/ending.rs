@@ -56,6 +56,13 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     state.live.forget(session);
     state.feeds.end(session, reason);
     state.last_seen.forget(session);
+    // The logs durable in place (not only through the journal) before anything else reads them.
+    let dir = crate::segments::spool_dir(&state.config.data_dir, session);
+    match tokio::task::spawn_blocking(move || crate::commit::sync_session_logs(&dir)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
+        Err(e) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
+    }
     // Into the blob store, where a worker on any node reads it; if that fails the logs stay
     // in the spool (a worker here still reads them) and the next start rolls them.
     let vault = state.sessions.vault();

@@ -11,6 +11,7 @@
 mod api;
 pub mod client;
 pub mod code;
+pub mod commit;
 pub mod cti;
 pub mod ending;
 pub mod error;

@@ -5,15 +5,21 @@
 //! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
 //! refused — for a track the customer consented to. Frames are appended to the session's
 //! track logs as they arrived (still sealed: no plaintext media is written) and acknowledged
-//! **after** the logs are synced; a batch of frames that arrived together is made durable with
-//! one sync per track (group commit) and one cumulative ack per track. A resent frame (seq ≤
-//! the last durable one) is acknowledged again and not stored twice.
+//! **after** they are durable: a batch of frames that arrived together is handed to the node's
+//! group commit ([`crate::commit`]), which journals it with every other connection's waiting
+//! batch under one sync, and then gets one cumulative ack per track. A resent frame (seq ≤ the
+//! last durable one) is acknowledged again and not stored twice.
+//!
+//! Per-connection memory is kept small, since one node holds many agents: WebSocket buffers
+//! are bounded (see [`agent_socket`]), frames are authenticated in a per-thread buffer, and a
+//! batch's frames are journaled straight from the buffers they arrived in.
 //!
 //! A misbehaving agent is closed with a close code and one-line reason, and nothing else is
 //! disturbed: its frames before the bad one stay durable, other sessions do not notice. A newer
 //! connection for the same session supersedes the older one, which is closed first, so one
 //! writer owns a session's logs at a time.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,6 +29,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
+use bytes::Bytes;
 use futures::FutureExt;
 use proto::frame::{HEADER_LEN, TAG_LEN};
 use proto::{AgentControl, Close, CloseCode, ServerControl, SessionCipher, Track, TrackSeqs};
@@ -31,7 +38,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::server::AppState;
+use storage::journal::Entry;
 use storage::track_log::{Appended, LogError, TrackLog};
+use zeroize::Zeroize;
 
 /// How long an agent has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,19 +167,24 @@ pub async fn agent_socket(
     // Twice the largest frame: a frame a little too large still reaches the protocol check
     // and is refused with its close code; a flood far beyond is cut by the WebSocket layer.
     let max_message = 2 * (HEADER_LEN + state.config.max_payload + TAG_LEN);
+    // tungstenite's read buffer starts at this size (also the most it reads at once) and grows
+    // to hold each frame whole; see `Connection::last_frame` for how it is kept from staying
+    // at twice the largest frame. The load bench at 400 agents (15 KB keyframes), RSS per
+    // agent under load: 16 KiB read buffer 96 KiB, 4 KiB ~70, 2 KiB with `last_frame` ~53.
     ws.max_message_size(max_message)
         .max_frame_size(max_message)
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| async move {
             state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
-            let outcome = Connection::run(&state, socket).await;
+            // Boxed: the task holds this connection's state once, not twice.
+            let outcome = Box::pin(Connection::run(&state, socket)).await;
             state.metrics.agents_connected.fetch_sub(1, Ordering::Relaxed);
             if let Some((close, session)) = outcome {
                 tracing::info!(%peer, code = close.code.to_u16(), reason = %close.reason, "agent connection closed");
                 if let Some(session) = session {
-                    customer_ended(&state, session).await;
+                    Box::pin(customer_ended(&state, session)).await;
                 }
             }
         })
@@ -186,12 +200,19 @@ struct Connection<'a> {
     socket: WebSocket,
     session: Uuid,
     cipher: SessionCipher,
-    logs: BTreeMap<Track, TrackLog>,
+    logs: BTreeMap<Track, SpooledLog>,
     consented: Vec<ConsentScope>,
     budget: Budget,
     clock_samples: Vec<storage::db::ClockSample>,
     /// The agent said the customer ended the session.
     ended_by_customer: bool,
+    /// The last frame received, kept until the next one has been read. The WebSocket layer
+    /// hands out frames as slices of its read buffer; while one is still referenced, the
+    /// buffer's next growth allocates just what the next frame needs (`BytesMut::reserve` on
+    /// a shared buffer) and the old allocation goes with the old frame. Unshared, the same
+    /// buffer is reused and doubles whenever a frame does not fit, and never shrinks: with
+    /// this, the load bench measured ~10 KiB less per agent under load.
+    last_frame: Option<Bytes>,
 }
 
 impl<'a> Connection<'a> {
@@ -199,7 +220,9 @@ impl<'a> Connection<'a> {
     /// Serves one agent connection; how it closed, and the session if the customer ended it
     /// (its logs are released by then).
     async fn run(state: &'a AppState, mut socket: WebSocket) -> Option<(Close, Option<Uuid>)> {
-        let (session, cipher) = match hello(state, &mut socket).await {
+        // The rare, large steps (database, audit, blob store) are boxed: the connection's task
+        // is then about as large as its receive loop, for as long as it lives.
+        let (session, cipher) = match Box::pin(hello(state, &mut socket)).await {
             Ok(ok) => ok,
             Err(reason) => {
                 send_close(&mut socket, &reason).await;
@@ -207,7 +230,8 @@ impl<'a> Connection<'a> {
             }
         };
         let (mut stop, _owner) = state.live.take(session).await;
-        let mut connection = match Connection::open(state, socket, session, cipher).await {
+        let mut connection = match Box::pin(Connection::open(state, socket, session, cipher)).await
+        {
             Ok(c) => c,
             Err((mut socket, reason)) => {
                 send_close(&mut socket, &reason).await;
@@ -215,7 +239,7 @@ impl<'a> Connection<'a> {
             }
         };
         let reason = connection.serve(&mut stop).await;
-        connection.flush_clock_samples().await;
+        Box::pin(connection.flush_clock_samples()).await;
         send_close(&mut connection.socket, &reason).await;
         state.last_seen.touch(session);
         Some((reason, connection.ended_by_customer.then_some(session)))
@@ -241,12 +265,14 @@ impl<'a> Connection<'a> {
                 ));
             }
         };
-        let dir = state
-            .config
-            .data_dir
-            .join("spool")
-            .join(session.to_string());
-        let logs = match tokio::task::spawn_blocking(move || open_logs(&dir)).await {
+        if !state.commit.healthy() {
+            return Err((
+                socket,
+                close(CloseCode::ServerShuttingDown, "storage unavailable"),
+            ));
+        }
+        let spool = state.config.data_dir.join("spool");
+        let logs = match tokio::task::spawn_blocking(move || open_logs(&spool, session)).await {
             Ok(Ok(logs)) => logs,
             Ok(Err(e)) => {
                 tracing::error!(%session, error = %e, "cannot open the track logs");
@@ -263,8 +289,8 @@ impl<'a> Connection<'a> {
             }
         };
         let mut acked = TrackSeqs::new();
-        for (&track, log) in &logs {
-            if let Some(seq) = log.last_seq() {
+        for (&track, spooled) in &logs {
+            if let Some(seq) = spooled.log.last_seq() {
                 acked.advance(track, seq);
             }
         }
@@ -304,6 +330,7 @@ impl<'a> Connection<'a> {
             budget: Budget::new(state.config.max_bytes_per_sec),
             clock_samples: Vec::new(),
             ended_by_customer: false,
+            last_frame: None,
         })
     }
 
@@ -322,7 +349,6 @@ impl<'a> Connection<'a> {
         stop: &mut watch::Receiver<Option<CloseCode>>,
         inbox: &mut tokio::sync::mpsc::Receiver<ServerControl>,
     ) -> Close {
-        let mut plaintext = Vec::new();
         loop {
             let first = tokio::select! {
                 message = self.socket.recv() => message,
@@ -351,6 +377,8 @@ impl<'a> Connection<'a> {
             }
             // Tracks with frames stored or resent in this batch: an ack is due for each.
             let mut progress: BTreeSet<Track> = BTreeSet::new();
+            // What this batch appended, for the journal.
+            let mut entries = Vec::new();
             let mut ending = None;
             for message in batch {
                 match message {
@@ -362,7 +390,8 @@ impl<'a> Connection<'a> {
                         break;
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        if let Err(reason) = self.frame(&bytes, &mut plaintext, &mut progress) {
+                        self.last_frame = Some(bytes.clone());
+                        if let Err(reason) = self.frame(bytes, &mut entries, &mut progress) {
                             self.state
                                 .metrics
                                 .frames_refused
@@ -372,7 +401,7 @@ impl<'a> Connection<'a> {
                         }
                     }
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(reason) = self.control(&text).await {
+                        if let Err(reason) = Box::pin(self.control(&text)).await {
                             ending = Some(reason);
                             break;
                         }
@@ -381,7 +410,7 @@ impl<'a> Connection<'a> {
                 }
             }
             // Whatever was stored before a bad frame is still made durable and acknowledged.
-            if let Err(reason) = self.commit(&progress).await {
+            if let Err(reason) = self.commit(entries, &progress).await {
                 return reason;
             }
             if let Some(reason) = ending {
@@ -390,11 +419,11 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Checks and appends one frame (not yet durable).
+    /// Checks and appends one frame (not yet durable: its journal entry goes to `entries`).
     fn frame(
         &mut self,
-        bytes: &[u8],
-        plaintext: &mut Vec<u8>,
+        bytes: Bytes,
+        entries: &mut Vec<Entry>,
         progress: &mut BTreeSet<Track>,
     ) -> Result<(), Close> {
         if !self.budget.spend(bytes.len()) {
@@ -403,13 +432,8 @@ impl<'a> Connection<'a> {
                 "over the session's bandwidth cap",
             ));
         }
-        let header = self
-            .cipher
-            .open_into(bytes, self.state.config.max_payload, plaintext)
+        let header = authenticate(&self.cipher, &bytes, self.state.config.max_payload)
             .map_err(|e| Close::for_error(&e))?;
-        // The plaintext was only needed to authenticate the frame; it is never stored.
-        plaintext.fill(0);
-        plaintext.clear();
         let scope = storage_scope(proto::ConsentScope::for_track(header.track));
         if !scope.is_some_and(|s| self.consented.contains(&s)) {
             return Err(close(
@@ -417,11 +441,15 @@ impl<'a> Connection<'a> {
                 format!("no consent for the {} track", header.track.name()),
             ));
         }
-        let log = self
+        let spooled = self
             .logs
             .get_mut(&header.track)
             .ok_or_else(|| close(CloseCode::ProtocolError, "unknown track"))?;
-        match log.append(header.seq, header.captured_at_ns, bytes) {
+        let offset = spooled.log.len();
+        match spooled
+            .log
+            .append(header.seq, header.captured_at_ns, &bytes)
+        {
             Ok(Appended::Stored) => {
                 self.state
                     .metrics
@@ -430,7 +458,14 @@ impl<'a> Connection<'a> {
                 // Watchers see it at once; the live path never waits for the fsync.
                 self.state
                     .feeds
-                    .publish_frame(self.session, bytes, self.state.config.max_payload);
+                    .publish_frame(self.session, &bytes, self.state.config.max_payload);
+                entries.push(Entry {
+                    log: Arc::clone(&spooled.name),
+                    offset,
+                    seq: header.seq,
+                    timestamp: header.captured_at_ns,
+                    frame: bytes,
+                });
             }
             Ok(Appended::Duplicate) => {}
             Err(LogError::OutOfOrder { expected, got, .. }) => {
@@ -567,26 +602,19 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Makes the batch durable, then acknowledges it.
-    async fn commit(&mut self, progress: &BTreeSet<Track>) -> Result<(), Close> {
-        if progress.is_empty() {
-            return Ok(());
-        }
-        let mut logs = std::mem::take(&mut self.logs);
-        let synced = tokio::task::spawn_blocking(move || {
-            let result = logs.values_mut().try_for_each(TrackLog::sync);
-            (logs, result)
-        })
-        .await;
-        let (logs, result) =
-            synced.map_err(|_| close(CloseCode::ServerShuttingDown, "storage unavailable"))?;
-        self.logs = logs;
-        if let Err(e) = result {
-            tracing::error!(session = %self.session, error = %e, "cannot sync the track logs");
+    /// Makes the batch durable (with other connections' batches), then acknowledges it.
+    /// Resent frames need no commit of their own: whatever they repeat was durable before.
+    async fn commit(
+        &mut self,
+        entries: Vec<Entry>,
+        progress: &BTreeSet<Track>,
+    ) -> Result<(), Close> {
+        if let Err(e) = self.state.commit.commit(entries).await {
+            tracing::error!(session = %self.session, error = %e, "cannot make the frames durable");
             return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
         }
         for &track in progress {
-            if let Some(seq) = self.logs.get(&track).and_then(TrackLog::last_seq) {
+            if let Some(seq) = self.logs.get(&track).and_then(|s| s.log.last_seq()) {
                 self.send(&ServerControl::Ack { track, seq }).await?;
             }
         }
@@ -739,16 +767,51 @@ async fn send_close(socket: &mut WebSocket, reason: &Close) {
         .await;
 }
 
-fn open_logs(dir: &std::path::Path) -> Result<BTreeMap<Track, TrackLog>, LogError> {
+/// A session's track log, and its name in the journal (its path under the spool).
+struct SpooledLog {
+    log: TrackLog,
+    name: Arc<str>,
+}
+
+fn open_logs(
+    spool: &std::path::Path,
+    session: Uuid,
+) -> Result<BTreeMap<Track, SpooledLog>, LogError> {
     Track::ALL
         .iter()
         .map(|&track| {
-            Ok((
-                track,
-                TrackLog::open(&dir.join(format!("{}.log", track.name())))?,
-            ))
+            let name: Arc<str> = format!("{session}/{}.log", track.name()).into();
+            let log = TrackLog::open(&spool.join(&*name))?;
+            Ok((track, SpooledLog { log, name }))
         })
         .collect()
+}
+
+thread_local! {
+    /// Where frames are opened to be authenticated: one buffer per runtime thread rather than
+    /// one per connection. The plaintext is never kept: it is wiped after every frame.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Authenticates a frame under the session key (its plaintext is not needed and not kept).
+fn authenticate(
+    cipher: &SessionCipher,
+    bytes: &[u8],
+    max_payload: usize,
+) -> Result<proto::FrameHeader, proto::ProtoError> {
+    SCRATCH.with_borrow_mut(|plaintext| {
+        let opened = cipher.open_into(bytes, max_payload, plaintext);
+        if opened.is_ok() {
+            plaintext.fill(0);
+            plaintext.clear();
+        } else {
+            plaintext.zeroize(); // rare: whatever the failed open left, wherever it is
+        }
+        if plaintext.capacity() > 256 * 1024 {
+            *plaintext = Vec::new(); // an unusually large frame: not kept per thread
+        }
+        opened
+    })
 }
 
 /// The customer ended `session` from the agent: it ends, and what follows every end follows.

@@ -18,13 +18,17 @@ pub struct Metrics {
     pub frames_acknowledged: AtomicU64,
     /// Media frames refused (malformed, wrong key, replayed, too large).
     pub frames_refused: AtomicU64,
+    /// Journal syncs (each makes every connection's waiting batch durable).
+    pub journal_syncs: AtomicU64,
+    /// Journal checkpoints started (track logs synced, a generation removed).
+    pub journal_checkpoints: AtomicU64,
 }
 
 impl Metrics {
     /// The Prometheus text exposition.
     #[must_use]
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 6] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
             (
                 "idv_http_requests_total",
                 "counter",
@@ -60,6 +64,18 @@ impl Metrics {
                 "counter",
                 "media frames refused",
                 &self.frames_refused,
+            ),
+            (
+                "idv_journal_syncs_total",
+                "counter",
+                "journal syncs (group commits)",
+                &self.journal_syncs,
+            ),
+            (
+                "idv_journal_checkpoints_total",
+                "counter",
+                "journal checkpoints started",
+                &self.journal_checkpoints,
             ),
         ];
         let mut out = String::new();

@@ -5,7 +5,8 @@
 //! `screenshot`, keyframe, sealed under the session key, stamped on the agent's clock. So
 //! screenshots land on the session's timeline like any frame, and the answer is the same
 //! durable, cumulative acknowledgement: the response comes only once the screenshot is
-//! synced to the track log, and a resent screenshot (the agent never saw the answer) is
+//! durable (appended to the track log and journaled by the group commit, like a frame on the
+//! WebSocket), and a resent screenshot (the agent never saw the answer) is
 //! acknowledged again without being stored twice.
 //!
 //! Screenshots need their own consent (`screen_capture`). While the agent holds a WebSocket
@@ -20,6 +21,7 @@ use axum::http::HeaderMap;
 use proto::frame::{HEADER_LEN, TAG_LEN};
 use proto::{FrameFlags, SessionCipher, Track};
 use storage::db::{ConsentScope, SessionState};
+use storage::journal::Entry;
 use storage::track_log::{Appended, LogError, TrackLog};
 use uuid::Uuid;
 
@@ -81,19 +83,26 @@ pub async fn upload(
         .config
         .data_dir
         .join("spool")
-        .join(session.to_string())
-        .join(format!("{}.log", Track::Screenshot.name()));
-    let frame = body.clone();
-    let path_for_errors = path.clone();
-    let appended = tokio::task::spawn_blocking(move || {
-        let _owner = owner;
-        let mut log = TrackLog::open(&path)?;
-        let appended = log.append(header.seq, header.captured_at_ns, &frame)?;
-        log.sync()?;
-        Ok::<_, LogError>((appended, log.last_seq().unwrap_or(0)))
-    })
+        .join(format!("{session}/{}.log", Track::Screenshot.name()));
+    // Appended and made durable in a task of its own: a client that hangs up midway must not
+    // leave a record in the log that the journal never saw.
+    let stored = tokio::spawn(store(
+        Arc::clone(&state),
+        owner,
+        session,
+        header,
+        body.clone(),
+    ))
     .await
-    .map_err(|e| IngestError::io(&path_for_errors, std::io::Error::other(e.to_string())))?;
+    .map_err(|e| IngestError::io(&path, std::io::Error::other(e.to_string())))?;
+    let appended = match stored {
+        Ok(appended) => Ok(appended),
+        Err(Stored::Log(e)) => Err(e),
+        Err(Stored::Commit(e)) => {
+            tracing::error!(%session, error = %e, "cannot make a screenshot durable");
+            return Err(IngestError::io(&path, std::io::Error::other(e.to_string())));
+        }
+    };
     let acked = match appended {
         Ok((Appended::Stored, acked)) => {
             state.feeds.publish_frame(session, &body, max_payload);
@@ -111,10 +120,7 @@ pub async fn upload(
         }
         Err(e) => {
             tracing::error!(%session, error = %e, "cannot store a screenshot");
-            return Err(IngestError::io(
-                &path_for_errors,
-                std::io::Error::other(e.to_string()),
-            ));
+            return Err(IngestError::io(&path, std::io::Error::other(e.to_string())));
         }
     };
     state.last_seen.touch(session);
@@ -134,6 +140,58 @@ pub async fn upload(
         track: Track::Screenshot,
         acked,
     }))
+}
+
+/// Why a screenshot was not stored.
+enum Stored {
+    Log(LogError),
+    Commit(crate::commit::CommitError),
+}
+
+/// Appends the screenshot to the session's log and makes it durable, holding the session's
+/// logs meanwhile; returns what the log did and its last seq. A resend needs no commit: opening
+/// the log made what it holds durable.
+async fn store(
+    state: Arc<AppState>,
+    owner: tokio::sync::OwnedMutexGuard<()>,
+    session: Uuid,
+    header: proto::FrameHeader,
+    frame: Bytes,
+) -> std::result::Result<(Appended, u64), Stored> {
+    // The log's name in the journal: its path under the spool.
+    let name: Arc<str> = format!("{session}/{}.log", Track::Screenshot.name()).into();
+    let path = state.config.data_dir.join("spool").join(&*name);
+    let failed = path.clone();
+    let appended = tokio::task::spawn_blocking(move || {
+        let mut log = TrackLog::open(&path)?;
+        let offset = log.len();
+        let appended = log.append(header.seq, header.captured_at_ns, &frame)?;
+        let entry = (appended == Appended::Stored).then(|| Entry {
+            log: name,
+            offset,
+            seq: header.seq,
+            timestamp: header.captured_at_ns,
+            frame,
+        });
+        Ok::<_, LogError>((appended, log.last_seq().unwrap_or(0), entry))
+    })
+    .await
+    .map_err(|e| {
+        Stored::Log(LogError::Io {
+            path: failed,
+            source: std::io::Error::other(e.to_string()),
+        })
+    })?;
+    let (appended, last, entry) = appended.map_err(Stored::Log)?;
+    if let Some(entry) = entry {
+        state
+            .commit
+            .commit(vec![entry])
+            .await
+            .map_err(Stored::Commit)?;
+    }
+    drop(owner);
+    Ok((appended, last))
 }
 
 /// The cipher of an open session whose customer consented to screenshots.

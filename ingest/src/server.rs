@@ -19,6 +19,7 @@ use storage::Vault;
 
 use crate::api;
 use crate::code::CodeKey;
+use crate::commit::{Checkpoints, GroupCommit};
 use crate::cti::CtiIntake;
 use crate::error::{IngestError, Result};
 use crate::media::LiveConnections;
@@ -53,6 +54,11 @@ pub struct ServeConfig {
     /// A CTI upload in parts that receives nothing this long is closed with the parts that
     /// arrived (keep it well under `cti_deadline`).
     pub cti_upload_idle: Duration,
+    /// When the agents' track logs are synced and the journal that covered them removed
+    /// (`commit`): how often, at most.
+    pub checkpoint_every: Duration,
+    /// … or once the journal holds this many bytes (also what a restart may replay).
+    pub checkpoint_bytes: u64,
 }
 
 impl ServeConfig {
@@ -71,6 +77,8 @@ impl ServeConfig {
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
             session_idle: Duration::from_secs(30 * 60),
             cti_upload_idle: Duration::from_secs(5 * 60),
+            checkpoint_every: Duration::from_secs(30),
+            checkpoint_bytes: 1 << 30,
         }
     }
 }
@@ -80,7 +88,9 @@ pub struct AppState {
     /// Operator credentials.
     pub operators: OperatorTokens,
     /// Counters for `/metrics`.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Makes the agents' frames durable, many connections' at once.
+    pub commit: GroupCommit,
     /// Sessions, codes, consent.
     pub sessions: Sessions,
     /// How the server was configured.
@@ -149,6 +159,9 @@ impl RunningServer {
     pub async fn wait(self) -> Result<()> {
         let served = self.task.await;
         self.reaper.abort();
+        // The last checkpoint: the track logs synced, the journal removed (a connection still
+        // closing after this cannot acknowledge any more).
+        self.state.commit.stop().await;
         match served {
             Ok(result) => {
                 result.map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))
@@ -195,9 +208,12 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| IngestError::io(&config.data_dir, e))?;
     let tls = TlsFiles::under(&config.data_dir).load_or_create(&config.tls_names)?;
     let codes = CodeKey::load_or_create(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::default());
+    let commit = start_commit(&config, Arc::clone(&metrics)).await?;
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
-        metrics: Metrics::default(),
+        metrics,
+        commit,
         sessions: Sessions::new(vault, codes, config.code_ttl, config.cti_deadline),
         config: config.clone(),
         live: LiveConnections::default(),
@@ -250,6 +266,37 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         reaper,
         drain: config.drain,
     })
+}
+
+/// Replays the journal a crash left into the track logs (before anything reads them), then
+/// starts the group commit on a new generation.
+async fn start_commit(config: &ServeConfig, metrics: Arc<Metrics>) -> Result<GroupCommit> {
+    let dir = config.data_dir.join("journal");
+    let root = config.data_dir.join("spool");
+    let recovered = {
+        let (dir, root) = (dir.clone(), root.clone());
+        tokio::task::spawn_blocking(move || storage::journal::Journal::recover(&dir, &root))
+    }
+    .await
+    .map_err(|e| IngestError::io(&dir, std::io::Error::other(e.to_string())))?;
+    let (journal, replayed) =
+        recovered.map_err(|e| IngestError::io(&dir, std::io::Error::other(e.to_string())))?;
+    if replayed.records > 0 || replayed.cut_bytes > 0 {
+        tracing::info!(
+            generations = ?replayed.generations,
+            records = replayed.records,
+            rewritten = replayed.rewritten,
+            logs = replayed.logs,
+            skipped = replayed.skipped.len(),
+            cut_bytes = replayed.cut_bytes,
+            "replayed the journal into the track logs"
+        );
+    }
+    let checkpoints = Checkpoints {
+        every: config.checkpoint_every,
+        bytes: config.checkpoint_bytes,
+    };
+    GroupCommit::start(journal, root, checkpoints, metrics).map_err(|e| IngestError::io(&dir, e))
 }
 
 fn router(state: Arc<AppState>) -> Router {

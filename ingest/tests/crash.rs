@@ -1,6 +1,9 @@
 //! Nothing acknowledged is lost: the server is killed with SIGKILL again and again while a
 //! simulated agent streams and resumes; at the end every frame it saw acknowledged is stored
-//! exactly once, in order, and opens to what was sent.
+//! exactly once, in order, and opens to what was sent. Once with checkpoints of the journal
+//! every few milliseconds (kills land before, during and after them), once with the track
+//! logs' unsynced part garbled after each kill, as a power loss could leave it: what the agent
+//! saw acknowledged must come back from the journal alone.
 //!
 //! The server runs in a child process — this same test binary, re-run with
 //! `IDV_CRASH_CHILD_DIR` set, serving until it is killed.
@@ -20,6 +23,8 @@ use storage::track_log::TrackLog;
 use tokio_tungstenite::tungstenite::Message;
 
 const KILLS: usize = 24;
+/// Rounds of the power-loss variant.
+const LOSSES: usize = 12;
 
 /// Not a test on its own: the server process of `acknowledged_frames_survive_sigkill`.
 #[test]
@@ -32,15 +37,33 @@ fn crash_server_child() {
         let vault = storage::Vault::open(&storage::StorageConfig::embedded(&dir))
             .await
             .unwrap();
-        let server = ingest::start(ingest::ServeConfig::local(dir.into(), 0), vault)
-            .await
-            .unwrap();
+        let mut config = ingest::ServeConfig::local(dir.into(), 0);
+        let every = std::env::var("IDV_CRASH_CHECKPOINT_MS").unwrap();
+        config.checkpoint_every = Duration::from_millis(every.parse().unwrap());
+        let server = ingest::start(config, vault).await.unwrap();
         println!("listening on {}", server.url());
         server.wait().await.unwrap();
     });
 }
 
-fn spawn_server(dir: &std::path::Path) -> (Child, String) {
+/// A child server, killed when dropped (also when an assertion fails mid-round, so no server is
+/// left holding the data directory).
+struct ChildServer(Child);
+
+impl ChildServer {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_server(dir: &std::path::Path, checkpoint_ms: u64) -> (ChildServer, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "crash_server_child",
@@ -49,11 +72,13 @@ fn spawn_server(dir: &std::path::Path) -> (Child, String) {
             "--test-threads=1",
         ])
         .env("IDV_CRASH_CHILD_DIR", dir)
+        .env("IDV_CRASH_CHECKPOINT_MS", checkpoint_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let child = ChildServer(child);
     let url = loop {
         let line = lines
             .next()
@@ -75,6 +100,19 @@ fn payload(seq: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_frames_survive_sigkill() {
+    crash_again_and_again(KILLS, 20, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_frames_survive_losing_what_the_logs_had_not_synced() {
+    // No checkpoint during a round: what the log held at `welcome` (synced when the server
+    // opened it) is all of it that is surely on disk.
+    crash_again_and_again(LOSSES, 3_600_000, true).await;
+}
+
+/// Kills the server `kills` times while an agent streams; with `garble`, the camera log's
+/// bytes past what was synced when the agent connected are overwritten after each kill.
+async fn crash_again_and_again(kills: usize, checkpoint_ms: u64, garble: bool) {
     // Set the session up with an in-process server on the same data directory, then hand the
     // directory to the child servers.
     let h = Harness::new(|_| {}).await;
@@ -84,16 +122,19 @@ async fn acknowledged_frames_survive_sigkill() {
     let mut h = h;
     h.server.take().unwrap().shutdown().await.unwrap();
 
+    let log = dir.join(format!("spool/{}/camera.log", s.session));
     let max_acked = Arc::new(AtomicU64::new(0));
-    for round in 0..KILLS {
+    let mut garbled = 0;
+    for round in 0..kills {
         let (mut child, url) = tokio::task::spawn_blocking({
             let dir = dir.clone();
-            move || spawn_server(&dir)
+            move || spawn_server(&dir, checkpoint_ms)
         })
         .await
         .unwrap();
         let agent_url = format!("{}/api/v1/agent", url.replace("https://", "wss://"));
         let (agent, acked) = Agent::connect(&agent_url, &cert, &s.token, &s.key, s.session).await;
+        let synced = std::fs::metadata(&log).map_or(0, |m| m.len());
         let durable = acked.get(Track::Camera);
         let seen = max_acked.load(Ordering::SeqCst);
         assert!(
@@ -131,22 +172,27 @@ async fn acknowledged_frames_survive_sigkill() {
         });
         // Kill at a different moment every round.
         tokio::time::sleep(Duration::from_millis(40 + (round as u64 * 37) % 160)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         sender.abort();
         let _ = reader.await;
+        // Only past records the journal has (one acknowledged in this round): what the log
+        // got in the batch before the kill is not journaled yet, and garbage where no journaled
+        // record follows would be damage no crash leaves (a power loss leaves zeros or nothing).
+        if garble && max_acked.load(Ordering::SeqCst) > durable {
+            garble_after(&log, synced);
+            garbled += 1;
+        }
     }
 
     // A last start: what was acknowledged is there, once, in order, and opens to what was sent.
-    let (mut child, _) = spawn_server(&dir);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (mut child, _) = spawn_server(&dir, checkpoint_ms);
+    child.kill();
     let acked = max_acked.load(Ordering::SeqCst);
     assert!(
         acked > 100,
         "the agent got far enough to mean something ({acked} frames)"
     );
-    let records = TrackLog::read_all(&dir.join(format!("spool/{}/camera.log", s.session))).unwrap();
+    let records = TrackLog::read_all(&log).unwrap();
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
     assert!(
         seqs.len() as u64 >= acked,
@@ -164,7 +210,23 @@ async fn acknowledged_frames_survive_sigkill() {
         assert_eq!((header.seq, plaintext), (r.seq, payload(r.seq)));
     }
     println!(
-        "{KILLS} kills: {acked} frames acknowledged, {} stored",
+        "{kills} kills ({garbled} with the logs' unsynced part garbled): {acked} frames \
+         acknowledged, {} stored",
         seqs.len()
     );
+    if garble {
+        assert!(garbled >= kills / 2, "only {garbled} rounds lost something");
+    }
+}
+
+/// What a power loss may leave of a file's unsynced part: some of it, then garbage (here all
+/// of it garbage, and some more).
+fn garble_after(path: &std::path::Path, synced: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let synced = usize::try_from(synced).unwrap().min(bytes.len());
+    for (i, b) in bytes[synced..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31) ^ 0x5a;
+    }
+    bytes.extend_from_slice(&[0; 4096]);
+    std::fs::write(path, bytes).unwrap();
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod blob;
 mod config;
 pub mod db;
+pub mod journal;
 pub mod keyring;
 mod staged;
 pub mod track_log;

@@ -1,6 +1,8 @@
-//! Where an agent's frames become durable: one append-only log per session and track, on the
-//! ingest server's disk (and read back by the mux worker). A frame is acknowledged only after its
-//! record is written and the file is `fdatasync`ed, so an acknowledged frame survives a crash.
+//! Where an agent's frames are kept: one append-only log per session and track, on the ingest
+//! server's disk (and read back by the mux worker). A frame is acknowledged only once it is
+//! durable: either this file is `fdatasync`ed ([`TrackLog::sync`]) or the record is also in the
+//! node's write-ahead journal ([`crate::journal`]), which is synced for many logs at once and
+//! replayed into the logs after a crash.
 //!
 //! The frames are stored exactly as they arrived — sealed by the agent under the session key —
 //! so no plaintext media is ever on the server's disk. Record layout (little-endian):
@@ -15,7 +17,10 @@
 //!
 //! Opening a log replays it: a torn last record (the crash came mid-write) is cut off — it was
 //! never acknowledged — while a damaged record followed by more data is an error, since that is
-//! not what a crash leaves. Sequence numbers start at 1 and must follow on (`last + 1`), as the
+//! not what a crash leaves (the journal's replay first cuts a log back to where its journaled
+//! records start, so an unsynced tail a power loss garbled is never read). What a log holds when
+//! it is opened is synced before anyone is told about it, and a log (or directory) it creates
+//! is synced into its directory, so a frame acknowledged by `welcome` is durable too. Sequence numbers start at 1 and must follow on (`last + 1`), as the
 //! media protocol numbers them; a frame at or below
 //! the last stored one is a resend after a reconnect and is acknowledged without being stored
 //! twice.
@@ -61,6 +66,16 @@ pub enum LogError {
     /// A frame larger than a record can hold.
     #[error("a frame of {0} bytes is too large for a record")]
     TooLarge(usize),
+    /// The log is shorter than records known to be synced say it must be.
+    #[error("{}: {len} bytes, but synced records reach byte {offset}", path.display())]
+    Short {
+        /// The log.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// Where the synced part ends.
+        offset: u64,
+    },
 }
 
 /// What [`TrackLog::append`] did.
@@ -105,8 +120,9 @@ impl TrackLog {
             path: path.to_path_buf(),
             source,
         };
+        let existed = path.exists();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            create_dir_durably(dir).map_err(io)?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -114,6 +130,9 @@ impl TrackLog {
             .create(true)
             .open(path)
             .map_err(io)?;
+        if !existed && let Some(dir) = path.parent() {
+            sync_dir(dir).map_err(io)?;
+        }
         let mut log = Self {
             path: path.to_path_buf(),
             file,
@@ -150,6 +169,45 @@ impl TrackLog {
                 Err(ReadError::Io(e)) => return Err(io(e)),
             }
         }
+        // Records written before a crash (or by a connection cut off at a shutdown) may be in
+        // the page cache only; once this log is opened its last seq is reported as durable.
+        log.file.sync_data().map_err(io)?;
+        Ok(log)
+    }
+
+    /// Opens the log at `path` after cutting it at `offset`, where a journal's records for it
+    /// start: everything before was synced, everything from there on is rewritten from the
+    /// journal (and may be garbled by a power loss).
+    ///
+    /// # Errors
+    /// [`LogError::Io`]; [`LogError::Damaged`] when the part before `offset` is damaged or
+    /// does not end at a record boundary; [`LogError::Short`] when the file is shorter than
+    /// `offset` (synced records are missing).
+    pub fn open_at(path: &Path, offset: u64) -> Result<Self, LogError> {
+        let io = |source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < offset {
+            return Err(LogError::Short {
+                path: path.to_path_buf(),
+                len,
+                offset,
+            });
+        }
+        if len > offset {
+            file.set_len(offset).map_err(io)?;
+        }
+        drop(file);
+        let log = Self::open(path)?;
+        if log.len != offset {
+            return Err(LogError::Damaged {
+                path: path.to_path_buf(),
+                offset: log.len,
+            });
+        }
         Ok(log)
     }
 
@@ -165,7 +223,7 @@ impl TrackLog {
         self.first_seq
     }
 
-    /// Bytes in the log.
+    /// Bytes in the log: where the next record will start.
     #[must_use]
     pub fn len(&self) -> u64 {
         self.len
@@ -303,6 +361,31 @@ impl Iterator for Records {
         self.done = true;
         Some(Err(item))
     }
+}
+
+/// Creates `dir` and any missing parents, each synced into its parent, so a log created in it
+/// is still found after a power loss.
+fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Syncs a directory's entries (a file created or removed in it).
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Whether everything from `offset` to the end of the file could be one partial record: its

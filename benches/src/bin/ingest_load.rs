@@ -233,6 +233,79 @@ fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// CPU clock ticks per thread name of process `pid` (threads of one name summed: the runtime's
+/// workers, the blocking pool, the commit thread…).
+fn thread_ticks(pid: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut ticks = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return ticks;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            *ticks.entry(name).or_default() += utime + stime;
+        }
+    }
+    ticks
+}
+
+/// Per thread name, % of one core used between two `thread_ticks` (threads that came and went
+/// in between count only while they were there).
+fn thread_cpu(
+    from: &std::collections::BTreeMap<String, u64>,
+    to: &std::collections::BTreeMap<String, u64>,
+    seconds: f64,
+) -> std::collections::BTreeMap<String, f64> {
+    to.iter()
+        .map(|(name, &t)| {
+            let before = from.get(name).copied().unwrap_or(0);
+            (name.clone(), t.saturating_sub(before) as f64 / seconds)
+        })
+        .filter(|(_, pct)| *pct >= 0.5)
+        .collect()
+}
+
+/// Counts the server's `fdatasync` and `fsync` calls for `seconds` with `perf stat` (if perf is
+/// installed and allowed to trace): started now, read with [`syncs_counted`].
+fn count_syncs(pid: &str, seconds: u64) -> Option<tokio::process::Child> {
+    tokio::process::Command::new("perf")
+        .args([
+            "stat",
+            "-x,",
+            "-e",
+            "syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync",
+            "-p",
+            pid,
+            "sleep",
+            &seconds.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()
+}
+
+/// The syncs `perf stat` counted (`None` when it could not).
+async fn syncs_counted(perf: Option<tokio::process::Child>) -> Option<u64> {
+    let out = perf?.wait_with_output().await.ok()?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let counts: Vec<u64> = text
+        .lines()
+        .filter(|l| l.contains("syscalls:sys_enter_"))
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -662,6 +735,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep_until(plan.measure_from).await;
     let (load_from, client_from) = (server.sample(), Sample::of(&me)?);
     let machine_from = machine_ticks();
+    let threads_from = server.pid.as_deref().map(thread_ticks).unwrap_or_default();
+    let perf = server
+        .pid
+        .as_deref()
+        .and_then(|pid| count_syncs(pid, args.duration.saturating_sub(1).max(1)));
     let mut rss_max = 0;
     while Instant::now() + Duration::from_secs(1) < plan.end {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -669,7 +747,9 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::time::sleep_until(plan.end).await;
     let (load_to, client_to) = (server.sample(), Sample::of(&me)?);
+    let threads_to = server.pid.as_deref().map(thread_ticks).unwrap_or_default();
     let load_during = load_average();
+    let syncs = syncs_counted(perf).await;
     let machine_to = machine_ticks();
     let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     // % of one core, like the per-process figures.
@@ -724,6 +804,8 @@ async fn main() -> anyhow::Result<()> {
         "rss_per_agent_idle_kib": per_agent(idle.map(|s| s.rss_kib)),
         "rss_per_agent_load_kib": per_agent(Some(rss_max)),
         "server_threads_load": load_to.map(|s| s.threads),
+        "server_thread_cpu_pct": thread_cpu(&threads_from, &threads_to, args.duration.max(1) as f64),
+        "server_syncs_per_s": syncs.map(|n| n as f64 / args.duration.saturating_sub(1).max(1) as f64),
         "camera_kbps": args.camera_kbps,
         "screen_kbps": args.screen_kbps,
         "duration_s": args.duration,
