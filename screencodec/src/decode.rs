@@ -1,0 +1,472 @@
+//! The [`Decoder`]: applies payloads to a [`Canvas`]. It runs on the server over bytes from
+//! the network, so it reads in two passes: first every field is parsed and checked (sizes
+//! against [`DecoderLimits`] before anything is allocated, every rectangle inside its tile,
+//! every palette index inside its palette, every copy inside the screen, the JPEG's size
+//! against its tiles), and only then is the canvas touched. A payload that fails leaves the
+//! canvas as it was, and the decoder waits for a key frame.
+
+use zstd::zstd_safe;
+
+use crate::error::{DecodeError, Result};
+use crate::format::{FrameHeader, FrameKind, HEADER_LEN, Reader, TileCoding, max_tile_stream_len};
+use crate::jpeg::DecodedSlots;
+use crate::picture::Canvas;
+use crate::tile::{Rect, TileGrid};
+
+/// The largest screen a [`Decoder`] accepts. Memory grows with the area: the canvas takes
+/// 4 bytes per pixel, the tile stream up to about 3 more, a JPEG section up to 4 more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderLimits {
+    /// Widest screen, in pixels. Default 8192.
+    pub max_width: u32,
+    /// Tallest screen, in pixels. Default 8192.
+    pub max_height: u32,
+    /// Largest area, in pixels. Default 4096 × 4096 (two 4K monitors fit).
+    pub max_pixels: u64,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        DecoderLimits {
+            max_width: 8192,
+            max_height: 8192,
+            max_pixels: 4096 * 4096,
+        }
+    }
+}
+
+/// One checked tile record; offsets point into the decompressed tile stream.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Solid {
+        rect: Rect,
+        bgr: [u8; 3],
+    },
+    Palette {
+        rect: Rect,
+        colours: usize,
+        count: usize,
+        indices: usize,
+    },
+    Lossless {
+        rect: Rect,
+        data: usize,
+    },
+    Jpeg {
+        rect: Rect,
+        slot: usize,
+    },
+    Copy {
+        rect: Rect,
+        src_x: u32,
+        src_y: u32,
+    },
+}
+
+/// Turns payloads back into a screen. Feed it every payload of one stream in order, starting
+/// with a key frame.
+pub struct Decoder {
+    limits: DecoderLimits,
+    canvas: Canvas,
+    /// The header of the last frame applied, while the canvas is valid.
+    last: Option<FrameHeader>,
+    tile_stream: Vec<u8>,
+    ops: Vec<Op>,
+    slots: DecodedSlots,
+    copied: Vec<u8>,
+    decompressor: Option<zstd_safe::DCtx<'static>>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder with the default [`DecoderLimits`].
+    pub fn new() -> Self {
+        Decoder::with_limits(DecoderLimits::default())
+    }
+
+    /// A decoder that refuses screens beyond `limits`.
+    pub fn with_limits(limits: DecoderLimits) -> Self {
+        Decoder {
+            limits,
+            canvas: Canvas::new(0, 0),
+            last: None,
+            tile_stream: Vec::new(),
+            ops: Vec::new(),
+            slots: DecodedSlots::new(),
+            copied: Vec::new(),
+            decompressor: None,
+        }
+    }
+
+    /// Applies one payload and returns the screen as it now is. On error the canvas keeps
+    /// the last good screen ([`Decoder::canvas`]) and only a key frame is accepted next.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<&Canvas> {
+        match self.apply(payload) {
+            Ok(header) => {
+                self.last = Some(header);
+                Ok(&self.canvas)
+            }
+            Err(e) => {
+                self.last = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// The last good screen, if a key frame has been decoded (it stays after an error).
+    pub fn canvas(&self) -> Option<&Canvas> {
+        (self.canvas.width() > 0).then_some(&self.canvas)
+    }
+
+    /// The header of the last payload applied, or `None` before a key frame and after an
+    /// error (when only a key frame is accepted).
+    pub fn last_header(&self) -> Option<FrameHeader> {
+        self.last
+    }
+
+    fn apply(&mut self, payload: &[u8]) -> Result<FrameHeader> {
+        let header = FrameHeader::parse(payload)?;
+        let limits = self.limits;
+        let pixels = u64::from(header.width) * u64::from(header.height);
+        if header.width > limits.max_width
+            || header.height > limits.max_height
+            || pixels > limits.max_pixels
+        {
+            return Err(DecodeError::DimensionsTooLarge {
+                width: header.width,
+                height: header.height,
+                max_width: limits.max_width,
+                max_height: limits.max_height,
+                max_pixels: limits.max_pixels,
+            });
+        }
+        let key = header.kind == FrameKind::Key;
+        if !key {
+            let Some(last) = self.last else {
+                return Err(DecodeError::NeedsKeyframe {
+                    sequence: header.sequence,
+                    kind: header.kind.as_str(),
+                });
+            };
+            if (header.width, header.height) != (last.width, last.height) {
+                return Err(DecodeError::DimensionsChanged {
+                    width: last.width,
+                    height: last.height,
+                    found_width: header.width,
+                    found_height: header.height,
+                });
+            }
+            let expected = last.sequence.wrapping_add(1);
+            if header.sequence != expected {
+                return Err(DecodeError::OutOfSequence {
+                    previous: last.sequence,
+                    expected,
+                    found: header.sequence,
+                });
+            }
+        }
+
+        let mut reader = Reader::new(payload);
+        reader.take(HEADER_LEN, "header")?;
+        if header.kind == FrameKind::Unchanged {
+            return match reader.remaining() {
+                0 => Ok(header),
+                extra => Err(DecodeError::TrailingBytes { extra }),
+            };
+        }
+
+        let grid = TileGrid::new(header.width, header.height, header.tile_size);
+        let raw_len = u64::from(reader.u32("tile stream length")?);
+        let max = max_tile_stream_len(pixels, u64::from(grid.count()));
+        if raw_len > max {
+            return Err(DecodeError::TileStreamTooLarge {
+                declared: raw_len,
+                max,
+            });
+        }
+        let packed_len = reader.u32("compressed tile stream length")? as usize;
+        let packed = reader.take(packed_len, "compressed tile stream")?;
+        let jpeg_len = reader.u32("JPEG length")? as usize;
+        let jpeg = reader.take(jpeg_len, "JPEG")?;
+        if reader.remaining() > 0 {
+            return Err(DecodeError::TrailingBytes {
+                extra: reader.remaining(),
+            });
+        }
+
+        self.decompress(packed, raw_len)?;
+        let jpeg_slots = self.parse_records(&header, &grid)?;
+        match (jpeg_slots, jpeg.is_empty()) {
+            (0, true) => {}
+            (0, false) => {
+                return Err(DecodeError::JpegLayout(format!(
+                    "{} byte(s) of JPEG but no JPEG tile",
+                    jpeg.len()
+                )));
+            }
+            (n, true) => {
+                return Err(DecodeError::JpegLayout(format!(
+                    "{n} JPEG tile(s) but no JPEG"
+                )));
+            }
+            (n, false) => self.slots.decode(jpeg, n, header.tile_size)?,
+        }
+
+        // Everything is checked: now the canvas changes.
+        if key && (self.canvas.width(), self.canvas.height()) != (header.width, header.height) {
+            self.canvas = Canvas::new(header.width, header.height);
+        }
+        self.paint();
+        Ok(header)
+    }
+
+    /// Decompresses `packed` into `self.tile_stream`, which must come out exactly `raw_len`
+    /// bytes long (the buffer never grows past it).
+    fn decompress(&mut self, packed: &[u8], raw_len: u64) -> Result<()> {
+        let corrupt = |reason: String| DecodeError::TileStreamCorrupt {
+            declared: raw_len,
+            reason,
+        };
+        let raw_len = raw_len as usize;
+        self.tile_stream.clear();
+        self.tile_stream.reserve_exact(raw_len);
+        if self.decompressor.is_none() {
+            self.decompressor = Some(
+                zstd_safe::DCtx::try_create()
+                    .ok_or_else(|| corrupt("cannot create a zstd context".into()))?,
+            );
+        }
+        let Some(dctx) = self.decompressor.as_mut() else {
+            return Err(corrupt("no zstd context".into()));
+        };
+        // The buffer may have room past `raw_len` from an earlier frame; zstd never writes
+        // past its capacity, and anything but exactly `raw_len` bytes is refused below.
+        let written = dctx
+            .decompress(&mut self.tile_stream, packed)
+            .map_err(|code| corrupt(zstd_safe::get_error_name(code).to_string()))?;
+        if written != raw_len || self.tile_stream.len() != raw_len {
+            return Err(corrupt(format!("it decompresses to {written} bytes")));
+        }
+        Ok(())
+    }
+
+    /// Parses and checks every record of the tile stream into `self.ops`; returns the number
+    /// of JPEG slots they use.
+    fn parse_records(&mut self, header: &FrameHeader, grid: &TileGrid) -> Result<usize> {
+        self.ops.clear();
+        let key = header.kind == FrameKind::Key;
+        let tiles = grid.count();
+        let mut reader = Reader::new(&self.tile_stream);
+        let mut next = 0u64;
+        let mut jpeg_slots = 0usize;
+        while reader.remaining() > 0 {
+            let skip = reader.varint("tile skip")?;
+            let index = next.saturating_add(skip);
+            if index >= u64::from(tiles) {
+                return Err(DecodeError::TileOutOfRange { index, tiles });
+            }
+            if key && skip != 0 {
+                return Err(DecodeError::IncompleteKeyframe {
+                    tile: next as u32,
+                    problem: "missing",
+                });
+            }
+            let tile = index as u32;
+            next = index + 1;
+            let code = reader.u8("tile coding")?;
+            let coding = TileCoding::from_code(code)
+                .ok_or(DecodeError::UnknownTileCoding { tile, kind: code })?;
+            let rect_bytes = reader.take(4, "tile rectangle")?;
+            let (x, y) = (u32::from(rect_bytes[0]), u32::from(rect_bytes[1]));
+            let (w, h) = (u32::from(rect_bytes[2]) + 1, u32::from(rect_bytes[3]) + 1);
+            let area = grid.tile_rect(tile);
+            if x + w > area.w || y + h > area.h {
+                return Err(DecodeError::RectOutsideTile { tile, x, y, w, h });
+            }
+            let rect = Rect {
+                x: area.x + x,
+                y: area.y + y,
+                w,
+                h,
+            };
+            if key && rect != area {
+                return Err(DecodeError::IncompleteKeyframe {
+                    tile,
+                    problem: "not coded whole",
+                });
+            }
+            let pixels = rect.area() as usize;
+            let op = match coding {
+                TileCoding::Solid => {
+                    let b = reader.take(3, "solid colour")?;
+                    Op::Solid {
+                        rect,
+                        bgr: [b[0], b[1], b[2]],
+                    }
+                }
+                TileCoding::Palette => {
+                    let count = usize::from(reader.u8("palette size")?) + 1;
+                    let colours = reader.position();
+                    reader.take(count * 3, "palette")?;
+                    let indices = reader.position();
+                    let values = reader.take(pixels, "palette indices")?;
+                    if count < 256 {
+                        if let Some(&index) = values.iter().find(|&&i| usize::from(i) >= count) {
+                            return Err(DecodeError::PaletteIndexOutOfRange {
+                                tile,
+                                index,
+                                colours: count,
+                            });
+                        }
+                    }
+                    Op::Palette {
+                        rect,
+                        colours,
+                        count,
+                        indices,
+                    }
+                }
+                TileCoding::Lossless => {
+                    let data = reader.position();
+                    reader.take(pixels * 3, "lossless pixels")?;
+                    Op::Lossless { rect, data }
+                }
+                TileCoding::Jpeg => {
+                    jpeg_slots += 1;
+                    Op::Jpeg {
+                        rect,
+                        slot: jpeg_slots - 1,
+                    }
+                }
+                TileCoding::Copy => {
+                    if key {
+                        return Err(DecodeError::IncompleteKeyframe {
+                            tile,
+                            problem: "a copy",
+                        });
+                    }
+                    let dx = i64::from(reader.i16("copy dx")?);
+                    let dy = i64::from(reader.i16("copy dy")?);
+                    let (src_x, src_y) = (i64::from(rect.x) + dx, i64::from(rect.y) + dy);
+                    if src_x < 0
+                        || src_y < 0
+                        || src_x + i64::from(w) > i64::from(grid.width)
+                        || src_y + i64::from(h) > i64::from(grid.height)
+                    {
+                        return Err(DecodeError::CopyOutsideScreen {
+                            tile,
+                            src_x,
+                            src_y,
+                            w,
+                            h,
+                            width: grid.width,
+                            height: grid.height,
+                        });
+                    }
+                    Op::Copy {
+                        rect,
+                        src_x: src_x as u32,
+                        src_y: src_y as u32,
+                    }
+                }
+            };
+            self.ops.push(op);
+        }
+        if key && next != u64::from(tiles) {
+            return Err(DecodeError::IncompleteKeyframe {
+                tile: next as u32,
+                problem: "missing",
+            });
+        }
+        Ok(jpeg_slots)
+    }
+
+    /// Applies `self.ops` to the canvas. Copies read the screen as it was before this frame,
+    /// so their sources are gathered first.
+    fn paint(&mut self) {
+        self.copied.clear();
+        for op in &self.ops {
+            if let Op::Copy { rect, src_x, src_y } = *op {
+                for row in 0..rect.h {
+                    self.copied
+                        .extend_from_slice(self.canvas.row(src_x, src_y + row, rect.w));
+                }
+            }
+        }
+        let mut copied = 0usize;
+        for op in &self.ops {
+            match *op {
+                Op::Solid { rect, bgr } => {
+                    let px = [bgr[0], bgr[1], bgr[2], 0xff];
+                    for y in rect.y..rect.y + rect.h {
+                        for out in self.canvas.row_mut(rect.x, y, rect.w).chunks_exact_mut(4) {
+                            out.copy_from_slice(&px);
+                        }
+                    }
+                }
+                Op::Palette {
+                    rect,
+                    colours,
+                    count,
+                    indices,
+                } => {
+                    let mut table = [[0u8, 0, 0, 0xff]; 256];
+                    for (entry, c) in table
+                        .iter_mut()
+                        .zip(self.tile_stream[colours..colours + count * 3].chunks_exact(3))
+                    {
+                        entry[..3].copy_from_slice(c);
+                    }
+                    let values = &self.tile_stream[indices..indices + rect.area() as usize];
+                    for (y, row) in (rect.y..).zip(values.chunks_exact(rect.w as usize)) {
+                        let out = self.canvas.row_mut(rect.x, y, rect.w);
+                        for (px, &i) in out.chunks_exact_mut(4).zip(row) {
+                            px.copy_from_slice(&table[usize::from(i)]);
+                        }
+                    }
+                }
+                Op::Lossless { rect, data } => {
+                    let values = &self.tile_stream[data..data + rect.area() as usize * 3];
+                    let mut above = [0u8; 3];
+                    for (y, row) in (rect.y..).zip(values.chunks_exact(rect.w as usize * 3)) {
+                        let out = self.canvas.row_mut(rect.x, y, rect.w);
+                        let mut left = above;
+                        for (px, d) in out.chunks_exact_mut(4).zip(row.chunks_exact(3)) {
+                            left = [
+                                left[0].wrapping_add(d[0]),
+                                left[1].wrapping_add(d[1]),
+                                left[2].wrapping_add(d[2]),
+                            ];
+                            px.copy_from_slice(&[left[0], left[1], left[2], 0xff]);
+                        }
+                        above = [out[0], out[1], out[2]];
+                    }
+                }
+                Op::Jpeg { rect, slot } => {
+                    for row in 0..rect.h {
+                        let src = self.slots.row(slot, row, rect.w);
+                        let out = self.canvas.row_mut(rect.x, rect.y + row, rect.w);
+                        for (px, s) in out.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+                            px.copy_from_slice(&[s[0], s[1], s[2], 0xff]);
+                        }
+                    }
+                }
+                Op::Copy { rect, .. } => {
+                    let len = rect.w as usize * 4;
+                    for row in 0..rect.h {
+                        let src = &self.copied[copied..copied + len];
+                        self.canvas
+                            .row_mut(rect.x, rect.y + row, rect.w)
+                            .copy_from_slice(src);
+                        copied += len;
+                    }
+                }
+            }
+        }
+    }
+}
