@@ -8,7 +8,10 @@
 use zstd::zstd_safe;
 
 use crate::error::{DecodeError, Result};
-use crate::format::{FrameHeader, FrameKind, HEADER_LEN, Reader, TileCoding, max_tile_stream_len};
+use crate::format::{
+    FrameHeader, FrameKind, HEADER_LEN, Reader, TileCoding, max_records_per_tile,
+    max_tile_stream_len,
+};
 use crate::jpeg::DecodedSlots;
 use crate::picture::Canvas;
 use crate::tile::{Rect, TileGrid};
@@ -48,7 +51,7 @@ enum Op {
         count: usize,
         indices: usize,
     },
-    Lossless {
+    Raw {
         rect: Rect,
         data: usize,
     },
@@ -182,7 +185,7 @@ impl Decoder {
 
         let grid = TileGrid::new(header.width, header.height, header.tile_size);
         let raw_len = u64::from(reader.u32("tile stream length")?);
-        let max = max_tile_stream_len(pixels, u64::from(grid.count()));
+        let max = max_tile_stream_len(pixels, u64::from(grid.count()), header.tile_size);
         if raw_len > max {
             return Err(DecodeError::TileStreamTooLarge {
                 declared: raw_len,
@@ -217,9 +220,13 @@ impl Decoder {
             (n, false) => self.slots.decode(jpeg, n, header.tile_size)?,
         }
 
-        // Everything is checked: now the canvas changes.
-        if key && (self.canvas.width(), self.canvas.height()) != (header.width, header.height) {
-            self.canvas = Canvas::new(header.width, header.height);
+        // Everything is checked: now the canvas changes. A key frame starts from black.
+        if key {
+            if (self.canvas.width(), self.canvas.height()) == (header.width, header.height) {
+                self.canvas.clear();
+            } else {
+                self.canvas = Canvas::new(header.width, header.height);
+            }
         }
         self.paint();
         Ok(header)
@@ -262,22 +269,25 @@ impl Decoder {
         let key = header.kind == FrameKind::Key;
         let tiles = grid.count();
         let mut reader = Reader::new(&self.tile_stream);
-        let mut next = 0u64;
+        let max_records = max_records_per_tile(header.tile_size);
+        let mut last = 0u64;
+        let mut records_of_tile = 0u32;
         let mut jpeg_slots = 0usize;
         while reader.remaining() > 0 {
             let skip = reader.varint("tile skip")?;
-            let index = next.saturating_add(skip);
+            let index = last.saturating_add(skip);
             if index >= u64::from(tiles) {
                 return Err(DecodeError::TileOutOfRange { index, tiles });
             }
-            if key && skip != 0 {
-                return Err(DecodeError::IncompleteKeyframe {
-                    tile: next as u32,
-                    problem: "missing",
+            let tile = index as u32;
+            records_of_tile = if skip == 0 { records_of_tile + 1 } else { 1 };
+            if records_of_tile > max_records {
+                return Err(DecodeError::TooManyRecords {
+                    tile,
+                    max: max_records,
                 });
             }
-            let tile = index as u32;
-            next = index + 1;
+            last = index;
             let code = reader.u8("tile coding")?;
             let coding = TileCoding::from_code(code)
                 .ok_or(DecodeError::UnknownTileCoding { tile, kind: code })?;
@@ -294,12 +304,6 @@ impl Decoder {
                 w,
                 h,
             };
-            if key && rect != area {
-                return Err(DecodeError::IncompleteKeyframe {
-                    tile,
-                    problem: "not coded whole",
-                });
-            }
             let pixels = rect.area() as usize;
             let op = match coding {
                 TileCoding::Solid => {
@@ -331,10 +335,10 @@ impl Decoder {
                         indices,
                     }
                 }
-                TileCoding::Lossless => {
+                TileCoding::Raw => {
                     let data = reader.position();
-                    reader.take(pixels * 3, "lossless pixels")?;
-                    Op::Lossless { rect, data }
+                    reader.take(pixels * 3, "raw pixels")?;
+                    Op::Raw { rect, data }
                 }
                 TileCoding::Jpeg => {
                     jpeg_slots += 1;
@@ -345,10 +349,7 @@ impl Decoder {
                 }
                 TileCoding::Copy => {
                     if key {
-                        return Err(DecodeError::IncompleteKeyframe {
-                            tile,
-                            problem: "a copy",
-                        });
+                        return Err(DecodeError::CopyInKeyframe { tile });
                     }
                     let dx = i64::from(reader.i16("copy dx")?);
                     let dy = i64::from(reader.i16("copy dy")?);
@@ -376,12 +377,6 @@ impl Decoder {
                 }
             };
             self.ops.push(op);
-        }
-        if key && next != u64::from(tiles) {
-            return Err(DecodeError::IncompleteKeyframe {
-                tile: next as u32,
-                problem: "missing",
-            });
         }
         Ok(jpeg_slots)
     }
@@ -430,21 +425,13 @@ impl Decoder {
                         }
                     }
                 }
-                Op::Lossless { rect, data } => {
+                Op::Raw { rect, data } => {
                     let values = &self.tile_stream[data..data + rect.area() as usize * 3];
-                    let mut above = [0u8; 3];
                     for (y, row) in (rect.y..).zip(values.chunks_exact(rect.w as usize * 3)) {
                         let out = self.canvas.row_mut(rect.x, y, rect.w);
-                        let mut left = above;
-                        for (px, d) in out.chunks_exact_mut(4).zip(row.chunks_exact(3)) {
-                            left = [
-                                left[0].wrapping_add(d[0]),
-                                left[1].wrapping_add(d[1]),
-                                left[2].wrapping_add(d[2]),
-                            ];
-                            px.copy_from_slice(&[left[0], left[1], left[2], 0xff]);
+                        for (px, c) in out.chunks_exact_mut(4).zip(row.chunks_exact(3)) {
+                            px.copy_from_slice(&[c[0], c[1], c[2], 0xff]);
                         }
-                        above = [out[0], out[1], out[2]];
                     }
                 }
                 Op::Jpeg { rect, slot } => {

@@ -5,7 +5,7 @@
 
 use zstd::zstd_safe;
 
-use crate::classify::{Classifier, Coding, write_lossless};
+use crate::classify::{Classifier, Coding, write_raw};
 use crate::diff::{ChangeFinder, remember};
 use crate::error::EncodeError;
 use crate::format::{FrameHeader, FrameKind, TileCoding, write_varint};
@@ -31,9 +31,6 @@ pub struct EncoderConfig {
     pub jpeg_quality: u8,
     /// zstd level of the tile stream, 1 to 19 (above 3 costs CPU for little). Default 1.
     pub zstd_level: i32,
-    /// Share (0 to 1) of pixels equal to their left neighbour from which a rectangle of more
-    /// than 256 colours is coded lossless rather than as JPEG. Default 0.5.
-    pub flat_share: f32,
     /// Look for scrolled and moved rectangles. Default on.
     pub detect_moves: bool,
 }
@@ -45,7 +42,6 @@ impl Default for EncoderConfig {
             keyframe_interval: 300,
             jpeg_quality: 75,
             zstd_level: 1,
-            flat_share: 0.5,
             detect_moves: true,
         }
     }
@@ -74,13 +70,6 @@ impl EncoderConfig {
                 rule: "1 to 19",
             });
         }
-        if !(0.0..=1.0).contains(&self.flat_share) {
-            return Err(EncodeError::BadConfig {
-                field: "flat_share (per cent)",
-                value: (self.flat_share * 100.0) as i64,
-                rule: "0 to 100 per cent",
-            });
-        }
         Ok(())
     }
 }
@@ -92,8 +81,8 @@ pub struct TileCounts {
     pub solid: u32,
     /// Palette (exact).
     pub palette: u32,
-    /// Lossless filtered (exact).
-    pub lossless: u32,
+    /// Raw colours, compressed (exact).
+    pub raw: u32,
     /// JPEG.
     pub jpeg: u32,
     /// Copied from elsewhere on the previous screen (scroll, move).
@@ -115,6 +104,18 @@ pub struct FrameSummary {
     pub bytes: usize,
     /// Rectangles by coding.
     pub tiles: TileCounts,
+}
+
+/// The smallest rectangle holding both.
+fn union(a: Rect, b: Rect) -> Rect {
+    let x = a.x.min(b.x);
+    let y = a.y.min(b.y);
+    Rect {
+        x,
+        y,
+        w: (a.x + a.w).max(b.x + b.w) - x,
+        h: (a.y + a.h).max(b.y + b.h) - y,
+    }
 }
 
 /// Turns captured frames into payloads. One encoder per screen stream; frames must be
@@ -155,7 +156,7 @@ impl Encoder {
             changed: Vec::new(),
             copies: Vec::new(),
             motion: MotionSearch::new(),
-            classifier: Classifier::new(config.flat_share),
+            classifier: Classifier::new(),
             records: Vec::new(),
             packed: Vec::new(),
             slots: JpegSlots::new(config.tile_size),
@@ -277,71 +278,136 @@ impl Encoder {
         })
     }
 
-    /// Writes one record per changed rectangle into `self.records` and the photo-like ones
-    /// into `self.slots`.
+    /// Writes the records of every changed rectangle into `self.records` and the photo-like
+    /// ones into `self.slots`.
     fn write_records(&mut self, frame: &BgrxFrame<'_>, grid: &TileGrid) -> TileCounts {
         let mut counts = TileCounts::default();
         self.records.clear();
         self.slots.clear();
-        let mut next_tile = 0;
-        for (&(tile, rect), copy) in self.changed.iter().zip(&self.copies) {
-            write_varint(&mut self.records, tile - next_tile);
-            next_tile = tile + 1;
+        let mut last_tile = 0;
+        for i in 0..self.changed.len() {
+            let (tile, rect) = self.changed[i];
             counts.pixels += u64::from(rect.area());
             let origin = grid.tile_rect(tile);
-            let local = [
-                (rect.x - origin.x) as u8,
-                (rect.y - origin.y) as u8,
-                (rect.w - 1) as u8,
-                (rect.h - 1) as u8,
-            ];
-            let coding = match copy {
-                Some(_) => None,
-                None => Some(self.classifier.classify(frame, rect)),
+            if let Some(offset) = self.copies[i] {
+                self.record_header(&mut last_tile, tile, origin, rect, TileCoding::Copy);
+                // Offsets fit: the motion search keeps them within 16 bits.
+                self.records
+                    .extend_from_slice(&(offset.0 as i16).to_le_bytes());
+                self.records
+                    .extend_from_slice(&(offset.1 as i16).to_le_bytes());
+                counts.copied += 1;
+                continue;
+            }
+            let coding = self.classifier.classify(frame, rect, (origin.x, origin.y));
+            if coding != Coding::Mixed {
+                self.write_coded(
+                    frame,
+                    &mut last_tile,
+                    tile,
+                    origin,
+                    rect,
+                    coding,
+                    &mut counts,
+                );
+                continue;
+            }
+            // A JPEG under the photo-like blocks, then the exact runs on top of it (records
+            // of one tile apply in order). Inside the JPEG the exact runs are flattened so
+            // they cost next to nothing there.
+            let parts = self.classifier.parts().to_vec();
+            let lossy = parts.iter().filter(|p| !p.exact).map(|p| p.rect);
+            let Some(under) = lossy.reduce(union) else {
+                continue;
             };
-            let code = match coding {
-                None => TileCoding::Copy,
-                Some(Coding::Solid(_)) => TileCoding::Solid,
-                Some(Coding::Palette) => TileCoding::Palette,
-                Some(Coding::Lossless) => TileCoding::Lossless,
-                Some(Coding::Lossy) => TileCoding::Jpeg,
-            };
-            self.records.push(code.code());
-            self.records.extend_from_slice(&local);
-            match (coding, copy) {
-                (None, Some((dx, dy))) => {
-                    counts.copied += 1;
-                    // Offsets fit: both ends lie on a screen of at most 65,535 pixels.
-                    self.records.extend_from_slice(&(*dx as i16).to_le_bytes());
-                    self.records.extend_from_slice(&(*dy as i16).to_le_bytes());
-                }
-                (Some(Coding::Solid(bgr)), _) => {
-                    counts.solid += 1;
-                    self.records.extend_from_slice(&bgr);
-                }
-                (Some(Coding::Palette), _) => {
-                    counts.palette += 1;
-                    let colours = self.classifier.colours();
-                    self.records.push((colours.len() - 1) as u8);
-                    for &c in colours {
-                        self.records
-                            .extend_from_slice(&[c as u8, (c >> 8) as u8, (c >> 16) as u8]);
-                    }
-                    self.records.extend_from_slice(self.classifier.indices());
-                }
-                (Some(Coding::Lossless), _) => {
-                    counts.lossless += 1;
-                    write_lossless(frame, rect, &mut self.records);
-                }
-                (Some(Coding::Lossy), _) => {
-                    counts.jpeg += 1;
-                    counts.jpeg_pixels += u64::from(rect.area());
-                    self.slots.push(frame, rect);
-                }
-                (None, None) => {}
+            self.record_header(&mut last_tile, tile, origin, under, TileCoding::Jpeg);
+            self.slots.push_flattened(
+                frame,
+                under,
+                parts.iter().filter(|p| p.exact).map(|p| p.rect),
+            );
+            counts.jpeg += 1;
+            counts.jpeg_pixels += u64::from(under.area());
+            for part in parts.iter().filter(|p| p.exact) {
+                let coding = self.classifier.classify_exact(frame, part.rect);
+                self.write_coded(
+                    frame,
+                    &mut last_tile,
+                    tile,
+                    origin,
+                    part.rect,
+                    coding,
+                    &mut counts,
+                );
             }
         }
         counts
+    }
+
+    /// Writes one record of `coding` (anything but a copy or a mixed rectangle).
+    #[allow(clippy::too_many_arguments)]
+    fn write_coded(
+        &mut self,
+        frame: &BgrxFrame<'_>,
+        last_tile: &mut u32,
+        tile: u32,
+        origin: Rect,
+        rect: Rect,
+        coding: Coding,
+        counts: &mut TileCounts,
+    ) {
+        let code = match coding {
+            Coding::Solid(_) => TileCoding::Solid,
+            Coding::Palette => TileCoding::Palette,
+            Coding::Raw => TileCoding::Raw,
+            Coding::Lossy | Coding::Mixed => TileCoding::Jpeg,
+        };
+        self.record_header(last_tile, tile, origin, rect, code);
+        match coding {
+            Coding::Solid(bgr) => {
+                counts.solid += 1;
+                self.records.extend_from_slice(&bgr);
+            }
+            Coding::Palette => {
+                counts.palette += 1;
+                let colours = self.classifier.colours();
+                self.records.push((colours.len() - 1) as u8);
+                for &c in colours {
+                    self.records
+                        .extend_from_slice(&[c as u8, (c >> 8) as u8, (c >> 16) as u8]);
+                }
+                self.records.extend_from_slice(self.classifier.indices());
+            }
+            Coding::Raw => {
+                counts.raw += 1;
+                write_raw(frame, rect, &mut self.records);
+            }
+            Coding::Lossy | Coding::Mixed => {
+                counts.jpeg += 1;
+                counts.jpeg_pixels += u64::from(rect.area());
+                self.slots.push(frame, rect);
+            }
+        }
+    }
+
+    /// Writes a record's tile skip, coding and rectangle (relative to the tile).
+    fn record_header(
+        &mut self,
+        last_tile: &mut u32,
+        tile: u32,
+        origin: Rect,
+        rect: Rect,
+        coding: TileCoding,
+    ) {
+        write_varint(&mut self.records, tile - *last_tile);
+        *last_tile = tile;
+        self.records.push(coding.code());
+        self.records.extend_from_slice(&[
+            (rect.x - origin.x) as u8,
+            (rect.y - origin.y) as u8,
+            (rect.w - 1) as u8,
+            (rect.h - 1) as u8,
+        ]);
     }
 
     /// Appends the compressed tile stream and the JPEG section to `out`.

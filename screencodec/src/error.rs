@@ -151,7 +151,7 @@ pub enum DecodeError {
     },
     /// A tile record's kind byte is unknown.
     #[error(
-        "tile {tile}: unknown tile coding {kind} (known: 1 solid, 2 palette, 3 lossless, \
+        "tile {tile}: unknown tile coding {kind} (known: 1 solid, 2 palette, 3 raw, \
          4 jpeg, 5 copy)"
     )]
     UnknownTileCoding {
@@ -174,13 +174,19 @@ pub enum DecodeError {
         /// Height.
         h: u32,
     },
-    /// A key frame must cover every tile in full and copy nothing.
-    #[error("key frame: tile {tile} is {problem}; a key frame codes every tile whole, on its own")]
-    IncompleteKeyframe {
+    /// A key frame decodes on its own, so it cannot copy from an earlier screen.
+    #[error("key frame: tile {tile} is a copy; a key frame must not refer to an earlier screen")]
+    CopyInKeyframe {
         /// The tile index.
         tile: u32,
-        /// What is wrong.
-        problem: &'static str,
+    },
+    /// A tile has more records than any encoder writes.
+    #[error("tile {tile} has more than {max} records")]
+    TooManyRecords {
+        /// The tile index.
+        tile: u32,
+        /// Most records a tile of this size may have.
+        max: u32,
     },
     /// A palette index is not below the palette's size.
     #[error("tile {tile}: palette index {index} but the palette has {colours} colour(s)")]

@@ -148,9 +148,8 @@ pub(crate) enum TileCoding {
     Solid,
     /// Up to 256 colours, then one index byte per pixel.
     Palette,
-    /// Every pixel's B, G, R minus its left neighbour's (the first column: minus the pixel
-    /// above), wrapping: exact.
-    Lossless,
+    /// B, G, R of every pixel: exact.
+    Raw,
     /// The next slot of the frame's JPEG.
     Jpeg,
     /// A rectangle of the previous screen, offset by (dx, dy).
@@ -162,7 +161,7 @@ impl TileCoding {
         match self {
             TileCoding::Solid => 1,
             TileCoding::Palette => 2,
-            TileCoding::Lossless => 3,
+            TileCoding::Raw => 3,
             TileCoding::Jpeg => 4,
             TileCoding::Copy => 5,
         }
@@ -172,7 +171,7 @@ impl TileCoding {
         Some(match code {
             1 => TileCoding::Solid,
             2 => TileCoding::Palette,
-            3 => TileCoding::Lossless,
+            3 => TileCoding::Raw,
             4 => TileCoding::Jpeg,
             5 => TileCoding::Copy,
             _ => return None,
@@ -184,11 +183,18 @@ impl TileCoding {
 /// and 256 colours.
 const MAX_RECORD_OVERHEAD: u64 = 5 + 1 + 4 + 1 + 256 * 3;
 
-/// The most bytes a tile stream of a `pixels`-pixel screen with `tiles` tiles can hold: one
-/// record per tile at most, no pixel coded in more than 3 bytes. A declared length above this
-/// is refused before anything is allocated.
-pub(crate) fn max_tile_stream_len(pixels: u64, tiles: u64) -> u64 {
-    tiles * MAX_RECORD_OVERHEAD + pixels * 3
+/// Most records one tile may have: a JPEG under its photo-like blocks and exact runs of
+/// 16 × 16 blocks on top (at most half the blocks can start a run), plus one.
+pub(crate) fn max_records_per_tile(tile_size: u32) -> u32 {
+    let blocks = (tile_size / 16) * (tile_size / 16);
+    blocks / 2 + 2
+}
+
+/// The most bytes a tile stream of a `pixels`-pixel screen with `tiles` tiles of side
+/// `tile_size` can hold: every tile at its record limit, no pixel coded in more than 3 bytes.
+/// A declared length above this is refused before anything is allocated.
+pub(crate) fn max_tile_stream_len(pixels: u64, tiles: u64, tile_size: u32) -> u64 {
+    tiles * u64::from(max_records_per_tile(tile_size)) * MAX_RECORD_OVERHEAD + pixels * 3
 }
 
 /// Appends `value` as an unsigned LEB128 varint (7 bits per byte, low first).

@@ -65,6 +65,36 @@ impl JpegSlots {
         self.count += 1;
     }
 
+    /// Adds `rect` as the next slot with the parts of `holes` inside it flattened to one
+    /// colour each (exact records will cover them; flat, they cost the JPEG almost nothing).
+    pub(crate) fn push_flattened(
+        &mut self,
+        frame: &BgrxFrame<'_>,
+        rect: Rect,
+        holes: impl Iterator<Item = Rect>,
+    ) {
+        self.push(frame, rect);
+        let side = self.tile as usize * 4;
+        let base = (self.count - 1) * side * self.tile as usize;
+        for hole in holes {
+            let x0 = hole.x.max(rect.x);
+            let y0 = hole.y.max(rect.y);
+            let x1 = (hole.x + hole.w).min(rect.x + rect.w);
+            let y1 = (hole.y + hole.h).min(rect.y + rect.h);
+            if x0 >= x1 || y0 >= y1 {
+                continue;
+            }
+            let first = base + (y0 - rect.y) as usize * side + (x0 - rect.x) as usize * 4;
+            let colour: [u8; 4] = self.slots[first..first + 4].try_into().unwrap_or([0; 4]);
+            for y in y0..y1 {
+                let at = base + (y - rect.y) as usize * side + (x0 - rect.x) as usize * 4;
+                for px in self.slots[at..at + (x1 - x0) as usize * 4].chunks_exact_mut(4) {
+                    px.copy_from_slice(&colour);
+                }
+            }
+        }
+    }
+
     /// Appends the JPEG of every slot at `quality` (1–100, 4:2:0) to `out`.
     pub(crate) fn encode(&mut self, quality: u8, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let (cols, rows) = strip_layout(self.count, self.tile);

@@ -5,10 +5,10 @@
 //!
 //! * **unchanged** — nothing moved: a 16-byte heartbeat;
 //! * **delta** — only the changed part of each changed tile, each coded the cheapest way that
-//!   keeps text exact: a solid colour, a palette of up to 256 colours (text, UI), lossless
-//!   filtered colour (many colours but sharp, like sub-pixel antialiased text), JPEG for
-//!   photo-like content (video, photos), or a *copy* of another rectangle of the previous
-//!   screen (a scroll, a dragged window);
+//!   keeps text exact: a solid colour, a palette (up to 16 colours), raw colours compressed
+//!   (antialiased text, icons), JPEG for photo-like content (video, photos, wallpaper), or a
+//!   *copy* of another rectangle of the previous screen (a scroll, a dragged window). A tile
+//!   where a window meets a photo gets a JPEG under the photo and exact rectangles on top;
 //! * **key** — every tile, decodable on its own (on request, every N frames, or when the
 //!   screen size changes).
 //!
@@ -19,7 +19,7 @@
 //!
 //! * [`format`] — the payload header, tile records and limits; recognising a payload.
 //! * `tile` — the tile grid and rectangles; `diff` — which tiles changed, and where.
-//! * `classify` — which coding a changed rectangle gets (colour count, neighbour equality).
+//! * `classify` — which coding a changed rectangle gets (colour count, flat share).
 //! * `motion` — finding scrolled and moved rectangles in the previous screen.
 //! * `jpeg` — the photo-like tiles of a frame packed into one JPEG.
 //! * `encode` / `decode` — the [`Encoder`] and the [`Decoder`].

@@ -98,6 +98,13 @@ impl Canvas {
         }
     }
 
+    /// Paints it black.
+    pub(crate) fn clear(&mut self) {
+        for px in self.pixels.chunks_exact_mut(4) {
+            px.copy_from_slice(&[0, 0, 0, 0xff]);
+        }
+    }
+
     /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.width

@@ -127,7 +127,7 @@ fn a_scroll_is_sent_as_copies() {
         // Only the bottom band (where the new line is) is coded; the rest is copied.
         let t = summary.tiles;
         assert!(t.copied >= 8, "{t:?}");
-        assert!(t.solid + t.palette + t.lossless + t.jpeg <= 5, "{t:?}");
+        assert!(t.solid + t.palette + t.raw + t.jpeg <= 5, "{t:?}");
         assert!(
             out.len() * 4 < key.len(),
             "scroll cost {} bytes, key {}",
@@ -198,7 +198,7 @@ fn a_playing_video_keeps_30_db_and_the_text_beside_it_stays_exact() {
 }
 
 #[test]
-fn many_colour_flat_content_is_lossless() {
+fn many_colour_flat_content_is_exact() {
     // Every run of 8 pixels its own colour: far more than 256 colours, mostly flat.
     let mut screen = Screen::new(128, 64, WHITE);
     for y in 0..64 {
@@ -210,7 +210,7 @@ fn many_colour_flat_content_is_lossless() {
     let mut enc = encoder();
     let mut out = Vec::new();
     let summary = enc.encode_into(&screen.frame(), &mut out).unwrap();
-    assert_eq!(summary.tiles.lossless, 2, "{:?}", summary.tiles);
+    assert_eq!(summary.tiles.raw, 2, "{:?}", summary.tiles);
     assert_same_picture(Decoder::new().decode(&out).unwrap(), &screen);
 }
 
