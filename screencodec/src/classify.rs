@@ -148,6 +148,21 @@ impl Classifier {
         }
     }
 
+    /// Whether a block (at most 16 × 16) is text-like, by the same test as the blocks of a
+    /// mixed rectangle.
+    pub(crate) fn block_is_exact(&mut self, frame: &BgrxFrame<'_>, block: Rect) -> bool {
+        self.build_palette(frame, block);
+        self.colours.len() <= BLOCK_FEW_COLOURS
+            || self.repeats as f32 >= BLOCK_FLAT * block.area() as f32
+    }
+
+    /// Whether a block the decoder has only approximately is worth sending again exactly:
+    /// text-like, and no part of a photo (a block half photo, half page would cost a photo's
+    /// worth of raw bytes to fix a few page pixels).
+    pub(crate) fn block_is_text(&mut self, frame: &BgrxFrame<'_>, block: Rect) -> bool {
+        self.block_is_exact(frame, block) && self.colours.len() <= FEW_COLOURS
+    }
+
     fn solid(&self) -> Coding {
         let c = self.colours[0];
         Coding::Solid([c as u8, (c >> 8) as u8, (c >> 16) as u8])
@@ -180,10 +195,7 @@ impl Classifier {
                     w: x1 - x0,
                     h: y1 - y0,
                 };
-                self.build_palette(frame, block);
-                let is_exact = self.colours.len() <= BLOCK_FEW_COLOURS
-                    || self.repeats as f32 >= BLOCK_FLAT * block.area() as f32;
-                if is_exact {
+                if self.block_is_exact(frame, block) {
                     exact += 1;
                     run = Some(match run {
                         Some(r) => Rect {

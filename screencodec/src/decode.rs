@@ -61,6 +61,8 @@ enum Op {
     },
     Copy {
         rect: Rect,
+        /// 0: the previous screen; 1 or 2: that reference screen.
+        screen: u8,
         src_x: u32,
         src_y: u32,
     },
@@ -73,6 +75,8 @@ pub struct Decoder {
     canvas: Canvas,
     /// The header of the last frame applied, while the canvas is valid.
     last: Option<FrameHeader>,
+    /// The reference screens the stream stored (emptied by key frames).
+    references: [Option<Canvas>; 2],
     tile_stream: Vec<u8>,
     ops: Vec<Op>,
     slots: DecodedSlots,
@@ -98,6 +102,7 @@ impl Decoder {
             limits,
             canvas: Canvas::new(0, 0),
             last: None,
+            references: [None, None],
             tile_stream: Vec::new(),
             ops: Vec::new(),
             slots: DecodedSlots::new(),
@@ -177,10 +182,13 @@ impl Decoder {
         let mut reader = Reader::new(payload);
         reader.take(HEADER_LEN, "header")?;
         if header.kind == FrameKind::Unchanged {
-            return match reader.remaining() {
-                0 => Ok(header),
-                extra => Err(DecodeError::TrailingBytes { extra }),
-            };
+            if reader.remaining() > 0 {
+                return Err(DecodeError::TrailingBytes {
+                    extra: reader.remaining(),
+                });
+            }
+            self.store_reference(&header);
+            return Ok(header);
         }
 
         let grid = TileGrid::new(header.width, header.height, header.tile_size);
@@ -220,8 +228,10 @@ impl Decoder {
             (n, false) => self.slots.decode(jpeg, n, header.tile_size)?,
         }
 
-        // Everything is checked: now the canvas changes. A key frame starts from black.
+        // Everything is checked: now the canvas changes. A key frame starts from black, with
+        // no reference screens.
         if key {
+            self.references = [None, None];
             if (self.canvas.width(), self.canvas.height()) == (header.width, header.height) {
                 self.canvas.clear();
             } else {
@@ -229,7 +239,21 @@ impl Decoder {
             }
         }
         self.paint();
+        self.store_reference(&header);
         Ok(header)
+    }
+
+    /// Keeps the canvas as the reference screen the header names, if any.
+    fn store_reference(&mut self, header: &FrameHeader) {
+        let slot = match header.store_reference {
+            1 => &mut self.references[0],
+            2 => &mut self.references[1],
+            _ => return,
+        };
+        match slot {
+            Some(kept) => kept.clone_from(&self.canvas),
+            None => *slot = Some(self.canvas.clone()),
+        }
     }
 
     /// Decompresses `packed` into `self.tile_stream`, which must come out exactly `raw_len`
@@ -351,6 +375,22 @@ impl Decoder {
                     if key {
                         return Err(DecodeError::CopyInKeyframe { tile });
                     }
+                    let screen = reader.u8("copy source")?;
+                    let problem = match screen {
+                        0 => None,
+                        1 | 2 if self.references[usize::from(screen) - 1].is_none() => {
+                            Some("was never stored (or a key frame emptied it)")
+                        }
+                        1 | 2 => None,
+                        _ => Some("does not exist (sources are 0, 1 and 2)"),
+                    };
+                    if let Some(problem) = problem {
+                        return Err(DecodeError::NoSuchScreen {
+                            tile,
+                            screen,
+                            problem,
+                        });
+                    }
                     let dx = i64::from(reader.i16("copy dx")?);
                     let dy = i64::from(reader.i16("copy dy")?);
                     let (src_x, src_y) = (i64::from(rect.x) + dx, i64::from(rect.y) + dy);
@@ -371,6 +411,7 @@ impl Decoder {
                     }
                     Op::Copy {
                         rect,
+                        screen,
                         src_x: src_x as u32,
                         src_y: src_y as u32,
                     }
@@ -381,15 +422,31 @@ impl Decoder {
         Ok(jpeg_slots)
     }
 
-    /// Applies `self.ops` to the canvas. Copies read the screen as it was before this frame,
-    /// so their sources are gathered first.
+    /// Applies `self.ops` to the canvas. Copies read the screens as they were before this
+    /// frame, so their sources are gathered first.
     fn paint(&mut self) {
         self.copied.clear();
         for op in &self.ops {
-            if let Op::Copy { rect, src_x, src_y } = *op {
+            if let Op::Copy {
+                rect,
+                screen,
+                src_x,
+                src_y,
+            } = *op
+            {
+                let from = match screen {
+                    0 => Some(&self.canvas),
+                    n => self.references[usize::from(n) - 1].as_ref(),
+                };
+                let Some(from) = from else {
+                    // Refused when parsed; black keeps the staging in step regardless.
+                    let len = self.copied.len() + rect.area() as usize * 4;
+                    self.copied.resize(len, 0);
+                    continue;
+                };
                 for row in 0..rect.h {
                     self.copied
-                        .extend_from_slice(self.canvas.row(src_x, src_y + row, rect.w));
+                        .extend_from_slice(from.row(src_x, src_y + row, rect.w));
                 }
             }
         }

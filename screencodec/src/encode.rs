@@ -1,16 +1,22 @@
 //! The [`Encoder`]: one payload per captured frame. It keeps the previous capture, finds what
-//! changed tile by tile, tries to explain changed rectangles as copies of the previous screen,
-//! classifies the rest, and writes the tile records (compressed together with zstd) and the
-//! photo-like rectangles (one JPEG).
+//! changed tile by tile, tries to explain changed rectangles as copies of the previous screen
+//! or of a reference screen, classifies the rest, and writes the tile records (compressed
+//! together with zstd) and the photo-like rectangles (one JPEG).
+//!
+//! Reference screens: the first is the key frame's screen; after that, whenever the screen
+//! has been still for a few frames since it last changed, it is kept in the older of the two
+//! slots. What a window uncovers when it moves, closes or is switched away from is then
+//! usually on one of them, exactly where it was.
 
 use zstd::zstd_safe;
 
 use crate::classify::{Classifier, Coding, write_raw};
 use crate::diff::{ChangeFinder, remember};
 use crate::error::EncodeError;
+use crate::fidelity::Fidelity;
 use crate::format::{FrameHeader, FrameKind, TileCoding, write_varint};
 use crate::jpeg::JpegSlots;
-use crate::motion::{MotionSearch, Offset};
+use crate::motion::{MotionSearch, Piece};
 use crate::picture::BgrxFrame;
 use crate::tile::{Rect, TileGrid};
 
@@ -31,8 +37,11 @@ pub struct EncoderConfig {
     pub jpeg_quality: u8,
     /// zstd level of the tile stream, 1 to 19 (above 3 costs CPU for little). Default 1.
     pub zstd_level: i32,
-    /// Look for scrolled and moved rectangles. Default on.
+    /// Look for scrolled and moved rectangles, and for what windows uncover. Default on.
     pub detect_moves: bool,
+    /// Keep the screen as a reference once it has been unchanged for this many frames
+    /// (after changing); 0 keeps no reference screens. Default 5.
+    pub reference_after_still: u32,
 }
 
 impl Default for EncoderConfig {
@@ -43,6 +52,7 @@ impl Default for EncoderConfig {
             jpeg_quality: 75,
             zstd_level: 1,
             detect_moves: true,
+            reference_after_still: 5,
         }
     }
 }
@@ -85,12 +95,18 @@ pub struct TileCounts {
     pub raw: u32,
     /// JPEG.
     pub jpeg: u32,
-    /// Copied from elsewhere on the previous screen (scroll, move).
+    /// Copied from elsewhere on the previous screen (scroll, move) or from a reference
+    /// screen (what a window uncovered).
     pub copied: u32,
+    /// Pixels copied.
+    pub copied_pixels: u64,
     /// Pixels in all the rectangles.
     pub pixels: u64,
     /// Pixels in the JPEG rectangles.
     pub jpeg_pixels: u64,
+    /// Blocks the decoder had only approximately (JPEG, or copied from JPEG) that looked like
+    /// text once still, sent again exactly.
+    pub refined: u32,
 }
 
 /// What [`Encoder::encode_into`] wrote.
@@ -130,8 +146,21 @@ pub struct Encoder {
     key_requested: bool,
     changes: ChangeFinder,
     changed: Vec<(u32, Rect)>,
-    copies: Vec<Option<Offset>>,
+    /// Copied and coded pieces of the changed rectangles, and which are whose.
+    pieces: Vec<Piece>,
+    plans: Vec<(usize, usize)>,
     motion: MotionSearch,
+    /// The reference screens as the decoder will have them (source pixels, rows packed).
+    references: [Option<Vec<u8>>; 2],
+    /// The slot the next reference screen goes to.
+    next_reference: u8,
+    /// Unchanged frames in a row.
+    still: u32,
+    /// Whether the screen changed since a reference screen was last kept.
+    changed_since_reference: bool,
+    /// What the decoder has only approximately, and the blocks to send again exactly.
+    fidelity: Fidelity,
+    refinements: Vec<(u32, Rect)>,
     classifier: Classifier,
     records: Vec<u8>,
     packed: Vec<u8>,
@@ -154,8 +183,15 @@ impl Encoder {
             key_requested: true,
             changes: ChangeFinder::default(),
             changed: Vec::new(),
-            copies: Vec::new(),
+            pieces: Vec::new(),
+            plans: Vec::new(),
             motion: MotionSearch::new(),
+            references: [None, None],
+            next_reference: 1,
+            still: 0,
+            changed_since_reference: false,
+            fidelity: Fidelity::default(),
+            refinements: Vec::new(),
             classifier: Classifier::new(),
             records: Vec::new(),
             packed: Vec::new(),
@@ -215,7 +251,9 @@ impl Encoder {
         let key = resized || self.key_requested || (interval > 0 && self.since_key >= interval);
 
         self.changed.clear();
+        self.refinements.clear();
         if key {
+            self.fidelity.reset(width, height);
             self.changed
                 .extend((0..grid.count()).map(|i| (i, grid.tile_rect(i))));
             self.motion.reset();
@@ -223,35 +261,55 @@ impl Encoder {
             self.changes
                 .changed_rects(frame, &self.previous, &grid, &mut self.changed);
         }
+        if !key {
+            self.fidelity.refinements(
+                frame,
+                &grid,
+                &self.changed,
+                &mut self.classifier,
+                &mut self.refinements,
+            );
+        }
+        self.fidelity.begin_frame();
+        let still = !key && self.changed.is_empty();
         let kind = if key {
             FrameKind::Key
-        } else if self.changed.is_empty() {
+        } else if still && self.refinements.is_empty() {
             FrameKind::Unchanged
         } else {
             FrameKind::Delta
         };
+        let store_reference = self.reference_to_store(key, still);
         let header = FrameHeader {
             kind,
             sequence: self.sequence,
             width,
             height,
             tile_size: self.config.tile_size,
+            store_reference,
         };
         header.write(out);
 
         let mut tiles = TileCounts::default();
         if kind != FrameKind::Unchanged {
             if kind == FrameKind::Delta && self.config.detect_moves {
-                self.motion.find_copies(
+                let references = [self.references[0].as_deref(), self.references[1].as_deref()];
+                self.motion.plan(
                     frame,
                     &self.previous,
+                    references,
                     &grid,
                     &self.changed,
-                    &mut self.copies,
+                    &mut self.pieces,
+                    &mut self.plans,
                 );
             } else {
-                self.copies.clear();
-                self.copies.resize(self.changed.len(), None);
+                self.pieces.clear();
+                self.plans.clear();
+                for (i, &(_, rect)) in self.changed.iter().enumerate() {
+                    self.pieces.push(Piece { rect, source: None });
+                    self.plans.push((i, i + 1));
+                }
             }
             tiles = self.write_records(frame, &grid);
             self.write_sections(out)?;
@@ -267,6 +325,17 @@ impl Encoder {
         for &(_, rect) in &self.changed {
             remember(frame, rect, &mut self.previous, width);
         }
+        if key {
+            self.references = [None, None];
+        }
+        if store_reference != 0 {
+            self.fidelity.store_reference(store_reference);
+            let slot = &mut self.references[usize::from(store_reference) - 1];
+            match slot {
+                Some(kept) => kept.clone_from(&self.previous),
+                None => *slot = Some(self.previous.clone()),
+            }
+        }
         self.sequence = self.sequence.wrapping_add(1);
         self.since_key = if key { 1 } else { self.since_key + 1 };
         self.key_requested = false;
@@ -278,6 +347,34 @@ impl Encoder {
         })
     }
 
+    /// The reference slot this frame's screen goes to (0: none), and the bookkeeping of
+    /// when to keep one.
+    fn reference_to_store(&mut self, key: bool, still: bool) -> u8 {
+        let after = self.config.reference_after_still;
+        if after == 0 {
+            return 0;
+        }
+        if key {
+            self.still = 0;
+            self.changed_since_reference = false;
+            self.next_reference = 2;
+            return 1;
+        }
+        if !still {
+            self.still = 0;
+            self.changed_since_reference = true;
+            return 0;
+        }
+        self.still += 1;
+        if self.still < after || !self.changed_since_reference {
+            return 0;
+        }
+        self.changed_since_reference = false;
+        let slot = self.next_reference;
+        self.next_reference = 3 - slot;
+        slot
+    }
+
     /// Writes the records of every changed rectangle into `self.records` and the photo-like
     /// ones into `self.slots`.
     fn write_records(&mut self, frame: &BgrxFrame<'_>, grid: &TileGrid) -> TileCounts {
@@ -285,63 +382,98 @@ impl Encoder {
         self.records.clear();
         self.slots.clear();
         let mut last_tile = 0;
+        let mut refined = 0;
         for i in 0..self.changed.len() {
-            let (tile, rect) = self.changed[i];
-            counts.pixels += u64::from(rect.area());
+            let (tile, whole) = self.changed[i];
+            // Blocks sent again exactly, in tile order with the changes.
+            while refined < self.refinements.len() && self.refinements[refined].0 <= tile {
+                self.write_refinement(frame, grid, refined, &mut last_tile, &mut counts);
+                refined += 1;
+            }
+            counts.pixels += u64::from(whole.area());
             let origin = grid.tile_rect(tile);
-            if let Some(offset) = self.copies[i] {
-                self.record_header(&mut last_tile, tile, origin, rect, TileCoding::Copy);
-                // Offsets fit: the motion search keeps them within 16 bits.
-                self.records
-                    .extend_from_slice(&(offset.0 as i16).to_le_bytes());
-                self.records
-                    .extend_from_slice(&(offset.1 as i16).to_le_bytes());
-                counts.copied += 1;
-                continue;
-            }
-            let coding = self.classifier.classify(frame, rect, (origin.x, origin.y));
-            if coding != Coding::Mixed {
-                self.write_coded(
-                    frame,
-                    &mut last_tile,
-                    tile,
-                    origin,
-                    rect,
-                    coding,
-                    &mut counts,
-                );
-                continue;
-            }
-            // A JPEG under the photo-like blocks, then the exact runs on top of it (records
-            // of one tile apply in order). Inside the JPEG the exact runs are flattened so
-            // they cost next to nothing there.
-            let parts = self.classifier.parts().to_vec();
-            let lossy = parts.iter().filter(|p| !p.exact).map(|p| p.rect);
-            let Some(under) = lossy.reduce(union) else {
-                continue;
-            };
-            self.record_header(&mut last_tile, tile, origin, under, TileCoding::Jpeg);
-            self.slots.push_flattened(
-                frame,
-                under,
-                parts.iter().filter(|p| p.exact).map(|p| p.rect),
-            );
-            counts.jpeg += 1;
-            counts.jpeg_pixels += u64::from(under.area());
-            for part in parts.iter().filter(|p| p.exact) {
-                let coding = self.classifier.classify_exact(frame, part.rect);
-                self.write_coded(
-                    frame,
-                    &mut last_tile,
-                    tile,
-                    origin,
-                    part.rect,
-                    coding,
-                    &mut counts,
-                );
+            let (start, end) = self.plans[i];
+            for p in start..end {
+                let Piece { rect, source } = self.pieces[p];
+                match source {
+                    Some(source) => {
+                        self.record_header(&mut last_tile, tile, origin, rect, TileCoding::Copy);
+                        self.records.push(source.screen);
+                        // Offsets fit: the motion search keeps them within 16 bits.
+                        self.records
+                            .extend_from_slice(&(source.offset.0 as i16).to_le_bytes());
+                        self.records
+                            .extend_from_slice(&(source.offset.1 as i16).to_le_bytes());
+                        self.fidelity.copied(rect, source);
+                        counts.copied += 1;
+                        counts.copied_pixels += u64::from(rect.area());
+                    }
+                    None => {
+                        self.write_piece(frame, &mut last_tile, tile, origin, rect, &mut counts)
+                    }
+                }
             }
         }
+        for i in refined..self.refinements.len() {
+            self.write_refinement(frame, grid, i, &mut last_tile, &mut counts);
+        }
         counts
+    }
+
+    /// Writes refinement `i`: a block the decoder has only approximately, sent exactly.
+    fn write_refinement(
+        &mut self,
+        frame: &BgrxFrame<'_>,
+        grid: &TileGrid,
+        i: usize,
+        last_tile: &mut u32,
+        counts: &mut TileCounts,
+    ) {
+        let (tile, block) = self.refinements[i];
+        let coding = self.classifier.classify_exact(frame, block);
+        let origin = grid.tile_rect(tile);
+        self.write_coded(frame, last_tile, tile, origin, block, coding, counts);
+        counts.refined += 1;
+        counts.pixels += u64::from(block.area());
+    }
+
+    /// Writes the records of a piece to code: one, or for a mixed piece a JPEG under its
+    /// photo-like blocks and the exact runs on top.
+    fn write_piece(
+        &mut self,
+        frame: &BgrxFrame<'_>,
+        last_tile: &mut u32,
+        tile: u32,
+        origin: Rect,
+        rect: Rect,
+        counts: &mut TileCounts,
+    ) {
+        let coding = self.classifier.classify(frame, rect, (origin.x, origin.y));
+        if coding != Coding::Mixed {
+            self.write_coded(frame, last_tile, tile, origin, rect, coding, counts);
+            return;
+        }
+        // A JPEG under the photo-like blocks, then the exact runs on top of it (records of one
+        // tile apply in order). Inside the JPEG the exact runs are flattened so they cost next
+        // to nothing there.
+        let parts = self.classifier.parts().to_vec();
+        let lossy = parts.iter().filter(|p| !p.exact).map(|p| p.rect);
+        let Some(under) = lossy.reduce(union) else {
+            return;
+        };
+        self.record_header(last_tile, tile, origin, under, TileCoding::Jpeg);
+        self.fidelity.approximate(under);
+        self.slots.push_flattened(
+            frame,
+            under,
+            parts.iter().filter(|p| p.exact).map(|p| p.rect),
+        );
+        counts.jpeg += 1;
+        counts.jpeg_pixels += u64::from(under.area());
+        for part in parts.iter().filter(|p| p.exact) {
+            let coding = self.classifier.classify_exact(frame, part.rect);
+            self.write_coded(frame, last_tile, tile, origin, part.rect, coding, counts);
+        }
     }
 
     /// Writes one record of `coding` (anything but a copy or a mixed rectangle).
@@ -363,6 +495,10 @@ impl Encoder {
             Coding::Lossy | Coding::Mixed => TileCoding::Jpeg,
         };
         self.record_header(last_tile, tile, origin, rect, code);
+        match coding {
+            Coding::Lossy | Coding::Mixed => self.fidelity.approximate(rect),
+            _ => self.fidelity.exact(rect),
+        }
         match coding {
             Coding::Solid(bgr) => {
                 counts.solid += 1;

@@ -47,9 +47,11 @@ pub enum DecodeError {
     /// The tile size is not a power of two from 16 to 256.
     #[error("tile size 2^{0} is not allowed (the exponent must be 4 to 8: 16 to 256 pixels)")]
     BadTileSize(u8),
-    /// A reserved header byte is not zero.
-    #[error("reserved header byte must be zero, found 0x{0:02x}")]
-    ReservedNotZero(u8),
+    /// The flags byte has bits this version does not define.
+    #[error(
+        "unknown header flags 0x{0:02x} (known: 0x01 and 0x02 store the screen as reference 1 or 2)"
+    )]
+    UnknownFlags(u8),
     /// Width or height is zero.
     #[error("screen frame of {width}x{height} pixels: both sides must be at least 1")]
     ZeroDimensions {
@@ -197,6 +199,19 @@ pub enum DecodeError {
         index: u8,
         /// Colours in the palette.
         colours: usize,
+    },
+    /// A copy reads from a screen the decoder does not have.
+    #[error(
+        "tile {tile}: copy from reference screen {screen}, which {problem}; ask the agent for a \
+         key frame"
+    )]
+    NoSuchScreen {
+        /// The tile index.
+        tile: u32,
+        /// The screen named (0 previous, 1 or 2 reference).
+        screen: u8,
+        /// Why it cannot be read.
+        problem: &'static str,
     },
     /// A copy reads from outside the screen.
     #[error(

@@ -17,6 +17,11 @@ pub const MIN_TILE_LOG2: u8 = 4;
 /// Largest tile side, as a power of two (256 pixels): record rectangles store sides − 1 in a byte.
 pub const MAX_TILE_LOG2: u8 = 8;
 
+/// Flag bits that name the reference screen to store (1 or 2; 3 is invalid).
+const FLAG_STORE_MASK: u8 = 0b11;
+/// Reference screens a decoder keeps.
+pub const REFERENCE_SCREENS: u8 = 2;
+
 /// What a payload carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -76,11 +81,14 @@ pub struct FrameHeader {
     pub height: u32,
     /// Tile side in pixels (16, 32, 64, 128 or 256).
     pub tile_size: u32,
+    /// After applying this frame, keep the screen as reference screen 1 or 2 (0: keep none).
+    /// Later copies can read from it; a key frame empties both.
+    pub store_reference: u8,
 }
 
 impl FrameHeader {
-    /// Reads and checks the header of `payload` (magic, version, kind, tile size, reserved
-    /// byte, non-zero dimensions). It does not check the body.
+    /// Reads and checks the header of `payload` (magic, version, kind, tile size, flags,
+    /// non-zero dimensions). It does not check the body.
     pub fn parse(payload: &[u8]) -> Result<FrameHeader> {
         let magic_len = payload.len().min(MAGIC.len());
         if payload[..magic_len] != MAGIC[..magic_len] {
@@ -102,9 +110,9 @@ impl FrameHeader {
         if !(MIN_TILE_LOG2..=MAX_TILE_LOG2).contains(&tile_log2) {
             return Err(DecodeError::BadTileSize(tile_log2));
         }
-        let reserved = reader.u8("reserved byte")?;
-        if reserved != 0 {
-            return Err(DecodeError::ReservedNotZero(reserved));
+        let flags = reader.u8("flags")?;
+        if flags & !FLAG_STORE_MASK != 0 || flags & FLAG_STORE_MASK == 3 {
+            return Err(DecodeError::UnknownFlags(flags));
         }
         let sequence = reader.u32("sequence")?;
         let width = u32::from(reader.u16("width")?);
@@ -118,6 +126,7 @@ impl FrameHeader {
             width,
             height,
             tile_size: 1 << tile_log2,
+            store_reference: flags & FLAG_STORE_MASK,
         })
     }
 
@@ -128,7 +137,7 @@ impl FrameHeader {
         out.push(VERSION);
         out.push(self.kind.code());
         out.push(self.tile_size.trailing_zeros() as u8);
-        out.push(0);
+        out.push(self.store_reference & FLAG_STORE_MASK);
         out.extend_from_slice(&self.sequence.to_le_bytes());
         out.extend_from_slice(&(self.width as u16).to_le_bytes());
         out.extend_from_slice(&(self.height as u16).to_le_bytes());
@@ -152,7 +161,7 @@ pub(crate) enum TileCoding {
     Raw,
     /// The next slot of the frame's JPEG.
     Jpeg,
-    /// A rectangle of the previous screen, offset by (dx, dy).
+    /// A rectangle of the previous screen or of a reference screen, offset by (dx, dy).
     Copy,
 }
 
@@ -183,11 +192,11 @@ impl TileCoding {
 /// and 256 colours.
 const MAX_RECORD_OVERHEAD: u64 = 5 + 1 + 4 + 1 + 256 * 3;
 
-/// Most records one tile may have: a JPEG under its photo-like blocks and exact runs of
-/// 16 × 16 blocks on top (at most half the blocks can start a run), plus one.
+/// Most records one tile may have. An encoder writes per 16 × 16 block at most a copy and a
+/// fix-up, or a JPEG under photo-like blocks with exact runs on top: never more than four.
 pub(crate) fn max_records_per_tile(tile_size: u32) -> u32 {
     let blocks = (tile_size / 16) * (tile_size / 16);
-    blocks / 2 + 2
+    4 * blocks + 2
 }
 
 /// The most bytes a tile stream of a `pixels`-pixel screen with `tiles` tiles of side
@@ -287,6 +296,7 @@ mod tests {
             width: 1920,
             height: 1080,
             tile_size: 64,
+            store_reference: 2,
         };
         let mut bytes = Vec::new();
         header.write(&mut bytes);

@@ -22,6 +22,7 @@
 //! * `classify` — which coding a changed rectangle gets (colour count, flat share).
 //! * `motion` — finding scrolled and moved rectangles in the previous screen.
 //! * `jpeg` — the photo-like tiles of a frame packed into one JPEG.
+//! * `fidelity` — what the decoder has only approximately; sending text there again exactly.
 //! * `encode` / `decode` — the [`Encoder`] and the [`Decoder`].
 
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ mod decode;
 mod diff;
 mod encode;
 mod error;
+mod fidelity;
 pub mod format;
 mod jpeg;
 mod motion;

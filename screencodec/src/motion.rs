@@ -1,15 +1,21 @@
-//! Scrolls and moved windows: a changed rectangle whose pixels are, exactly, another
-//! rectangle of the previous screen is sent as a copy (four bytes of offset) instead of pixels.
+//! Copies instead of pixels: a changed rectangle whose pixels are, exactly, another
+//! rectangle of the previous screen (a scroll, a dragged window) or the same rectangle of a
+//! *reference screen* (what was there before a window covered it: the encoder keeps up to two
+//! earlier screens, and the decoder keeps the same ones) is sent as a copy.
 //!
-//! Candidate offsets come from two places. The offsets that worked recently are tried first
-//! (a scroll or a drag keeps its speed for a while). When several changed rectangles are left
-//! unexplained, *probes* — 16-pixel runs with some texture, one from each such rectangle —
-//! are looked up in the whole previous screen with a rolling hash (one multiply-add per
-//! pixel, about a millisecond for 1280 × 720), and every place a probe occurs votes for an
-//! offset. The best-voted offsets are then checked rectangle by rectangle with an exact
-//! comparison, so a wrong vote costs time, never pixels. A search that finds nothing backs
-//! off for a few frames, so a playing video (which changes every frame and never moves) does
-//! not pay for it every time.
+//! Candidate offsets into the previous screen come from two places. The offsets that worked
+//! recently are tried first (a scroll or a drag keeps its speed for a while). When several
+//! changed rectangles are left unexplained, *probes* — 16-pixel runs with some texture, one
+//! from each such rectangle — are looked up in the whole previous screen with a rolling hash
+//! (one multiply-add per pixel, about a millisecond for 1280 × 720), and every place a probe
+//! occurs votes for an offset. The best-voted offsets are then checked rectangle by rectangle
+//! with an exact comparison, so a wrong vote costs time, never pixels. A search that finds
+//! nothing backs off for a few frames, so a playing video (which changes every frame and never
+//! moves) does not pay for it every time.
+//!
+//! A rectangle that matches nowhere as a whole (the edge of a dragged window: part window,
+//! part uncovered wallpaper) is tried again in 16 × 16 blocks, each against the offsets found
+//! and the reference screens.
 
 use crate::picture::BgrxFrame;
 use crate::tile::{Rect, TileGrid};
@@ -38,6 +44,24 @@ const BASE: u64 = 0x0000_0100_0000_01b3;
 
 /// A copy offset: the source of a rectangle at (x, y) is (x + dx, y + dy).
 pub(crate) type Offset = (i32, i32);
+
+/// Where a copy reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Source {
+    /// 0: the previous screen; 1 or 2: that reference screen.
+    pub screen: u8,
+    pub offset: Offset,
+}
+
+/// A part of a changed rectangle: copied from `source`, or coded when `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub rect: Rect,
+    pub source: Option<Source>,
+}
+
+/// Side of the blocks a rectangle is tried in when it matches nowhere as a whole.
+const BLOCK: u32 = 16;
 
 struct Probe {
     x: u32,
@@ -78,34 +102,70 @@ impl MotionSearch {
         self.failures = 0;
     }
 
-    /// For each changed rectangle, the offset of an identical rectangle in `previous` (the
-    /// last frame, rows packed), if one is found; written to `copies`, index for index.
-    pub(crate) fn find_copies(
+    /// Plans every changed rectangle as copied and coded pieces: `plans[i]` is the range of
+    /// `pieces` for `changed[i]`. `previous` is the last frame and `references` the reference
+    /// screens (rows packed; `None` where a slot is empty).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn plan(
         &mut self,
         frame: &BgrxFrame<'_>,
         previous: &[u8],
+        references: [Option<&[u8]>; 2],
         grid: &TileGrid,
         changed: &[(u32, Rect)],
-        copies: &mut Vec<Option<Offset>>,
+        pieces: &mut Vec<Piece>,
+        plans: &mut Vec<(usize, usize)>,
     ) {
-        copies.clear();
-        copies.resize(changed.len(), None);
         let screen = Screen {
             frame,
             previous,
+            references,
             width: grid.width,
             height: grid.height,
         };
-        for (copy, (_, rect)) in copies.iter_mut().zip(changed) {
+        let mut whole: Vec<Option<Source>> = vec![None; changed.len()];
+        for (copy, (_, rect)) in whole.iter_mut().zip(changed) {
             if rect.area() >= MIN_COPY_AREA {
-                *copy = self
-                    .recent
-                    .iter()
-                    .copied()
-                    .find(|&offset| screen.matches(*rect, offset));
+                *copy = self.first_match(&screen, *rect);
             }
         }
-        let unexplained = copies
+        self.find_offsets(&screen, changed, &mut whole);
+
+        pieces.clear();
+        plans.clear();
+        for (i, &(tile, rect)) in changed.iter().enumerate() {
+            let start = pieces.len();
+            match whole[i] {
+                Some(source) => pieces.push(Piece {
+                    rect,
+                    source: Some(source),
+                }),
+                None if rect.area() > BLOCK * BLOCK => {
+                    let origin = grid.tile_rect(tile);
+                    self.plan_blocks(&screen, rect, (origin.x, origin.y), pieces);
+                }
+                None => pieces.push(Piece { rect, source: None }),
+            }
+            plans.push((start, pieces.len()));
+        }
+    }
+
+    /// The first source that holds exactly `rect`: recent offsets into the previous screen,
+    /// then the reference screens in place.
+    fn first_match(&self, screen: &Screen<'_, '_>, rect: Rect) -> Option<Source> {
+        self.candidates()
+            .find(|&source| screen.matches(rect, source))
+    }
+
+    /// Searches the previous screen for the rectangles no known source explains, and
+    /// records the offsets that explain some of them.
+    fn find_offsets(
+        &mut self,
+        screen: &Screen<'_, '_>,
+        changed: &[(u32, Rect)],
+        whole: &mut [Option<Source>],
+    ) {
+        let unexplained = whole
             .iter()
             .zip(changed)
             .filter(|(copy, (_, rect))| copy.is_none() && probe_worthy(rect))
@@ -117,13 +177,14 @@ impl MotionSearch {
             self.skip_frames -= 1;
             return;
         }
-        self.search(&screen, changed, copies, unexplained);
+        self.search(screen, changed, whole, unexplained);
         let mut found = false;
         for &(offset, _) in self.votes.iter().take(CANDIDATES) {
+            let source = Source { screen: 0, offset };
             let mut used = false;
-            for (copy, (_, rect)) in copies.iter_mut().zip(changed) {
-                if copy.is_none() && rect.area() >= MIN_COPY_AREA && screen.matches(*rect, offset) {
-                    *copy = Some(offset);
+            for (copy, (_, rect)) in whole.iter_mut().zip(changed) {
+                if copy.is_none() && rect.area() >= MIN_COPY_AREA && screen.matches(*rect, source) {
+                    *copy = Some(source);
                     used = true;
                 }
             }
@@ -142,6 +203,95 @@ impl MotionSearch {
         }
     }
 
+    /// Tries `rect` in blocks aligned to its tile (`origin`), and appends its pieces: runs of
+    /// blocks copied from one source, runs of blocks to code.
+    fn plan_blocks(
+        &self,
+        screen: &Screen<'_, '_>,
+        rect: Rect,
+        origin: (u32, u32),
+        pieces: &mut Vec<Piece>,
+    ) {
+        let start = pieces.len();
+        let mut any = false;
+        let mut y = rect.y;
+        while y < rect.y + rect.h {
+            let y1 = (origin.1 + ((y - origin.1) / BLOCK + 1) * BLOCK).min(rect.y + rect.h);
+            let mut x = rect.x;
+            while x < rect.x + rect.w {
+                let x1 = (origin.0 + ((x - origin.0) / BLOCK + 1) * BLOCK).min(rect.x + rect.w);
+                let block = Rect {
+                    x,
+                    y,
+                    w: x1 - x,
+                    h: y1 - y,
+                };
+                let source = self.first_match(screen, block);
+                if source.is_none() {
+                    if let Some((mostly, rest)) = self.best_partial(screen, block) {
+                        // Copy the block from where most of it is, then fix up the rest
+                        // (records apply in order): the edge of a dragged window is part
+                        // window (moved) and part what it uncovered (on a reference screen).
+                        any = true;
+                        pieces.push(Piece {
+                            rect: block,
+                            source: Some(mostly),
+                        });
+                        pieces.push(Piece {
+                            rect: rest,
+                            source: self.first_match(screen, rest),
+                        });
+                        x = x1;
+                        continue;
+                    }
+                }
+                any |= source.is_some();
+                let extends = pieces.len() > start
+                    && pieces.last().is_some_and(|last| {
+                        last.source == source
+                            && last.rect.y == y
+                            && last.rect.h == block.h
+                            && last.rect.x + last.rect.w == x
+                    });
+                match pieces.last_mut() {
+                    // Same source, same band, adjacent: one run.
+                    Some(last) if extends => last.rect.w += block.w,
+                    _ => pieces.push(Piece {
+                        rect: block,
+                        source,
+                    }),
+                }
+                x = x1;
+            }
+            y = y1;
+        }
+        if !any {
+            pieces.truncate(start);
+            pieces.push(Piece { rect, source: None });
+        }
+    }
+
+    /// The source that holds most of `block` — measured by the bounding box of the pixels it
+    /// gets wrong — if that box is at most half the block; with the box.
+    fn best_partial(&self, screen: &Screen<'_, '_>, block: Rect) -> Option<(Source, Rect)> {
+        self.candidates()
+            .filter_map(|source| Some((source, screen.mismatch(block, source)??)))
+            .min_by_key(|(_, rest)| rest.area())
+            .filter(|(_, rest)| rest.area() * 2 <= block.area())
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = Source> + '_ {
+        let recent = self
+            .recent
+            .iter()
+            .map(|&offset| Source { screen: 0, offset });
+        let references = [1u8, 2].into_iter().map(|screen| Source {
+            screen,
+            offset: (0, 0),
+        });
+        recent.chain(references)
+    }
+
     /// Fills `self.votes` with offsets, most voted first. A probe found in one place gives
     /// that offset a full vote; a probe found in n places (a word repeated on every line)
     /// gives each a 1/n vote, so repeated text cannot outvote the real move.
@@ -149,7 +299,7 @@ impl MotionSearch {
         &mut self,
         screen: &Screen<'_, '_>,
         changed: &[(u32, Rect)],
-        copies: &[Option<Offset>],
+        copies: &[Option<Source>],
         unexplained: usize,
     ) {
         self.votes.clear();
@@ -272,21 +422,27 @@ fn textured_run(frame: &BgrxFrame<'_>, rect: Rect) -> Option<(u32, u32)> {
     None
 }
 
-/// The frame being encoded and the previous one.
+/// The frame being encoded, the previous one and the reference screens.
 struct Screen<'f, 'p> {
     frame: &'f BgrxFrame<'f>,
     previous: &'p [u8],
+    references: [Option<&'p [u8]>; 2],
     width: u32,
     height: u32,
 }
 
 impl Screen<'_, '_> {
-    /// Whether `rect` of the frame equals the previous screen's rectangle at `offset`.
-    fn matches(&self, rect: Rect, (dx, dy): Offset) -> bool {
+    /// The screen `source` reads from and the top left of `rect` there, if the source
+    /// exists and holds the whole rectangle.
+    fn locate(&self, rect: Rect, source: Source) -> Option<(&[u8], usize, usize)> {
+        let (dx, dy) = source.offset;
+        let pixels = match source.screen {
+            0 => self.previous,
+            n => (*self.references.get(usize::from(n).checked_sub(1)?)?)?,
+        };
         // The format stores offsets as 16-bit numbers.
-        if i16::try_from(dx).is_err() || i16::try_from(dy).is_err() {
-            return false;
-        }
+        i16::try_from(dx).ok()?;
+        i16::try_from(dy).ok()?;
         let sx = i64::from(rect.x) + i64::from(dx);
         let sy = i64::from(rect.y) + i64::from(dy);
         if sx < 0
@@ -294,14 +450,50 @@ impl Screen<'_, '_> {
             || sx + i64::from(rect.w) > i64::from(self.width)
             || sy + i64::from(rect.h) > i64::from(self.height)
         {
-            return false;
+            return None;
         }
+        Some((pixels, sx as usize, sy as usize))
+    }
+
+    /// Whether `rect` of the frame equals the rectangle at `source`.
+    fn matches(&self, rect: Rect, source: Source) -> bool {
+        let Some((pixels, sx, sy)) = self.locate(rect, source) else {
+            return false;
+        };
         let stride = self.width as usize * 4;
-        let (sx, sy) = (sx as usize, sy as usize);
         self.frame.rows(rect).enumerate().all(|(i, row)| {
             let at = (sy + i) * stride + sx * 4;
-            row == &self.previous[at..at + row.len()]
+            row == &pixels[at..at + row.len()]
         })
+    }
+
+    /// The bounding box of the pixels of `rect` that differ from `source`: `None` if the
+    /// source does not hold the rectangle, `Some(None)` if nothing differs.
+    fn mismatch(&self, rect: Rect, source: Source) -> Option<Option<Rect>> {
+        let (pixels, sx, sy) = self.locate(rect, source)?;
+        let stride = self.width as usize * 4;
+        let mut bounds: Option<(u32, u32, u32, u32)> = None;
+        for (i, row) in self.frame.rows(rect).enumerate() {
+            let at = (sy + i) * stride + sx * 4;
+            let there = &pixels[at..at + row.len()];
+            if row == there {
+                continue;
+            }
+            let pairs = || row.chunks_exact(4).zip(there.chunks_exact(4));
+            let first = pairs().position(|(a, b)| a != b).unwrap_or(0) as u32;
+            let last = pairs().rposition(|(a, b)| a != b).unwrap_or(0) as u32;
+            let y = i as u32;
+            bounds = Some(match bounds {
+                None => (first, last, y, y),
+                Some((l, r, t, _)) => (l.min(first), r.max(last), t, y),
+            });
+        }
+        Some(bounds.map(|(l, r, t, b)| Rect {
+            x: rect.x + l,
+            y: rect.y + t,
+            w: r - l + 1,
+            h: b - t + 1,
+        }))
     }
 }
 
@@ -332,14 +524,42 @@ mod tests {
         let grid = TileGrid::new(w, h, 64);
         let changed: Vec<(u32, Rect)> = (0..grid.count()).map(|i| (i, grid.tile_rect(i))).collect();
         let mut search = MotionSearch::new();
-        let mut copies = Vec::new();
-        search.find_copies(&frame, before, &grid, &changed, &mut copies);
-        // The bottom band's source would lie below the screen.
-        let expected: Vec<Option<Offset>> = changed
-            .iter()
-            .map(|(_, r)| (r.y + r.h + 40 <= h).then_some((0, 40)))
-            .collect();
-        assert_eq!(copies, expected);
+        let (mut pieces, mut plans) = (Vec::new(), Vec::new());
+        search.plan(
+            &frame,
+            before,
+            [None, None],
+            &grid,
+            &changed,
+            &mut pieces,
+            &mut plans,
+        );
+        // Whole tiles are copies; the bottom band's source would lie below the screen, so
+        // it is tried in blocks: the blocks whose source is on screen are copies, the
+        // bottom 40 rows are coded.
+        let scrolled = Some(Source {
+            screen: 0,
+            offset: (0, 40),
+        });
+        for (i, (_, rect)) in changed.iter().enumerate() {
+            let (start, end) = plans[i];
+            if rect.y + rect.h + 40 <= h {
+                assert_eq!(
+                    &pieces[start..end],
+                    &[Piece {
+                        rect: *rect,
+                        source: scrolled
+                    }]
+                );
+            } else {
+                let copied: u32 = pieces[start..end]
+                    .iter()
+                    .filter(|p| p.source == scrolled)
+                    .map(|p| p.rect.area())
+                    .sum();
+                assert_eq!(copied, rect.w * 16, "tile {i}: {:?}", &pieces[start..end]);
+            }
+        }
         assert_eq!(search.recent, vec![(0, 40)]);
     }
 }

@@ -77,11 +77,28 @@ impl<'a> BgrxFrame<'a> {
 /// The decoder's picture of the screen: `height` rows of `width` BGRx pixels, rows packed
 /// (stride = width × 4), the fourth byte of every pixel 0xFF. Feed it to GStreamer as
 /// `video/x-raw,format=BGRx`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Canvas {
     width: u32,
     height: u32,
     pixels: Vec<u8>,
+}
+
+impl Clone for Canvas {
+    fn clone(&self) -> Self {
+        Canvas {
+            width: self.width,
+            height: self.height,
+            pixels: self.pixels.clone(),
+        }
+    }
+
+    /// Reuses this canvas's memory (a reference screen is kept every few seconds).
+    fn clone_from(&mut self, source: &Self) {
+        self.width = source.width;
+        self.height = source.height;
+        self.pixels.clone_from(&source.pixels);
+    }
 }
 
 impl Canvas {

@@ -219,6 +219,15 @@ fn run_ours(clip: &ScreenClip, config: EncoderConfig) -> anyhow::Result<(Run, Ve
             let frame = BgrxFrame::new(&pixels, w, h, w as usize * 4)?;
             let mut out = Vec::new();
             let summary = enc.encode_into(&frame, &mut out)?;
+            if std::env::var_os("SC_FRAMES").is_some() {
+                eprintln!(
+                    "F{} {:?} {} B {:?}",
+                    run.frames,
+                    summary.kind,
+                    out.len(),
+                    summary.tiles
+                );
+            }
             run.kinds[match summary.kind {
                 FrameKind::Unchanged => 0,
                 FrameKind::Delta => 1,

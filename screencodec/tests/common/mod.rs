@@ -110,6 +110,24 @@ impl Screen {
         }
     }
 
+    /// Adds film grain of ±`amp` to every channel of the rectangle.
+    pub fn grain(&mut self, x: u32, y: u32, w: u32, h: u32, amp: u8, seed: u32) {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        for yy in y..y + h {
+            for xx in x..x + w {
+                let mut c = self.get(xx, yy);
+                for v in &mut c {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    let d = (s % (2 * u32::from(amp) + 1)) as i32 - i32::from(amp);
+                    *v = (i32::from(*v) + d).clamp(0, 255) as u8;
+                }
+                self.set(xx, yy, c);
+            }
+        }
+    }
+
     /// Scrolls the rectangle up by `dy` rows (content moves up), leaving the bottom rows as
     /// they were.
     pub fn scroll_up(&mut self, x: u32, y: u32, w: u32, h: u32, dy: u32) {
