@@ -5,15 +5,14 @@
 //! against its tiles), and only then is the canvas touched. A payload that fails leaves the
 //! canvas as it was, and the decoder waits for a key frame.
 
-use zstd::zstd_safe;
-
 use crate::error::{DecodeError, Result};
 use crate::format::{
-    FrameHeader, FrameKind, HEADER_LEN, Reader, TileCoding, max_records_per_tile,
+    FrameHeader, FrameKind, HEADER_LEN, Reader, TileCoding, max_jpeg_len, max_records_per_tile,
     max_tile_stream_len,
 };
 use crate::jpeg::DecodedSlots;
 use crate::picture::Canvas;
+use crate::stream::Unpacker;
 use crate::tile::{Rect, TileGrid};
 
 /// The largest screen a [`Decoder`] accepts. Memory grows with the area: the canvas takes
@@ -81,7 +80,7 @@ pub struct Decoder {
     ops: Vec<Op>,
     slots: DecodedSlots,
     copied: Vec<u8>,
-    decompressor: Option<zstd_safe::DCtx<'static>>,
+    unpacker: Unpacker,
 }
 
 impl Default for Decoder {
@@ -107,7 +106,7 @@ impl Decoder {
             ops: Vec::new(),
             slots: DecodedSlots::new(),
             copied: Vec::new(),
-            decompressor: None,
+            unpacker: Unpacker::default(),
         }
     }
 
@@ -192,25 +191,36 @@ impl Decoder {
         }
 
         let grid = TileGrid::new(header.width, header.height, header.tile_size);
-        let raw_len = u64::from(reader.u32("tile stream length")?);
+        let tiles_len = u64::from(reader.u32("tile stream length")?);
         let max = max_tile_stream_len(pixels, u64::from(grid.count()), header.tile_size);
-        if raw_len > max {
+        if tiles_len > max {
             return Err(DecodeError::TileStreamTooLarge {
-                declared: raw_len,
+                declared: tiles_len,
                 max,
             });
         }
-        let packed_len = reader.u32("compressed tile stream length")? as usize;
-        let packed = reader.take(packed_len, "compressed tile stream")?;
-        let jpeg_len = reader.u32("JPEG length")? as usize;
-        let jpeg = reader.take(jpeg_len, "JPEG")?;
+        let jpeg_len = u64::from(reader.u32("JPEG length")?);
+        let max_jpeg = max_jpeg_len(pixels);
+        if jpeg_len > max_jpeg {
+            return Err(DecodeError::JpegLayout(format!(
+                "{jpeg_len} bytes of JPEG, but a frame of this size needs at most {max_jpeg}"
+            )));
+        }
+        let packed_len = reader.u32("compressed section length")? as usize;
+        let packed = reader.take(packed_len, "compressed section")?;
         if reader.remaining() > 0 {
             return Err(DecodeError::TrailingBytes {
                 extra: reader.remaining(),
             });
         }
 
-        self.decompress(packed, raw_len)?;
+        if key {
+            self.unpacker.restart()?;
+        }
+        let (tiles_len, jpeg_len) = (tiles_len as usize, jpeg_len as usize);
+        self.unpacker
+            .unpack(packed, tiles_len + jpeg_len, &mut self.tile_stream)?;
+        let jpeg = self.tile_stream.split_off(tiles_len);
         let jpeg_slots = self.parse_records(&header, &grid)?;
         match (jpeg_slots, jpeg.is_empty()) {
             (0, true) => {}
@@ -225,7 +235,7 @@ impl Decoder {
                     "{n} JPEG tile(s) but no JPEG"
                 )));
             }
-            (n, false) => self.slots.decode(jpeg, n, header.tile_size)?,
+            (n, false) => self.slots.decode(&jpeg, n, header.tile_size)?,
         }
 
         // Everything is checked: now the canvas changes. A key frame starts from black, with
@@ -254,36 +264,6 @@ impl Decoder {
             Some(kept) => kept.clone_from(&self.canvas),
             None => *slot = Some(self.canvas.clone()),
         }
-    }
-
-    /// Decompresses `packed` into `self.tile_stream`, which must come out exactly `raw_len`
-    /// bytes long (the buffer never grows past it).
-    fn decompress(&mut self, packed: &[u8], raw_len: u64) -> Result<()> {
-        let corrupt = |reason: String| DecodeError::TileStreamCorrupt {
-            declared: raw_len,
-            reason,
-        };
-        let raw_len = raw_len as usize;
-        self.tile_stream.clear();
-        self.tile_stream.reserve_exact(raw_len);
-        if self.decompressor.is_none() {
-            self.decompressor = Some(
-                zstd_safe::DCtx::try_create()
-                    .ok_or_else(|| corrupt("cannot create a zstd context".into()))?,
-            );
-        }
-        let Some(dctx) = self.decompressor.as_mut() else {
-            return Err(corrupt("no zstd context".into()));
-        };
-        // The buffer may have room past `raw_len` from an earlier frame; zstd never writes
-        // past its capacity, and anything but exactly `raw_len` bytes is refused below.
-        let written = dctx
-            .decompress(&mut self.tile_stream, packed)
-            .map_err(|code| corrupt(zstd_safe::get_error_name(code).to_string()))?;
-        if written != raw_len || self.tile_stream.len() != raw_len {
-            return Err(corrupt(format!("it decompresses to {written} bytes")));
-        }
-        Ok(())
     }
 
     /// Parses and checks every record of the tile stream into `self.ops`; returns the number

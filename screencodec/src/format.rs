@@ -206,6 +206,12 @@ pub(crate) fn max_tile_stream_len(pixels: u64, tiles: u64, tile_size: u32) -> u6
     tiles * u64::from(max_records_per_tile(tile_size)) * MAX_RECORD_OVERHEAD + pixels * 3
 }
 
+/// The most bytes a JPEG section of a `pixels`-pixel screen may have: 4 per pixel (a JPEG of
+/// noise at quality 100 stays under 3) plus 64 KiB of headers.
+pub(crate) fn max_jpeg_len(pixels: u64) -> u64 {
+    pixels * 4 + 65_536
+}
+
 /// Appends `value` as an unsigned LEB128 varint (7 bits per byte, low first).
 pub(crate) fn write_varint(out: &mut Vec<u8>, mut value: u32) {
     while value >= 0x80 {

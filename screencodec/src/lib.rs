@@ -23,6 +23,7 @@
 //! * `motion` — finding scrolled and moved rectangles in the previous screen.
 //! * `jpeg` — the photo-like tiles of a frame packed into one JPEG.
 //! * `fidelity` — what the decoder has only approximately; sending text there again exactly.
+//! * `stream` — the zstd stream from key frame to key frame under every payload.
 //! * `encode` / `decode` — the [`Encoder`] and the [`Decoder`].
 
 #![forbid(unsafe_code)]
@@ -38,6 +39,7 @@ pub mod format;
 mod jpeg;
 mod motion;
 mod picture;
+mod stream;
 mod tile;
 
 pub use decode::{Decoder, DecoderLimits};

@@ -9,9 +9,9 @@
 //! from each such rectangle — are looked up in the whole previous screen with a rolling hash
 //! (one multiply-add per pixel, about a millisecond for 1280 × 720), and every place a probe
 //! occurs votes for an offset. The best-voted offsets are then checked rectangle by rectangle
-//! with an exact comparison, so a wrong vote costs time, never pixels. A search that finds
-//! nothing backs off for a few frames, so a playing video (which changes every frame and never
-//! moves) does not pay for it every time.
+//! with an exact comparison, so a wrong vote costs time, never pixels. When nothing has moved
+//! for a few frames in a row the search backs off, so a playing video (which changes every
+//! frame and never moves) does not pay for it every time.
 //!
 //! A rectangle that matches nowhere as a whole (the edge of a dragged window: part window,
 //! part uncovered wallpaper) is tried again in 16 × 16 blocks, each against the offsets found
@@ -37,6 +37,8 @@ const CANDIDATES: usize = 12;
 /// Most probe hits kept per search (a run repeated all over the screen, like a line of
 /// dashes, must not flood the lists).
 const MAX_HITS: usize = 8192;
+/// Frames in a row with nothing copied before the search pauses.
+const FAILURES_BEFORE_BACKOFF: u32 = 3;
 /// Longest pause after fruitless searches, in frames.
 const MAX_BACKOFF: u32 = 8;
 /// Multiplier of the rolling hash (odd, so no information is lost mod 2^64).
@@ -170,6 +172,14 @@ impl MotionSearch {
             .zip(changed)
             .filter(|(copy, (_, rect))| copy.is_none() && probe_worthy(rect))
             .count();
+        // Something already moved this frame (a drag, a scroll): keep searching every frame.
+        let mut found = whole
+            .iter()
+            .any(|copy| matches!(copy, Some(s) if s.screen == 0));
+        if found {
+            self.failures = 0;
+            self.skip_frames = 0;
+        }
         if unexplained < MIN_UNEXPLAINED {
             return;
         }
@@ -178,7 +188,6 @@ impl MotionSearch {
             return;
         }
         self.search(screen, changed, whole, unexplained);
-        let mut found = false;
         for &(offset, _) in self.votes.iter().take(CANDIDATES) {
             let source = Source { screen: 0, offset };
             let mut used = false;
@@ -198,8 +207,12 @@ impl MotionSearch {
         if found {
             self.failures = 0;
         } else {
-            self.failures = (self.failures + 1).min(8);
-            self.skip_frames = (1 << self.failures).min(MAX_BACKOFF);
+            // Nothing moved: changes like a playing video's. Search less often.
+            self.failures = (self.failures + 1).min(16);
+            if self.failures >= FAILURES_BEFORE_BACKOFF {
+                self.skip_frames =
+                    (1 << (self.failures - FAILURES_BEFORE_BACKOFF + 1)).min(MAX_BACKOFF);
+            }
         }
     }
 

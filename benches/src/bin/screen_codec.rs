@@ -63,7 +63,7 @@ struct Args {
     )]
     x264: Vec<String>,
     /// JPEG quality of our photo-like tiles.
-    #[arg(long, default_value_t = 75)]
+    #[arg(long, default_value_t = 60)]
     quality: u8,
     /// Our tile size.
     #[arg(long, default_value_t = 64)]
