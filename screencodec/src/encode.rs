@@ -270,7 +270,7 @@ impl Encoder {
                 &mut self.refinements,
             );
         }
-        self.fidelity.begin_frame();
+
         let still = !key && self.changed.is_empty();
         let kind = if key {
             FrameKind::Key
@@ -311,6 +311,11 @@ impl Encoder {
                     self.plans.push((i, i + 1));
                 }
             }
+            let copies_from_previous = self
+                .pieces
+                .iter()
+                .any(|p| matches!(p.source, Some(s) if s.screen == 0));
+            self.fidelity.begin_frame(copies_from_previous);
             tiles = self.write_records(frame, &grid);
             self.write_sections(out)?;
         }

@@ -1,30 +1,37 @@
-//! Which parts of the decoder's screen are only approximate, and sending them again exactly.
+//! Which pixels of the decoder's screen are only approximate, and sending them again exactly.
 //!
 //! JPEG makes a rectangle approximate; a copy carries whatever its source was, so an edge of a
 //! dragged window coded as JPEG in one frame travels with the window in the next. The encoder
-//! keeps, per 16 × 16 block of the screen, whether the decoder holds it exactly, only
-//! approximately, or approximately because it is a photo. Blocks that are approximate, hold
-//! still and look like text or UI (the same test as in `classify`) are sent again exactly, a
-//! bounded number per frame; blocks that look like photos are marked so and left alone. So text
-//! ends exact once the screen settles, whatever path its pixels took.
+//! keeps one byte per pixel saying whether the decoder has it exactly (and the same for the
+//! previous screen and the reference screens, which copies read). A 16 × 16 block holding an
+//! approximate pixel that holds still and looks like text or UI (`Classifier::block_is_text`)
+//! is sent again exactly, a bounded number per frame; a block that looks like a photo is left
+//! alone until something is written to it again. So text ends exact once the screen settles,
+//! whatever path its pixels took.
 
 use crate::classify::{BLOCK, Classifier};
 use crate::motion::Source;
 use crate::picture::BgrxFrame;
 use crate::tile::{Rect, TileGrid};
 
-/// The decoder has the block exactly.
 const EXACT: u8 = 0;
-/// The decoder has it approximately; not looked at since.
 const APPROXIMATE: u8 = 1;
-/// Approximate, and it looks like a photo: leave it.
-const PHOTO: u8 = 2;
 
 /// Blocks sent again exactly per frame at most (64 blocks: 16,384 pixels).
 const MAX_REFINED: usize = 64;
 
-/// Per-block fidelity of the decoder's screen, of the previous screen and of the reference
-/// screens.
+/// What a block of the current screen may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockState {
+    /// Every pixel exact.
+    Exact,
+    /// Possibly an approximate pixel: look at it when it holds still.
+    Suspect,
+    /// Approximate pixels, but the block looks like a photo: leave it.
+    Photo,
+}
+
+/// Per-pixel fidelity of the decoder's screens.
 #[derive(Default)]
 pub(crate) struct Fidelity {
     width: u32,
@@ -32,8 +39,10 @@ pub(crate) struct Fidelity {
     cols: u32,
     rows: u32,
     now: Vec<u8>,
+    /// `now` as it was before this frame's records (copies from the previous screen read it).
     before: Vec<u8>,
     references: [Vec<u8>; 2],
+    blocks: Vec<BlockState>,
     /// Blocks touched by this frame's changes.
     busy: Vec<bool>,
 }
@@ -46,15 +55,19 @@ impl Fidelity {
         self.height = height;
         self.cols = width.div_ceil(BLOCK);
         self.rows = height.div_ceil(BLOCK);
-        let blocks = (self.cols * self.rows) as usize;
         self.now.clear();
-        self.now.resize(blocks, EXACT);
+        self.now.resize((width * height) as usize, EXACT);
         self.references = [Vec::new(), Vec::new()];
+        self.blocks.clear();
+        self.blocks
+            .resize((self.cols * self.rows) as usize, BlockState::Exact);
     }
 
-    /// Remembers the state before this frame's records (copies read the screen before).
-    pub(crate) fn begin_frame(&mut self) {
-        self.before.clone_from(&self.now);
+    /// Remembers the screen before this frame's records, when they copy from it.
+    pub(crate) fn begin_frame(&mut self, copies_from_previous: bool) {
+        if copies_from_previous {
+            self.before.clone_from(&self.now);
+        }
     }
 
     /// The reference screen `slot` (1 or 2) now holds the current screen.
@@ -64,51 +77,116 @@ impl Fidelity {
         }
     }
 
-    /// `rect` was coded exactly: the blocks it covers whole are exact.
+    /// `rect` was coded exactly.
     pub(crate) fn exact(&mut self, rect: Rect) {
-        for i in self.blocks(rect, true) {
-            self.now[i] = EXACT;
-        }
+        self.fill(rect, EXACT);
     }
 
-    /// `rect` was coded as JPEG: every block it touches is approximate.
+    /// `rect` was coded as JPEG.
     pub(crate) fn approximate(&mut self, rect: Rect) {
-        for i in self.blocks(rect, false) {
-            self.now[i] = APPROXIMATE;
-        }
+        self.fill(rect, APPROXIMATE);
+        self.mark(rect, BlockState::Suspect);
     }
 
-    /// `rect` was copied from `source`: each block it touches is as exact as the part of
-    /// the source it got.
+    /// `rect` was copied from `source`: its pixels are as exact as the source's were.
     pub(crate) fn copied(&mut self, rect: Rect, source: Source) {
-        // Borrowed out of `self` while `self.now` changes, put back below.
         let from = match source.screen {
-            0 => std::mem::take(&mut self.before),
-            n => match self.references.get_mut(usize::from(n).wrapping_sub(1)) {
-                Some(map) if !map.is_empty() => std::mem::take(map),
+            0 if self.before.len() == self.now.len() => &self.before,
+            n => match self.references.get(usize::from(n).wrapping_sub(1)) {
+                Some(map) if map.len() == self.now.len() => map,
+                // Not tracked: assume the worst.
                 _ => return self.approximate(rect),
             },
         };
-        let (dx, dy) = source.offset;
-        let touched: Vec<usize> = self.blocks(rect, false).collect();
-        for i in touched {
-            let block = self.block_rect(i);
-            let part = intersection(block, rect);
-            let src = Rect {
-                x: (i64::from(part.x) + i64::from(dx)).max(0) as u32,
-                y: (i64::from(part.y) + i64::from(dy)).max(0) as u32,
-                ..part
-            };
-            let exact = self.blocks(src, false).all(|j| from.get(j) == Some(&EXACT));
-            if !exact {
-                self.now[i] = APPROXIMATE;
-            } else if part == block {
-                self.now[i] = EXACT;
+        let w = self.width as usize;
+        let (sx, sy) = (
+            (i64::from(rect.x) + i64::from(source.offset.0)) as usize,
+            (i64::from(rect.y) + i64::from(source.offset.1)) as usize,
+        );
+        let mut any = false;
+        for row in 0..rect.h as usize {
+            let src = (sy + row) * w + sx;
+            let dst = (rect.y as usize + row) * w + rect.x as usize;
+            let line = &from[src..src + rect.w as usize];
+            any |= line.contains(&APPROXIMATE);
+            self.now[dst..dst + rect.w as usize].copy_from_slice(line);
+        }
+        if any {
+            self.mark(rect, BlockState::Suspect);
+        }
+    }
+
+    /// Blocks to send again exactly: holding an approximate pixel, not touched by `changed`,
+    /// and text-like now. Blocks that look like photos are marked and skipped until written
+    /// again. Appends `(tile, block)` in tile order.
+    pub(crate) fn refinements(
+        &mut self,
+        frame: &BgrxFrame<'_>,
+        grid: &TileGrid,
+        changed: &[(u32, Rect)],
+        classifier: &mut Classifier,
+        out: &mut Vec<(u32, Rect)>,
+    ) {
+        out.clear();
+        if !self.blocks.contains(&BlockState::Suspect) {
+            return;
+        }
+        self.busy.clear();
+        self.busy.resize(self.blocks.len(), false);
+        for &(_, rect) in changed {
+            for i in self.touched(rect) {
+                self.busy[i] = true;
             }
         }
-        match source.screen {
-            0 => self.before = from,
-            n => self.references[usize::from(n) - 1] = from,
+        for i in 0..self.blocks.len() {
+            if self.blocks[i] != BlockState::Suspect || self.busy[i] {
+                continue;
+            }
+            let block = self.block_rect(i);
+            if !self.holds_approximate(block) {
+                self.blocks[i] = BlockState::Exact;
+                continue;
+            }
+            if !classifier.block_is_text(frame, block) {
+                self.blocks[i] = BlockState::Photo;
+                continue;
+            }
+            let tile = (block.y / grid.size) * grid.cols + block.x / grid.size;
+            out.push((tile, block));
+            if out.len() == MAX_REFINED {
+                break;
+            }
+        }
+        out.sort_by_key(|&(tile, _)| tile);
+    }
+
+    fn holds_approximate(&self, rect: Rect) -> bool {
+        let w = self.width as usize;
+        (rect.y..rect.y + rect.h).any(|y| {
+            let at = y as usize * w + rect.x as usize;
+            self.now[at..at + rect.w as usize].contains(&APPROXIMATE)
+        })
+    }
+
+    fn fill(&mut self, rect: Rect, value: u8) {
+        let w = self.width as usize;
+        for y in rect.y..rect.y + rect.h {
+            let at = y as usize * w + rect.x as usize;
+            self.now[at..at + rect.w as usize].fill(value);
+        }
+        if value == EXACT {
+            // A photo block written to may hold text now: look again.
+            for i in self.touched(rect) {
+                if self.blocks[i] == BlockState::Photo {
+                    self.blocks[i] = BlockState::Suspect;
+                }
+            }
+        }
+    }
+
+    fn mark(&mut self, rect: Rect, state: BlockState) {
+        for i in self.touched(rect) {
+            self.blocks[i] = state;
         }
     }
 
@@ -123,80 +201,13 @@ impl Fidelity {
         }
     }
 
-    /// Blocks to send again exactly: approximate, not touched by `changed`, and text-like
-    /// now. Blocks that look like photos are marked and skipped from then on. Appends
-    /// `(tile, block)` in tile order.
-    pub(crate) fn refinements(
-        &mut self,
-        frame: &BgrxFrame<'_>,
-        grid: &TileGrid,
-        changed: &[(u32, Rect)],
-        classifier: &mut Classifier,
-        out: &mut Vec<(u32, Rect)>,
-    ) {
-        out.clear();
-        if !self.now.contains(&APPROXIMATE) {
-            return;
-        }
-        self.busy.clear();
-        self.busy.resize(self.now.len(), false);
-        for &(_, rect) in changed {
-            for i in self.blocks(rect, false) {
-                self.busy[i] = true;
-            }
-        }
-        for i in 0..self.now.len() {
-            if self.now[i] != APPROXIMATE || self.busy[i] {
-                continue;
-            }
-            let block = self.block_rect(i);
-            if !classifier.block_is_text(frame, block) {
-                self.now[i] = PHOTO;
-                continue;
-            }
-            let tile = (block.y / grid.size) * grid.cols + block.x / grid.size;
-            out.push((tile, block));
-            if out.len() == MAX_REFINED {
-                break;
-            }
-        }
-        out.sort_by_key(|&(tile, _)| tile);
-    }
-
-    /// Indices of the blocks `rect` touches (`whole`: only those it covers entirely).
-    fn blocks(&self, rect: Rect, whole: bool) -> impl Iterator<Item = usize> + use<> {
-        let (x1, y1) = (rect.x + rect.w, rect.y + rect.h);
-        let (c0, r0, c1, r1) = if whole {
-            // A block clipped by the screen's edge is covered when the rectangle reaches it.
-            let end = |e: u32, edge: u32, count: u32| if e == edge { count } else { e / BLOCK };
-            (
-                rect.x.div_ceil(BLOCK),
-                rect.y.div_ceil(BLOCK),
-                end(x1, self.width, self.cols),
-                end(y1, self.height, self.rows),
-            )
-        } else {
-            (
-                rect.x / BLOCK,
-                rect.y / BLOCK,
-                x1.div_ceil(BLOCK).min(self.cols),
-                y1.div_ceil(BLOCK).min(self.rows),
-            )
-        };
+    /// Indices of the blocks `rect` touches.
+    fn touched(&self, rect: Rect) -> impl Iterator<Item = usize> + use<> {
+        let (c0, r0) = (rect.x / BLOCK, rect.y / BLOCK);
+        let c1 = (rect.x + rect.w).div_ceil(BLOCK).min(self.cols);
+        let r1 = (rect.y + rect.h).div_ceil(BLOCK).min(self.rows);
         let cols = self.cols;
         (r0..r1).flat_map(move |r| (c0..c1).map(move |c| (r * cols + c) as usize))
-    }
-}
-
-/// The overlap of two rectangles that overlap.
-fn intersection(a: Rect, b: Rect) -> Rect {
-    let x = a.x.max(b.x);
-    let y = a.y.max(b.y);
-    Rect {
-        x,
-        y,
-        w: (a.x + a.w).min(b.x + b.w) - x,
-        h: (a.y + a.h).min(b.y + b.h) - y,
     }
 }
 
@@ -204,54 +215,31 @@ fn intersection(a: Rect, b: Rect) -> Rect {
 mod tests {
     use super::*;
 
+    fn rect(x: u32, y: u32, w: u32, h: u32) -> Rect {
+        Rect { x, y, w, h }
+    }
+
     #[test]
-    fn copies_carry_fidelity_and_exact_writes_restore_it() {
+    fn copies_carry_fidelity_pixel_for_pixel() {
         let mut f = Fidelity::default();
         f.reset(64, 40);
-        assert_eq!((f.cols, f.rows), (4, 3));
-        f.begin_frame();
-        f.approximate(Rect {
-            x: 0,
-            y: 0,
-            w: 20,
-            h: 10,
-        });
-        assert_eq!(&f.now[..5], &[1, 1, 0, 0, 0]);
-        f.begin_frame();
-        // Copying the approximate corner to the right: approximate there too.
+        f.approximate(rect(0, 0, 20, 10));
+        f.begin_frame(true);
+        // Copy the top-left 24 × 16 to the right: columns 32..52 of rows 0..10 approximate.
         f.copied(
-            Rect {
-                x: 32,
-                y: 0,
-                w: 16,
-                h: 16,
-            },
+            rect(32, 0, 24, 16),
             Source {
                 screen: 0,
                 offset: (-32, 0),
             },
         );
-        assert_eq!(&f.now[..4], &[1, 1, 1, 0]);
-        // Exact writes clear only whole blocks; the bottom row (8 pixels high) is whole.
-        f.exact(Rect {
-            x: 0,
-            y: 0,
-            w: 24,
-            h: 40,
-        });
-        assert_eq!(&f.now[..4], &[0, 1, 1, 0]);
-        f.approximate(Rect {
-            x: 60,
-            y: 36,
-            w: 4,
-            h: 4,
-        });
-        f.exact(Rect {
-            x: 48,
-            y: 32,
-            w: 16,
-            h: 8,
-        });
-        assert_eq!(f.now[11], 0);
+        assert!(f.holds_approximate(rect(32, 0, 20, 10)));
+        assert!(!f.holds_approximate(rect(52, 0, 4, 16)));
+        assert!(!f.holds_approximate(rect(32, 10, 24, 6)));
+        // Exact writes clear exactly what they cover.
+        f.exact(rect(0, 0, 20, 5));
+        assert!(!f.holds_approximate(rect(0, 0, 20, 5)));
+        assert!(f.holds_approximate(rect(0, 5, 20, 5)));
+        assert_eq!(f.blocks[2], BlockState::Suspect);
     }
 }

@@ -143,8 +143,24 @@ impl MotionSearch {
                     source: Some(source),
                 }),
                 None if rect.area() > BLOCK * BLOCK => {
-                    let origin = grid.tile_rect(tile);
-                    self.plan_blocks(&screen, rect, (origin.x, origin.y), pieces);
+                    // A window's straight edge through the tile: copy the tile from where
+                    // most of it is and the rest from where that is.
+                    let split = self.best_partial(&screen, rect).and_then(|(mostly, rest)| {
+                        Some((mostly, rest, self.first_match(&screen, rest)?))
+                    });
+                    if let Some((mostly, rest, from)) = split {
+                        pieces.push(Piece {
+                            rect,
+                            source: Some(mostly),
+                        });
+                        pieces.push(Piece {
+                            rect: rest,
+                            source: Some(from),
+                        });
+                    } else {
+                        let origin = grid.tile_rect(tile);
+                        self.plan_blocks(&screen, rect, (origin.x, origin.y), pieces);
+                    }
                 }
                 None => pieces.push(Piece { rect, source: None }),
             }
