@@ -188,17 +188,20 @@ pub fn psnr(canvas: &Canvas, screen: &Screen, x: u32, y: u32, w: u32, h: u32) ->
     }
 }
 
-/// A payload written by hand: header fields as given, `records` zstd-compressed (declared
-/// with their true length unless `raw_len` says otherwise), then the JPEG section.
+/// A payload written by hand: header fields as given, then the tile records and the JPEG
+/// compressed as one complete zstd frame (declared with their true lengths unless
+/// `tiles_len` / `jpeg_len` say otherwise).
 pub struct Handmade {
     pub kind: u8,
     pub tile_log2: u8,
+    pub flags: u8,
     pub sequence: u32,
     pub width: u16,
     pub height: u16,
     pub records: Vec<u8>,
-    pub raw_len: Option<u32>,
     pub jpeg: Vec<u8>,
+    pub tiles_len: Option<u32>,
+    pub jpeg_len: Option<u32>,
 }
 
 impl Handmade {
@@ -206,12 +209,28 @@ impl Handmade {
         Handmade {
             kind: 1,
             tile_log2: 6,
+            flags: 0,
             sequence: 1,
             width,
             height,
             records: Vec::new(),
-            raw_len: None,
             jpeg: Vec::new(),
+            tiles_len: None,
+            jpeg_len: None,
+        }
+    }
+
+    /// A delta following this frame.
+    pub fn delta(&self) -> Self {
+        Handmade {
+            kind: 2,
+            sequence: self.sequence + 1,
+            records: Vec::new(),
+            jpeg: Vec::new(),
+            tiles_len: None,
+            jpeg_len: None,
+            flags: 0,
+            ..*self
         }
     }
 
@@ -219,7 +238,7 @@ impl Handmade {
         let mut out = b"IDVS\x01".to_vec();
         out.push(self.kind);
         out.push(self.tile_log2);
-        out.push(0);
+        out.push(self.flags);
         out.extend_from_slice(&self.sequence.to_le_bytes());
         out.extend_from_slice(&self.width.to_le_bytes());
         out.extend_from_slice(&self.height.to_le_bytes());
@@ -228,20 +247,45 @@ impl Handmade {
 
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = self.header();
-        let packed = zstd::bulk::compress(&self.records, 1).unwrap();
-        let raw = self.raw_len.unwrap_or(self.records.len() as u32);
-        out.extend_from_slice(&raw.to_le_bytes());
+        let mut body = self.records.clone();
+        body.extend_from_slice(&self.jpeg);
+        let packed = zstd::bulk::compress(&body, 1).unwrap();
+        let tiles = self.tiles_len.unwrap_or(self.records.len() as u32);
+        let jpeg = self.jpeg_len.unwrap_or(self.jpeg.len() as u32);
+        out.extend_from_slice(&tiles.to_le_bytes());
+        out.extend_from_slice(&jpeg.to_le_bytes());
         out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
         out.extend_from_slice(&packed);
-        out.extend_from_slice(&(self.jpeg.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.jpeg);
         out
     }
 }
 
-/// A solid-colour record for the whole tile `w` × `h` (skip 0).
-pub fn solid_record(w: u32, h: u32, bgr: [u8; 3]) -> Vec<u8> {
-    let mut r = vec![0, 1, 0, 0, (w - 1) as u8, (h - 1) as u8];
-    r.extend_from_slice(&bgr);
+/// A record: skip, coding, rectangle (x, y, w, h relative to the tile), payload.
+pub fn record(skip: u8, coding: u8, rect: (u8, u8, u16, u16), payload: &[u8]) -> Vec<u8> {
+    let mut r = vec![
+        skip,
+        coding,
+        rect.0,
+        rect.1,
+        (rect.2 - 1) as u8,
+        (rect.3 - 1) as u8,
+    ];
+    r.extend_from_slice(payload);
     r
+}
+
+/// A solid-colour record for the whole tile `w` × `h` (skip given).
+pub fn solid_record(skip: u8, w: u16, h: u16, bgr: [u8; 3]) -> Vec<u8> {
+    record(skip, 1, (0, 0, w, h), &bgr)
+}
+
+/// A baseline JPEG (4:2:0, quality 80) of `width` × `height` grey pixels.
+pub fn grey_jpeg(width: u16, height: u16) -> Vec<u8> {
+    let pixels = vec![128u8; width as usize * height as usize * 4];
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, 80);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(&pixels, width, height, jpeg_encoder::ColorType::Bgra)
+        .unwrap();
+    out
 }
