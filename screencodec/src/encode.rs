@@ -122,18 +122,6 @@ pub struct FrameSummary {
     pub tiles: TileCounts,
 }
 
-/// The smallest rectangle holding both.
-fn union(a: Rect, b: Rect) -> Rect {
-    let x = a.x.min(b.x);
-    let y = a.y.min(b.y);
-    Rect {
-        x,
-        y,
-        w: (a.x + a.w).max(b.x + b.w) - x,
-        h: (a.y + a.h).max(b.y + b.h) - y,
-    }
-}
-
 /// Turns captured frames into payloads. One encoder per screen stream; frames must be
 /// decoded in the order they were encoded.
 pub struct Encoder {
@@ -463,7 +451,7 @@ impl Encoder {
         // to nothing there.
         let parts = self.classifier.parts().to_vec();
         let lossy = parts.iter().filter(|p| !p.exact).map(|p| p.rect);
-        let Some(under) = lossy.reduce(union) else {
+        let Some(under) = lossy.reduce(Rect::union) else {
             return;
         };
         self.record_header(last_tile, tile, origin, under, TileCoding::Jpeg);

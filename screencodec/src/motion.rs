@@ -6,9 +6,9 @@
 //! Candidate offsets into the previous screen come from two places. The offsets that worked
 //! recently are tried first (a scroll or a drag keeps its speed for a while). When several
 //! changed rectangles are left unexplained, *probes* — 16-pixel runs with some texture, one
-//! from each such rectangle — are looked up in the whole previous screen with a rolling hash
-//! (one multiply-add per pixel, about a millisecond for 1280 × 720), and every place a probe
-//! occurs votes for an offset. The best-voted offsets are then checked rectangle by rectangle
+//! from each such rectangle — are looked up in the previous screen with a rolling hash (one
+//! multiply-add per pixel; only the changed area is scanned, since what moved left its old
+//! place changed too), and every place a probe occurs votes for an offset. The best-voted offsets are then checked rectangle by rectangle
 //! with an exact comparison, so a wrong vote costs time, never pixels. When nothing has moved
 //! for a few frames in a row the search backs off, so a playing video (which changes every
 //! frame and never moves) does not pay for it every time.
@@ -355,11 +355,20 @@ impl MotionSearch {
             let bit = (probe.hash >> 52) as usize;
             filter[bit >> 6] |= 1 << (bit & 63);
         }
+        // Whatever moved left its old place changed too, so the sources lie within the
+        // changed area: only that part of the previous screen is scanned.
+        let Some(area) = changed.iter().map(|&(_, r)| r).reduce(Rect::union) else {
+            return;
+        };
+        if (area.w as usize) < PROBE_LEN {
+            return;
+        }
         let stride = screen.width as usize * 4;
-        for y in 0..screen.height {
-            let row = &screen.previous[y as usize * stride..(y as usize + 1) * stride];
+        let (x0, x1) = (area.x as usize * 4, (area.x + area.w) as usize * 4);
+        for y in area.y..area.y + area.h {
+            let row = &screen.previous[y as usize * stride + x0..y as usize * stride + x1];
             let mut hash = self.hash_run(&row[..PROBE_LEN * 4]);
-            self.check(screen, &filter, hash, 0, y);
+            self.check(screen, &filter, hash, area.x, y);
             let entering = row[PROBE_LEN * 4..].chunks_exact(4);
             let leaving = row.chunks_exact(4);
             for (x, (inp, out)) in entering.zip(leaving).enumerate() {
@@ -371,7 +380,7 @@ impl MotionSearch {
                     .wrapping_add(inp);
                 let bit = (hash >> 52) as usize;
                 if filter[bit >> 6] & (1 << (bit & 63)) != 0 {
-                    self.check(screen, &filter, hash, x as u32 + 1, y);
+                    self.check(screen, &filter, hash, area.x + x as u32 + 1, y);
                 }
             }
         }

@@ -14,6 +14,18 @@ impl Rect {
     pub(crate) fn area(&self) -> u32 {
         self.w * self.h
     }
+
+    /// The smallest rectangle holding both.
+    pub(crate) fn union(self, other: Rect) -> Rect {
+        let x = self.x.min(other.x);
+        let y = self.y.min(other.y);
+        Rect {
+            x,
+            y,
+            w: (self.x + self.w).max(other.x + other.w) - x,
+            h: (self.y + self.h).max(other.y + other.h) - y,
+        }
+    }
 }
 
 /// Tiles of `size` × `size` pixels in raster order, left to right, top to bottom.

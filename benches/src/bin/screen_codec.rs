@@ -28,7 +28,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use idv_benches::screen_clip::{Picture, Scene, ScreenClip, TextMask};
+use idv_benches::screen_clip::{Picture, Scene, ScreenClip, TextMask, Wallpaper};
 use rustix::time::{ClockId, clock_gettime};
 use screencodec::{BgrxFrame, Decoder, Encoder, EncoderConfig, FrameKind};
 
@@ -77,6 +77,16 @@ struct Args {
     /// Seconds between key frames when amortising their cost.
     #[arg(long, default_value_t = 10.0)]
     key_every: f64,
+    /// Runs of each codec per scene; the CPU time reported is their median (bytes and
+    /// quality are the same every run).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// The desktop's background: `photo` (textured, grainy landscape) or `plain` (a gradient).
+    #[arg(long, default_value = "photo")]
+    wallpaper: String,
+    /// Print each of our frames (kind, bytes, tile codings) to stderr.
+    #[arg(long)]
+    per_frame: bool,
 }
 
 /// One codec's run over one scene.
@@ -97,6 +107,8 @@ struct Run {
 struct Quality {
     text_sq: f64,
     text_px: u64,
+    /// Text pixels decoded exactly.
+    text_exact: u64,
     all_sq: f64,
     all_px: u64,
     worst_text_db: f64,
@@ -112,7 +124,7 @@ impl Quality {
 
     /// Adds one frame: `decoded` is BGRx with `stride` bytes per row.
     fn add(&mut self, reference: &Picture, mask: &TextMask, decoded: &[u8], stride: usize) {
-        let (mut text_sq, mut text_px, mut all_sq) = (0f64, 0u64, 0f64);
+        let (mut text_sq, mut text_px, mut all_sq, mut text_exact) = (0f64, 0u64, 0f64, 0u64);
         let w = reference.width as usize;
         for y in 0..reference.height as usize {
             let want = &reference.pixels[y * w * 4..(y + 1) * w * 4];
@@ -129,11 +141,13 @@ impl Quality {
                 if t == 1 {
                     text_sq += d;
                     text_px += 1;
+                    text_exact += u64::from(d == 0.0);
                 }
             }
         }
         self.text_sq += text_sq;
         self.text_px += text_px;
+        self.text_exact += text_exact;
         self.all_sq += all_sq;
         self.all_px += (reference.width * reference.height) as u64;
         if text_px > 0 {
@@ -143,6 +157,11 @@ impl Quality {
 
     fn text_db(&self) -> f64 {
         psnr(self.text_sq, self.text_px)
+    }
+
+    /// Share of text pixels decoded exactly, in per cent.
+    fn exact_percent(&self) -> f64 {
+        100.0 * self.text_exact as f64 / self.text_px.max(1) as f64
     }
 
     fn all_db(&self) -> f64 {
@@ -202,8 +221,8 @@ fn new_frame() -> (Picture, TextMask) {
     )
 }
 
-/// Our encoder over the scene, on a thread of its own; returns the run and the payloads.
-fn run_ours(clip: &ScreenClip, config: EncoderConfig) -> anyhow::Result<(Run, Vec<Vec<u8>>)> {
+/// Our encoder over the scene, on a thread of its own, then our decoder over its payloads.
+fn run_ours(clip: &ScreenClip, config: EncoderConfig, per_frame: bool) -> anyhow::Result<Run> {
     let (to_encoder, frames) = mpsc::sync_channel::<Vec<u8>>(2);
     let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
     let (w, h) = (clip.width, clip.height);
@@ -219,7 +238,7 @@ fn run_ours(clip: &ScreenClip, config: EncoderConfig) -> anyhow::Result<(Run, Ve
             let frame = BgrxFrame::new(&pixels, w, h, w as usize * 4)?;
             let mut out = Vec::new();
             let summary = enc.encode_into(&frame, &mut out)?;
-            if std::env::var_os("SC_FRAMES").is_some() {
+            if per_frame {
                 eprintln!(
                     "F{} {:?} {} B {:?}",
                     run.frames,
@@ -272,7 +291,7 @@ fn run_ours(clip: &ScreenClip, config: EncoderConfig) -> anyhow::Result<(Run, Ve
         quality.add(&picture, &mask, canvas.pixels(), canvas.stride());
     }
     run.quality = quality;
-    Ok((run, payloads))
+    Ok(run)
 }
 
 fn element(factory: &str) -> anyhow::Result<gst::Element> {
@@ -491,6 +510,18 @@ fn decode_h264(clip: &ScreenClip, units: &[Vec<u8>]) -> anyhow::Result<Quality> 
     Ok(quality)
 }
 
+/// Runs `run` `n` times and keeps the first run with the median CPU time of all.
+fn median_cpu(n: usize, mut run: impl FnMut() -> anyhow::Result<Run>) -> anyhow::Result<Run> {
+    let mut runs = (0..n.max(1))
+        .map(|_| run())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cpu: Vec<u64> = runs.iter().map(|r| r.cpu_ns).collect();
+    cpu.sort_unstable();
+    let mut first = runs.swap_remove(0);
+    first.cpu_ns = cpu[cpu.len() / 2];
+    Ok(first)
+}
+
 fn scene(name: &str) -> anyhow::Result<Scene> {
     Scene::ALL
         .into_iter()
@@ -500,6 +531,12 @@ fn scene(name: &str) -> anyhow::Result<Scene> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !["photo", "plain"].contains(&args.wallpaper.as_str()) {
+        bail!(
+            "--wallpaper is `photo` or `plain`, not `{}`",
+            args.wallpaper
+        );
+    }
     gst::init()?;
     let scenes = args
         .scenes
@@ -523,10 +560,11 @@ fn main() -> anyhow::Result<()> {
         ..EncoderConfig::default()
     };
     println!(
-        "Screen {}x{}, {} s per scene; ours: tiles {}, JPEG quality {}, zstd {}, moves {}; \
+        "Screen {}x{} ({} wallpaper), {} s per scene; ours: tiles {}, JPEG quality {}, zstd {}, moves {}; \
          session rate = steady + key frame every {} s.\n",
         args.width,
         args.height,
+        args.wallpaper,
         args.seconds,
         args.tile,
         args.quality,
@@ -537,16 +575,12 @@ fn main() -> anyhow::Result<()> {
     for &fps in &args.fps {
         let mut rows: Vec<(Scene, Vec<Run>)> = Vec::new();
         for &scene in &scenes {
-            let clip = ScreenClip {
-                width: args.width,
-                height: args.height,
-                fps,
-                scene,
-                seconds: args.seconds,
-            };
-            let mut runs = vec![run_ours(&clip, config)?.0];
+            let clip = clip_of(&args, fps, scene);
+            let mut runs = vec![median_cpu(args.runs, || {
+                run_ours(&clip, config, args.per_frame)
+            })?];
             for (preset, crf) in &x264 {
-                runs.push(run_x264(&clip, preset, *crf)?);
+                runs.push(median_cpu(args.runs, || run_x264(&clip, preset, *crf))?);
             }
             for run in &runs {
                 eprintln!(
@@ -573,15 +607,20 @@ fn clip_of(args: &Args, fps: u32, scene: Scene) -> ScreenClip {
         fps,
         scene,
         seconds: args.seconds,
+        wallpaper: if args.wallpaper == "plain" {
+            Wallpaper::Plain
+        } else {
+            Wallpaper::Photo
+        },
     }
 }
 
 fn print_tables(args: &Args, fps: u32, rows: &[(Scene, Vec<Run>)]) {
     println!("### {fps} fps\n");
     println!(
-        "| scene | codec | key frame (KB) | steady (KB/s) | with keys (KB/s) | CPU (ms/s) | text PSNR (dB) | worst frame text (dB) | screen PSNR (dB) | frames unchanged/delta/key |"
+        "| scene | codec | key frame (KB) | steady (KB/s) | with keys (KB/s) | CPU (ms/s) | text PSNR (dB) | worst frame text (dB) | text exact (%) | screen PSNR (dB) | frames unchanged/delta/key |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for (scene, runs) in rows {
         let clip = clip_of(args, fps, *scene);
         for run in runs {
@@ -591,7 +630,7 @@ fn print_tables(args: &Args, fps: u32, rows: &[(Scene, Vec<Run>)]) {
                 "–".into()
             };
             println!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.2} | {} | {} |",
                 scene.name(),
                 run.codec,
                 run.key_bytes as f64 / 1000.0,
@@ -600,6 +639,7 @@ fn print_tables(args: &Args, fps: u32, rows: &[(Scene, Vec<Run>)]) {
                 run.cpu_ms_per_s(&clip),
                 db(run.quality.text_db()),
                 db(run.quality.worst_text_db),
+                run.quality.exact_percent(),
                 db(run.quality.all_db()),
                 kinds
             );
@@ -644,6 +684,7 @@ fn print_tables(args: &Args, fps: u32, rows: &[(Scene, Vec<Run>)]) {
                     total.cpu_ns += r.cpu_ns;
                     total.quality.text_sq += r.quality.text_sq;
                     total.quality.text_px += r.quality.text_px;
+                    total.quality.text_exact += r.quality.text_exact;
                     total.quality.all_sq += r.quality.all_sq;
                     total.quality.all_px += r.quality.all_px;
                     total.quality.worst_text_db =

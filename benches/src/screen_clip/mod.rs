@@ -220,8 +220,9 @@ fn noise(x: u32, y: u32, seed: u32) -> u32 {
     h & 0xff
 }
 
-/// A photo-like landscape: sky gradient, two rows of hills, film grain.
-fn landscape(width: u32, height: u32, seed: u32) -> Picture {
+/// A photo-like landscape: sky gradient, two rows of hills, fine texture, film grain of
+/// ±`grain` per channel.
+fn landscape(width: u32, height: u32, seed: u32, grain: u32) -> Picture {
     let mut p = Picture::new(width, height, 0);
     for y in 0..height {
         for x in 0..width {
@@ -242,13 +243,26 @@ fn landscape(width: u32, height: u32, seed: u32) -> Picture {
                     40.0,
                 )
             };
-            // Film grain, independent per channel, as a photo has.
-            let grain = |k: u32| (noise(x, y, seed * 3 + k) % 13) as f32 - 6.0;
-            let c = |v: f32, k: u32| (v + grain(k)).clamp(0.0, 255.0) as u8;
+            // Texture (foliage, clouds) and film grain, independent per channel.
+            let texture = 10.0
+                * (fx * 0.21 + fy * 40.0).sin()
+                * (fx * 0.07 - y as f32 * 0.19 + seed as f32).sin();
+            let grain =
+                |k: u32| (noise(x, y, seed * 3 + k) % (2 * grain + 1)) as f32 - grain as f32;
+            let c = |v: f32, k: u32| (v + texture + grain(k)).clamp(0.0, 255.0) as u8;
             p.put(i64::from(x), i64::from(y), [c(b, 0), c(g, 1), c(r, 2)]);
         }
     }
     p
+}
+
+/// What the desktop behind the windows shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wallpaper {
+    /// A landscape photo with texture and film grain (±3 per channel).
+    Photo,
+    /// A plain colour gradient, as many office desktops have.
+    Plain,
 }
 
 /// The clip: a scene on a desktop of `width` × `height` at `fps` frames a second.
@@ -264,6 +278,8 @@ pub struct ScreenClip {
     pub scene: Scene,
     /// Length in seconds.
     pub seconds: f64,
+    /// The desktop's background.
+    pub wallpaper: Wallpaper,
 }
 
 impl ScreenClip {
@@ -342,7 +358,17 @@ pub struct Renderer {
 impl Renderer {
     fn new(clip: ScreenClip) -> Self {
         let (w, h) = (clip.width, clip.height);
-        let mut desktop = landscape(w, h, 11);
+        let mut desktop = match clip.wallpaper {
+            Wallpaper::Photo => landscape(w, h, 11, 3),
+            Wallpaper::Plain => {
+                let mut p = Picture::new(w, h, 0);
+                for y in 0..h {
+                    let t = y * 60 / h;
+                    p.fill(0, i64::from(y), w, 1, 0x1e_4a78 + t * 0x01_0101);
+                }
+                p
+            }
+        };
         desktop.fill(0, i64::from(h) - 40, w, 40, 0x20_2428);
         desktop.fill(8, i64::from(h) - 32, 72, 24, 0x3a_6ea5);
         desktop.bold(20, i64::from(h) - 28, "Start", 0xff_ffff);
@@ -359,7 +385,7 @@ impl Renderer {
             page,
             page_photo,
             dialog: Self::dialog(),
-            video_source: landscape(2200, 360, 5),
+            video_source: landscape(2200, 360, 5, 3),
         }
     }
 
@@ -386,7 +412,7 @@ impl Renderer {
                 y += i64::from(LINE);
             }
             if section == 2 {
-                let img = landscape(420, 220, 23);
+                let img = landscape(420, 220, 23, 3);
                 p.blit(&img, 24, y, 0, 220);
                 photo = (y as u32, 220);
                 y += 226;
@@ -718,6 +744,7 @@ mod tests {
                 fps: 10,
                 scene,
                 seconds: 6.0,
+                wallpaper: Wallpaper::Photo,
             };
             let mut a = clip.renderer();
             let mut b = clip.renderer();
