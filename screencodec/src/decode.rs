@@ -323,14 +323,14 @@ impl Decoder {
                     reader.take(count * 3, "palette")?;
                     let indices = reader.position();
                     let values = reader.take(pixels, "palette indices")?;
-                    if count < 256 {
-                        if let Some(&index) = values.iter().find(|&&i| usize::from(i) >= count) {
-                            return Err(DecodeError::PaletteIndexOutOfRange {
-                                tile,
-                                index,
-                                colours: count,
-                            });
-                        }
+                    if count < 256
+                        && let Some(&index) = values.iter().find(|&&i| usize::from(i) >= count)
+                    {
+                        return Err(DecodeError::PaletteIndexOutOfRange {
+                            tile,
+                            index,
+                            colours: count,
+                        });
                     }
                     Op::Palette {
                         rect,

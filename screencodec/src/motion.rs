@@ -256,23 +256,23 @@ impl MotionSearch {
                     h: y1 - y,
                 };
                 let source = self.first_match(screen, block);
-                if source.is_none() {
-                    if let Some((mostly, rest)) = self.best_partial(screen, block) {
-                        // Copy the block from where most of it is, then fix up the rest
-                        // (records apply in order): the edge of a dragged window is part
-                        // window (moved) and part what it uncovered (on a reference screen).
-                        any = true;
-                        pieces.push(Piece {
-                            rect: block,
-                            source: Some(mostly),
-                        });
-                        pieces.push(Piece {
-                            rect: rest,
-                            source: self.first_match(screen, rest),
-                        });
-                        x = x1;
-                        continue;
-                    }
+                if source.is_none()
+                    && let Some((mostly, rest)) = self.best_partial(screen, block)
+                {
+                    // Copy the block from where most of it is, then fix up the rest
+                    // (records apply in order): the edge of a dragged window is part
+                    // window (moved) and part what it uncovered (on a reference screen).
+                    any = true;
+                    pieces.push(Piece {
+                        rect: block,
+                        source: Some(mostly),
+                    });
+                    pieces.push(Piece {
+                        rect: rest,
+                        source: self.first_match(screen, rest),
+                    });
+                    x = x1;
+                    continue;
                 }
                 any |= source.is_some();
                 let extends = pieces.len() > start

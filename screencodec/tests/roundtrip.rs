@@ -158,7 +158,7 @@ fn a_dragged_window_is_sent_as_copies() {
     }
     let at = |x: u32, y: u32| {
         let mut s = background.clone();
-        s.blit(&window, 0, 0, 130, 100, x, y);
+        s.blit(&window, (0, 0), (130, 100), (x, y));
         s
     };
     let mut enc = encoder();
@@ -207,7 +207,7 @@ fn a_window_dragged_over_a_photo_ends_exact_once_it_holds_still() {
     let (background, window) = (wallpaper(), dialog());
     let at = |x: u32, y: u32| {
         let mut s = background.clone();
-        s.blit(&window, 0, 0, 130, 100, x, y);
+        s.blit(&window, (0, 0), (130, 100), (x, y));
         s
     };
     let mut enc = encoder();
@@ -247,7 +247,7 @@ fn a_window_dragged_over_a_photo_ends_exact_once_it_holds_still() {
 fn what_a_moved_window_uncovers_is_copied_from_a_reference_screen() {
     let (background, window) = (wallpaper(), dialog());
     let mut screen = background.clone();
-    screen.blit(&window, 0, 0, 130, 100, 96, 64);
+    screen.blit(&window, (0, 0), (130, 100), (96, 64));
     let mut enc = encoder();
     let mut dec = Decoder::new();
     // The key frame has the photo with the window on it; a few still frames later the
@@ -497,7 +497,7 @@ fn apply(screen: &mut Screen, edit: &Edit) {
             let ew = (*ew).min(w - sx).min(w - dx);
             let eh = (*eh).min(h - sy).min(h - dy);
             let from = screen.clone();
-            screen.blit(&from, *sx, *sy, ew, eh, *dx, *dy);
+            screen.blit(&from, (*sx, *sy), (ew, eh), (*dx, *dy));
         }
     }
 }

@@ -54,8 +54,8 @@ struct Args {
         default_value = "typing,scrolling,dragging,video"
     )]
     scenes: Vec<String>,
-    /// x264 settings as PRESET:CRF (constant quality, `pass=qual quantizer=CRF`),
-    /// comma-separated.
+    /// x264 settings as PRESET:CRF[:FORMAT] (constant quality, `pass=qual quantizer=CRF`, no
+    /// rate cap; FORMAT I420 by default, or Y444), comma-separated.
     #[arg(
         long,
         value_delimiter = ',',
@@ -87,6 +87,15 @@ struct Args {
     /// Print each of our frames (kind, bytes, tile codings) to stderr.
     #[arg(long)]
     per_frame: bool,
+}
+
+/// One x264 setting: `PRESET:CRF[:FORMAT]`.
+#[derive(Debug, Clone)]
+struct X264 {
+    preset: String,
+    crf: u32,
+    /// Raw format x264 is fed: `I420` (what players and WebRTC take) or `Y444`.
+    format: String,
 }
 
 /// One codec's run over one scene.
@@ -239,8 +248,12 @@ fn run_ours(clip: &ScreenClip, config: EncoderConfig, per_frame: bool) -> anyhow
             let mut out = Vec::new();
             let summary = enc.encode_into(&frame, &mut out)?;
             if per_frame {
+                // The JPEG section's length before compression (docs/SCREEN_CODEC.md §1).
+                let jpeg = out
+                    .get(20..24)
+                    .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap_or_default()));
                 eprintln!(
-                    "F{} {:?} {} B {:?}",
+                    "frame {} {}: {} B (JPEG {jpeg} B) {:?}",
                     run.frames,
                     summary.kind,
                     out.len(),
@@ -316,7 +329,13 @@ fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
 }
 
 /// Full-frame x264 over the scene; returns the run and the access units.
-fn run_x264(clip: &ScreenClip, preset: &str, crf: u32) -> anyhow::Result<Run> {
+fn run_x264(clip: &ScreenClip, x264: &X264) -> anyhow::Result<Run> {
+    let X264 {
+        preset,
+        crf,
+        format,
+    } = x264;
+    let crf = *crf;
     let (w, h, fps) = (clip.width as i32, clip.height as i32, clip.fps as i32);
     let frame_ns = 1_000_000_000 / u64::from(clip.fps);
     let src = gst_app::AppSrc::builder()
@@ -336,7 +355,7 @@ fn run_x264(clip: &ScreenClip, preset: &str, crf: u32) -> anyhow::Result<Run> {
         .property(
             "caps",
             gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
+                .field("format", format.as_str())
                 .build(),
         )
         .build()?;
@@ -345,6 +364,9 @@ fn run_x264(clip: &ScreenClip, preset: &str, crf: u32) -> anyhow::Result<Run> {
     x264.set_property_from_str("speed-preset", preset);
     x264.set_property_from_str("pass", "qual");
     x264.set_property("quantizer", crf);
+    // In this mode x264enc also caps the rate with a VBV of `bitrate` kbit/s (default 2048):
+    // lifted, so quality alone decides, as CRF means.
+    x264.set_property("bitrate", 200_000u32);
     // One key frame, at the start: the same as our run (the bench amortises key frames).
     x264.set_property("key-int-max", 1_000_000u32);
     let bytestream = gst::ElementFactory::make("capsfilter")
@@ -421,7 +443,11 @@ fn run_x264(clip: &ScreenClip, preset: &str, crf: u32) -> anyhow::Result<Run> {
     }
     let quality = decode_h264(clip, &units)?;
     Ok(Run {
-        codec: format!("x264 {preset} crf {crf}"),
+        codec: if format == "I420" {
+            format!("x264 {preset} crf {crf}")
+        } else {
+            format!("x264 {preset} crf {crf} {format}")
+        },
         key_bytes: units[0].len(),
         rest_bytes: units[1..].iter().map(Vec::len).sum(),
         frames: clip.frame_count(),
@@ -543,12 +569,19 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|s| scene(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let x264: Vec<(String, u32)> = args
+    let x264: Vec<X264> = args
         .x264
         .iter()
         .map(|s| {
-            let (preset, crf) = s.split_once(':').context("x264 settings are PRESET:CRF")?;
-            Ok((preset.to_string(), crf.parse()?))
+            let mut parts = s.split(':');
+            let (Some(preset), Some(crf)) = (parts.next(), parts.next()) else {
+                bail!("x264 settings are PRESET:CRF[:FORMAT], not `{s}`");
+            };
+            Ok(X264 {
+                preset: preset.to_string(),
+                crf: crf.parse()?,
+                format: parts.next().unwrap_or("I420").to_string(),
+            })
         })
         .collect::<anyhow::Result<_>>()?;
     let config = EncoderConfig {
@@ -579,8 +612,8 @@ fn main() -> anyhow::Result<()> {
             let mut runs = vec![median_cpu(args.runs, || {
                 run_ours(&clip, config, args.per_frame)
             })?];
-            for (preset, crf) in &x264 {
-                runs.push(median_cpu(args.runs, || run_x264(&clip, preset, *crf))?);
+            for settings in &x264 {
+                runs.push(median_cpu(args.runs, || run_x264(&clip, settings))?);
             }
             for run in &runs {
                 eprintln!(

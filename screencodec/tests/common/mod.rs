@@ -139,12 +139,12 @@ impl Screen {
         }
     }
 
-    /// Copies the rectangle `w` × `h` at (`sx`, `sy`) of `from` to (`dx`, `dy`).
-    pub fn blit(&mut self, from: &Screen, sx: u32, sy: u32, w: u32, h: u32, dx: u32, dy: u32) {
-        for yy in 0..h {
-            for xx in 0..w {
-                let v = from.get(sx + xx, sy + yy);
-                self.set(dx + xx, dy + yy, v);
+    /// Copies the `size` (w, h) rectangle at `src` (x, y) of `from` to `to` (x, y).
+    pub fn blit(&mut self, from: &Screen, src: (u32, u32), size: (u32, u32), to: (u32, u32)) {
+        for yy in 0..size.1 {
+            for xx in 0..size.0 {
+                let v = from.get(src.0 + xx, src.1 + yy);
+                self.set(to.0 + xx, to.1 + yy, v);
             }
         }
     }
