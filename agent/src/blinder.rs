@@ -87,6 +87,25 @@ pub fn paint(plane: Plane<'_>, regions: &[Region]) {
     }
 }
 
+/// Paints `regions` over a BGRx frame (4 bytes a pixel, rows `stride` apart): the same hatch
+/// as grey.
+pub fn paint_bgrx(data: &mut [u8], stride: usize, width: u32, height: u32, regions: &[Region]) {
+    for region in regions {
+        let x1 = region.x.saturating_add(region.w).min(width);
+        let y1 = region.y.saturating_add(region.h).min(height);
+        for y in region.y.min(height)..y1 {
+            let row = y as usize * stride;
+            for x in region.x.min(width)..x1 {
+                let grey = hatch(x - region.x, y - region.y);
+                let at = row + x as usize * 4;
+                if let Some(pixel) = data.get_mut(at..at + 3) {
+                    pixel.copy_from_slice(&[grey, grey, grey]);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +191,29 @@ mod tests {
             secret_a[0][(47 * w + 63) as usize],
             untouched[0][(47 * w + 63) as usize]
         );
+    }
+
+    #[test]
+    fn bgrx_regions_are_the_same_hatch_whatever_is_under_them() {
+        let (w, h) = (40u32, 30u32);
+        let region = Region {
+            x: 5,
+            y: 4,
+            w: 20,
+            h: 10,
+        };
+        let mut a: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
+        let mut b: Vec<u8> = (0..w * h * 4).map(|i| (i * 13 % 241) as u8).collect();
+        paint_bgrx(&mut a, w as usize * 4, w, h, &[region]);
+        paint_bgrx(&mut b, w as usize * 4, w, h, &[region]);
+        for y in 4..14 {
+            for x in 5..25 {
+                let at = (y * w + x) as usize * 4;
+                assert_eq!(a[at..at + 3], b[at..at + 3]);
+                assert_eq!(a[at], hatch(x - 5, y - 4));
+            }
+        }
+        assert_ne!(a[0..3], b[0..3], "outside is untouched");
     }
 
     #[test]

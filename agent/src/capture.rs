@@ -51,6 +51,15 @@ pub enum Encoding {
         /// Seconds between stills.
         every_s: u32,
     },
+    /// The screen codec (`screencodec`): only what changed, text lossless, at the track's
+    /// frame rate; unchanged frames are heartbeats.
+    Tiles,
+}
+
+/// The screen codec's encoder of a tiles pipeline, fed on the streaming thread.
+struct TileEncoder {
+    encoder: std::sync::Mutex<screencodec::Encoder>,
+    key: AtomicBool,
 }
 
 /// What lets a track's frames out: the customer's pause, and the waits for a keyframe after a
@@ -72,6 +81,11 @@ impl Gate {
     pub fn resume(&self) {
         self.want_key.store(true, Ordering::SeqCst);
         self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the next frame let out must be a keyframe.
+    fn wants_key(&self) -> bool {
+        self.want_key.load(Ordering::SeqCst)
     }
 
     /// Whether the track is paused.
@@ -108,6 +122,7 @@ pub struct Capture {
     encoder: gst::Element,
     rate: gst::Element,
     settings: TrackSettings,
+    tiles: Option<Arc<TileEncoder>>,
     /// The track's gate.
     pub gate: Arc<Gate>,
     ended: Arc<AtomicBool>,
@@ -147,11 +162,16 @@ impl Capture {
         let scale = element("videoscale")?;
         let rate = element("videorate")?;
         let framerate = match encoding {
-            Encoding::H264 => gst::Fraction::new(settings.fps as i32, 1),
+            Encoding::H264 | Encoding::Tiles => gst::Fraction::new(settings.fps as i32, 1),
             Encoding::Jpeg { every_s } => gst::Fraction::new(1, every_s.max(1) as i32),
         };
+        let format = if encoding == Encoding::Tiles {
+            "BGRx"
+        } else {
+            "I420"
+        };
         let mut caps = gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
+            .field("format", format)
             .field("framerate", framerate);
         if let Some((w, h)) = settings.size {
             caps = caps.field("width", w as i32).field("height", h as i32);
@@ -181,6 +201,13 @@ impl Capture {
                 gst::Caps::builder("video/x-h264")
                     .field("stream-format", "byte-stream")
                     .field("alignment", "au")
+                    .build(),
+            ),
+            Encoding::Tiles => (
+                element("identity")?,
+                element("identity")?,
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "BGRx")
                     .build(),
             ),
             Encoding::Jpeg { .. } => (
@@ -218,7 +245,28 @@ impl Capture {
         }
         let gate = Arc::new(Gate::default());
         let ended = Arc::new(AtomicBool::new(false));
-        sink.set_callbacks(frame_callbacks(track, gate.clone(), ended.clone(), out));
+        let tiles = match encoding {
+            Encoding::Tiles => {
+                let config = screencodec::EncoderConfig {
+                    keyframe_interval: settings.fps.max(1) * 10,
+                    ..screencodec::EncoderConfig::default()
+                };
+                let encoder = screencodec::Encoder::new(config)
+                    .map_err(|e| AgentError::Config(format!("screen codec: {e}")))?;
+                Some(Arc::new(TileEncoder {
+                    encoder: std::sync::Mutex::new(encoder),
+                    key: AtomicBool::new(false),
+                }))
+            }
+            _ => None,
+        };
+        sink.set_callbacks(frame_callbacks(
+            track,
+            gate.clone(),
+            ended.clone(),
+            tiles.clone(),
+            out,
+        ));
 
         let started = pipeline.set_state(gst::State::Playing);
         if let Some(error) = first_error(&pipeline) {
@@ -236,6 +284,7 @@ impl Capture {
             encoder,
             rate,
             settings: settings.clone(),
+            tiles,
             gate,
             ended,
         })
@@ -249,6 +298,10 @@ impl Capture {
 
     /// Asks the encoder for a keyframe as soon as it can.
     pub fn request_keyframe(&self) {
+        if let Some(tiles) = &self.tiles {
+            tiles.key.store(true, Ordering::SeqCst);
+            return;
+        }
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
             .all_headers(true)
             .build();
@@ -258,12 +311,11 @@ impl Capture {
     /// Lowers (`degraded`) or restores the bitrate and frame rate: half of each while the
     /// spill buffer is filling.
     pub fn degrade(&self, degraded: bool) {
-        if self.encoder.find_property("bitrate").is_none() {
-            return; // stills: nothing to lower
-        }
         let divisor = if degraded { 2 } else { 1 };
-        self.encoder
-            .set_property("bitrate", (self.settings.bitrate_kbps / divisor).max(50));
+        if self.encoder.find_property("bitrate").is_some() {
+            self.encoder
+                .set_property("bitrate", (self.settings.bitrate_kbps / divisor).max(50));
+        }
         self.rate
             .set_property("max-rate", (self.settings.fps / divisor).max(1) as i32);
     }
@@ -391,6 +443,15 @@ fn install_blinder(raw_caps: &gst::Element, blinds: Blinds) {
         else {
             return gst::PadProbeReturn::Drop;
         };
+        if video.format() == gst_video::VideoFormat::Bgrx {
+            let stride = frame.plane_stride()[0] as usize;
+            let (width, height) = (video.width(), video.height());
+            let Ok(data) = frame.plane_data_mut(0) else {
+                return gst::PadProbeReturn::Drop;
+            };
+            blinder::paint_bgrx(data, stride, width, height, &regions);
+            return gst::PadProbeReturn::Ok;
+        }
         for (index, subsampling) in [(0u32, 1u32), (1, 2), (2, 2)] {
             let stride = frame.plane_stride()[index as usize] as usize;
             let (width, height) = (
@@ -420,6 +481,7 @@ fn frame_callbacks(
     track: Track,
     gate: Arc<Gate>,
     ended: Arc<AtomicBool>,
+    tiles: Option<Arc<TileEncoder>>,
     out: mpsc::Sender<Captured>,
 ) -> gst_app::AppSinkCallbacks {
     let eos_flag = ended.clone();
@@ -429,7 +491,22 @@ fn frame_callbacks(
             let Some(buffer) = sample.buffer() else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let encoded = match &tiles {
+                Some(tiles) => {
+                    if gate.is_paused() {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    match encode_tiles(tiles, &sample, gate.wants_key()) {
+                        Some(encoded) => Some(encoded),
+                        None => return Ok(gst::FlowSuccess::Ok),
+                    }
+                }
+                None => None,
+            };
+            let keyframe = match &encoded {
+                Some((_, key)) => *key,
+                None => !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            };
             let Some(gap) = gate.admit(keyframe) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
@@ -440,24 +517,30 @@ fn frame_callbacks(
                 }
                 _ => clock::now_ns(),
             };
-            let Ok(map) = buffer.map_readable() else {
-                return Ok(gst::FlowSuccess::Ok);
+            let data = match encoded {
+                Some((data, _)) => data,
+                None => match buffer.map_readable() {
+                    Ok(map) => map.as_slice().to_vec(),
+                    Err(_) => return Ok(gst::FlowSuccess::Ok),
+                },
             };
             let frame = Captured {
                 track,
                 captured_at_ns,
                 keyframe,
                 gap,
-                data: map.as_slice().to_vec(),
+                data,
             };
             match out.try_send(frame) {
                 Ok(()) => gate.admitted(),
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     gate.dropped();
-                    let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-                        .all_headers(true)
-                        .build();
-                    sink.send_event(event);
+                    if tiles.is_none() {
+                        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                            .all_headers(true)
+                            .build();
+                        sink.send_event(event);
+                    }
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(gst::FlowError::Eos),
             }
@@ -465,6 +548,37 @@ fn frame_callbacks(
         })
         .eos(move |_| eos_flag.store(true, Ordering::SeqCst))
         .build()
+}
+
+/// Encodes one raw BGRx sample with the screen codec: (payload, key frame). A key frame is
+/// made when `want_key` or a key was requested. `None` when the sample cannot be read (the
+/// encoder then makes its next frame a key frame).
+fn encode_tiles(
+    tiles: &TileEncoder,
+    sample: &gst::Sample,
+    want_key: bool,
+) -> Option<(Vec<u8>, bool)> {
+    let info = sample
+        .caps()
+        .and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok())?;
+    let buffer = sample.buffer()?;
+    let map = buffer.map_readable().ok()?;
+    let stride = usize::try_from(*info.stride().first()?).ok()?;
+    let frame = screencodec::BgrxFrame::new(map.as_slice(), info.width(), info.height(), stride)
+        .map_err(|e| tracing::warn!(error = %e, "a screen frame the codec cannot take"))
+        .ok()?;
+    let mut encoder = tiles.encoder.lock().expect("tile encoder lock");
+    if want_key || tiles.key.swap(false, Ordering::SeqCst) {
+        encoder.request_keyframe();
+    }
+    let mut out = Vec::new();
+    match encoder.encode_into(&frame, &mut out) {
+        Ok(summary) => Some((out, summary.kind == screencodec::FrameKind::Key)),
+        Err(e) => {
+            tracing::warn!(error = %e, "screen codec failed on a frame");
+            None
+        }
+    }
 }
 
 /// The first error message waiting on the pipeline's bus.

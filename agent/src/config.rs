@@ -131,6 +131,30 @@ pub fn parse_consent(s: &str) -> Result<BTreeSet<ConsentScope>, AgentError> {
         .collect()
 }
 
+/// How the screen is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScreenCodec {
+    /// The screen codec (`screencodec`): only what changed, text lossless (the default).
+    #[default]
+    Tiles,
+    /// Plain H.264, every frame.
+    H264,
+}
+
+impl FromStr for ScreenCodec {
+    type Err = AgentError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "tiles" => Ok(ScreenCodec::Tiles),
+            "h264" => Ok(ScreenCodec::H264),
+            _ => Err(AgentError::Config(format!(
+                "--screen-codec {s:?}: tiles or h264"
+            ))),
+        }
+    }
+}
+
 /// How one video track is captured and encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackSettings {
@@ -159,6 +183,8 @@ pub struct AgentConfig {
     pub camera: TrackSettings,
     /// The screen.
     pub screen: TrackSettings,
+    /// How the screen is encoded.
+    pub screen_codec: ScreenCodec,
     /// Regions of the screen hidden before encoding.
     pub blinds: Vec<Region>,
     /// Scopes the customer consented to on the command line; asked interactively when
@@ -194,6 +220,7 @@ impl AgentConfig {
                 bitrate_kbps: 1000,
                 size: None,
             },
+            screen_codec: ScreenCodec::Tiles,
             blinds: Vec::new(),
             consent: None,
             spill_bytes: 64 << 20,

@@ -31,6 +31,6 @@ pub mod outbox;
 pub mod screenshots;
 pub mod session;
 
-pub use config::{AgentConfig, Region, TrackSettings, VideoSource};
+pub use config::{AgentConfig, Region, ScreenCodec, TrackSettings, VideoSource};
 pub use error::AgentError;
 pub use session::{CustomerAction, Outcome, run};

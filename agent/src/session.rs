@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::blinder::Blinds;
 use crate::capture::{Capture, Captured, Encoding};
-use crate::config::{AgentConfig, Region, TrackSettings, VideoSource};
+use crate::config::{AgentConfig, Region, ScreenCodec, TrackSettings, VideoSource};
 use crate::control::{Controller, POLL, X11Injector};
 use crate::error::AgentError;
 use crate::join::{Api, tls_config};
@@ -94,7 +94,11 @@ pub async fn run(
     let mut captures: BTreeMap<Track, Arc<Capture>> = BTreeMap::new();
     for (track, settings, _) in wanted.iter().filter(|(t, _, _)| tracks.contains(t)) {
         let blinder = (*track == Track::Screen).then(|| blinds.clone());
-        let capture = Capture::start(*track, settings, Encoding::H264, blinder, frames_tx.clone())?;
+        let encoding = match (*track, config.screen_codec) {
+            (Track::Screen, ScreenCodec::Tiles) => Encoding::Tiles,
+            _ => Encoding::H264,
+        };
+        let capture = Capture::start(*track, settings, encoding, blinder, frames_tx.clone())?;
         captures.insert(*track, Arc::new(capture));
     }
 

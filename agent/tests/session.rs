@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use agent::link::Ended;
-use agent::{AgentError, CustomerAction, Region, VideoSource};
+use agent::{AgentError, CustomerAction, Region, ScreenCodec, VideoSource};
 use common::{Server, assert_complete};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -183,8 +183,36 @@ fn decode_luma(units: &[Vec<u8>], w: usize, h: usize) -> Vec<Vec<u8>> {
     pictures
 }
 
+/// Decodes screen-codec payloads to greyscale pictures (`w`×`h`, the average of B, G and R).
+fn decode_tiles(payloads: &[Vec<u8>], w: usize, h: usize) -> Vec<Vec<u8>> {
+    let mut decoder = screencodec::Decoder::new();
+    payloads
+        .iter()
+        .map(|payload| {
+            let canvas = decoder.decode(payload).unwrap();
+            assert_eq!((canvas.width() as usize, canvas.height() as usize), (w, h));
+            (0..h)
+                .flat_map(|y| (0..w).map(move |x| (x, y)))
+                .map(|(x, y)| {
+                    let [b, g, r] = canvas.bgr(x as u32, y as u32).unwrap();
+                    ((u16::from(b) + u16::from(g) + u16::from(r)) / 3) as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn what_the_customer_hides_never_reaches_the_server() {
+async fn what_the_customer_hides_never_reaches_the_server_in_h264() {
+    hidden_region_never_reaches_the_server(ScreenCodec::H264).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_the_customer_hides_never_reaches_the_server_in_tiles() {
+    hidden_region_never_reaches_the_server(ScreenCodec::Tiles).await;
+}
+
+async fn hidden_region_never_reaches_the_server(codec: ScreenCodec) {
     let server = Server::start().await;
     let clip = server.dir.path().join("screen.mp4");
     checkerboard_clip(&clip);
@@ -192,6 +220,7 @@ async fn what_the_customer_hides_never_reaches_the_server() {
     let mut config = server.agent_config(&server.server.url(), &code, VideoSource::File(clip));
     config.camera.source = VideoSource::None;
     config.screen.size = Some((320, 240));
+    config.screen_codec = codec;
     config.screen.bitrate_kbps = 2000;
     let hidden = Region {
         x: 96,
@@ -209,7 +238,10 @@ async fn what_the_customer_hides_never_reaches_the_server() {
     let frames = &stored[&Track::Screen];
     assert_complete(frames, outcome.sealed.get(Track::Screen), Track::Screen);
     let units: Vec<Vec<u8>> = frames.iter().map(|(_, data)| data.clone()).collect();
-    let pictures = decode_luma(&units, 320, 240);
+    let pictures = match codec {
+        ScreenCodec::H264 => decode_luma(&units, 320, 240),
+        ScreenCodec::Tiles => decode_tiles(&units, 320, 240),
+    };
     assert_eq!(pictures.len(), units.len(), "every stored frame decodes");
     for (n, luma) in pictures.iter().enumerate() {
         let at = |x: u32, y: u32| i32::from(luma[(y * 320 + x) as usize]);

@@ -39,6 +39,9 @@ pub struct AgentArgs {
     /// Screen: x11[:DISPLAY], test, file:PATH, none.
     #[arg(long, default_value = "none")]
     screen: VideoSource,
+    /// Screen encoding: tiles (only what changed, text lossless) or h264.
+    #[arg(long, default_value = "tiles")]
+    screen_codec: agent::ScreenCodec,
     /// A screen region to hide before encoding (x,y,w,h; repeat for several).
     #[arg(long = "blind")]
     blinds: Vec<Region>,
@@ -77,6 +80,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.screen.source = args.screen;
     config.screen.fps = args.screen_fps;
     config.screen.bitrate_kbps = args.screen_kbps;
+    config.screen_codec = args.screen_codec;
     config.blinds = args.blinds;
     config.consent = Some(match args.consent {
         Some(scopes) => parse_consent(&scopes)?,

@@ -10,6 +10,7 @@ mod jpeg;
 mod opus;
 pub mod sealed;
 mod streamed_wav;
+pub mod tiles;
 pub mod video;
 
 use std::io::Read;
