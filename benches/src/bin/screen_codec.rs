@@ -11,9 +11,14 @@
 //!   (`CLOCK_PROCESS_CPUTIME_ID`) minus the main thread, which renders and hands frames over —
 //!   so `videoconvert` (BGRx → I420, which an x264 agent must do) and x264's own threads count;
 //! * **legibility** — after the run, both streams are decoded (our `Decoder`; `avdec_h264`)
-//!   and compared with the frames rendered again: PSNR over the text and UI pixels of the
-//!   clip's text mask (all frames' squared errors pooled), the worst single frame, and PSNR
-//!   over the whole screen.
+//!   and compared with the frames rendered again: PSNR on B, G, R over the text and UI pixels
+//!   of the clip's text mask (all frames' squared errors pooled), the worst single frame, the
+//!   share of those pixels decoded exactly, and PSNR over the whole screen.
+//!
+//! x264 runs `tune=zerolatency`, the given `speed-preset`, `pass=qual quantizer=CRF` (constant
+//! quality), one key frame at the start, fed I420 (or Y444) by `videoconvert`; x264enc's
+//! `bitrate` is raised to 200 Mbit/s because in quality mode it also caps the rate with a VBV
+//! of that size (2 Mbit/s by default), which would make the quality setting moot.
 //!
 //! Prints Markdown tables: per frame rate the measurements, then the ratios x264 / ours with
 //! the verdict on office scenes (≥ 5× fewer bytes, ≥ 2× less CPU, text lossless or
