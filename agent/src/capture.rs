@@ -247,11 +247,9 @@ impl Capture {
         let ended = Arc::new(AtomicBool::new(false));
         let tiles = match encoding {
             Encoding::Tiles => {
-                let config = screencodec::EncoderConfig {
-                    keyframe_interval: settings.fps.max(1) * 10,
-                    ..screencodec::EncoderConfig::default()
-                };
-                let encoder = screencodec::Encoder::new(config)
+                // Key frames every 300 frames (the codec's default; 30 s at 10 fps), after a
+                // drop or a resume, and on request: each costs several times a busy second.
+                let encoder = screencodec::Encoder::new(screencodec::EncoderConfig::default())
                     .map_err(|e| AgentError::Config(format!("screen codec: {e}")))?;
                 Some(Arc::new(TileEncoder {
                     encoder: std::sync::Mutex::new(encoder),
