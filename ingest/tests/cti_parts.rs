@@ -11,7 +11,7 @@ mod common;
 use std::io::Read;
 use std::time::Duration;
 
-use common::Harness;
+use common::{Harness, wav};
 use ingest::client::ClientError;
 use ingest::cti::client::{CallInfo, CtiClient};
 use ingest::cti::{self, CtiKey};
@@ -21,21 +21,7 @@ use uuid::Uuid;
 
 /// A mono 8 kHz PCM WAV as a recorder writes it during the call: both sizes left 0.
 fn streamed_wav(samples: usize) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
-    for i in 0..samples {
-        writer
-            .write_sample(((i as f64 * 0.05).sin() * 12_000.0) as i16)
-            .unwrap();
-    }
-    writer.finalize().unwrap();
-    let mut wav = out.into_inner();
+    let mut wav = wav(samples);
     assert_eq!(&wav[36..40], b"data");
     wav[4..8].fill(0);
     wav[40..44].fill(0);
