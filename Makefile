@@ -45,7 +45,8 @@ bench-load: bootstrap
 	$(CARGO) build --release -j$(JOBS) -p idv -p idv-benches --bins
 	python3 benches/ingest_load.py "$(CARGO_TARGET_DIR)/release" --agents $(LOAD_AGENTS)
 
-## Fuzz the parsers: sealed archives and agent media frames (cargo-fuzz; FUZZ_SECONDS=60 each).
+## Fuzz the parsers: sealed archives, agent media frames, screen-codec payloads (cargo-fuzz;
+## FUZZ_SECONDS=60 each).
 fuzz: bootstrap
 	scripts/fuzz.sh $${FUZZ_SECONDS:-60}
 

@@ -9,7 +9,7 @@ S3S_FS_VERSION="0.14.1" # 0.17 needs Rust 1.96; 0.14.1 is checked on Rust 1.95
 
 # System packages: GStreamer 1.22 (dev + plugins) for the muxer and agent, pkg-config for
 # the -sys crates, libopus (dev) for the muxer's Opus CTI decoder, ffmpeg (ffprobe) to check
-# what we mux, clang for cargo-fuzz sanitizers.
+# what we mux, Xvfb (and xdpyinfo) for the agent's X11 screen capture tests.
 PACKAGES=(
   pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -18,6 +18,7 @@ PACKAGES=(
   gstreamer1.0-plugins-base-apps
   ffmpeg
   libopus-dev
+  xvfb x11-utils
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers for SECONDS seconds each and prints how many inputs ran: the
-# sealed-archive reader (`archive_parse`) and the agent media frame decoder (`frame_parse`).
+# sealed-archive reader (`archive_parse`), the agent media frame decoder (`frame_parse`) and
+# the screen-codec decoder (`screen_decode`).
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...] (default 60 s, every target).
 #
 # Installs cargo-fuzz under ~/.cache/idv/tools if it is missing. Only a stable toolchain is
@@ -16,7 +17,7 @@ set -euo pipefail
 SECONDS_TO_RUN="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(archive_parse frame_parse)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(archive_parse frame_parse screen_decode)
 CACHE_DIR="${IDV_CACHE_DIR:-$HOME/.cache/idv}"
 CARGO_FUZZ_VERSION="0.13.2"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"

@@ -69,6 +69,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::cti::CtiCommand,
     },
+    /// The customer's agent: redeem a code, consent, stream camera and screen until the
+    /// session ends.
+    Agent(commands::agent::AgentArgs),
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
 }
@@ -119,6 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Session { command } => commands::session::run(&ctx, command).await,
         Command::Cti { command } => commands::cti::run(&ctx, command).await,
         Command::Recordings { command } => commands::recordings::run(&ctx, command).await,
+        Command::Agent(args) => commands::agent::run(args).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

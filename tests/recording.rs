@@ -1,7 +1,8 @@
 //! The whole path as the outside sees it, through a real `idv serve` process (every role) and
 //! the CLI contract: an operator creates a session (`idv session create`), a simulated agent
 //! redeems the code, consents, syncs its clock and streams a real H.264 camera; the CTI system
-//! pushes the call (`idv cti push`); the operator ends the session (`idv session end`); the mux
+//! pushes the call in parts, as a WAV written while the call ran (`idv cti push --part-bytes`);
+//! the operator ends the session (`idv session end`); the mux
 //! worker muxes and seals it; `idv recordings list` shows it muxed, `idv recordings get`
 //! downloads the sealed archive and `idv open --data-dir` of the server's data directory
 //! decrypts it — with the camera's flashes and the call's beeps in sync. A second session
@@ -9,16 +10,15 @@
 
 #[path = "../ingest/tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Agent;
 use fixtures::media::{CameraClip, CtiRecording, h264_access_units, measure_with_ffmpeg};
 use proto::{AgentControl, FrameFlags, FrameHeader, ServerControl, SessionKey, Track};
 use serde_json::json;
+use support::Server;
 
 const FPS: u32 = 30;
 const FLASH_FRAMES: [u32; 2] = [30, 105];
@@ -26,109 +26,6 @@ const FLASH_FRAMES: [u32; 2] = [30, 105];
 const CTI_LEAD_S: f64 = 0.4;
 /// Seconds past a session's end its CTI may still come.
 const CTI_DEADLINE_S: u64 = 3;
-
-struct Server {
-    child: Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Server {
-    fn start(data: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
-            .arg("--data-dir")
-            .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "2"])
-            .args(["--cti-deadline-seconds", &CTI_DEADLINE_S.to_string()])
-            .env_remove("DATABASE_URL")
-            .env_remove("IDV_BLOB_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("idv serve prints its URL").unwrap();
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.to_owned();
-            }
-        };
-        Self {
-            child,
-            url,
-            data: data.to_path_buf(),
-        }
-    }
-
-    /// `idv --data-dir DATA ARGS… --server URL` (the client side of the contract).
-    fn idv(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_idv"))
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(args)
-            .env_remove("DATABASE_URL")
-            .env_remove("IDV_BLOB_URL")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "idv {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn idv_out(&self, args: &[&str]) -> String {
-        String::from_utf8(self.idv(args).stdout).unwrap()
-    }
-
-    fn http(&self) -> reqwest::Client {
-        let pem = std::fs::read(self.data.join("tls/cert.pem")).unwrap();
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap()
-    }
-
-    /// The status and archive of `session` in `idv recordings list`, once it is past muxing.
-    fn wait_recording(&self, session: &str) -> (String, String) {
-        let started = Instant::now();
-        loop {
-            let list = self.idv_out(&["recordings", "list", "--server", &self.url]);
-            if let Some(line) = list.lines().find(|l| l.starts_with(session)) {
-                let fields: Vec<&str> = line.split_whitespace().collect();
-                if !matches!(fields[1], "queued" | "muxing") {
-                    return (fields[1].to_owned(), fields[2].to_owned());
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "{session} not muxed in time:\n{list}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "still running");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "{status}");
-    }
-}
 
 /// The agent's monotonic clock: nanoseconds since it started, from an arbitrary origin.
 struct AgentClock(Instant);
@@ -242,7 +139,7 @@ async fn stream_camera(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start(&dir.path().join("data"), CTI_DEADLINE_S);
     let http = server.http();
 
     let clip = dir.path().join("camera.mp4");
@@ -273,10 +170,19 @@ async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
     }
     .write(&wav)
     .unwrap();
+    // Recorded as a stream during the call: the WAV's sizes are left unknown (0), and it is
+    // posted in parts.
+    let mut streamed = std::fs::read(&wav).unwrap();
+    assert_eq!(&streamed[36..40], b"data");
+    streamed[4..8].fill(0);
+    streamed[40..44].fill(0);
+    std::fs::write(&wav, &streamed).unwrap();
     let cti_end = cti_start + truth.true_duration.as_nanos() as i64;
     server.idv(&[
         "cti",
         "push",
+        "--part-bytes",
+        "32768",
         "--server",
         &server.url,
         "--call-id",

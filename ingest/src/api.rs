@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use storage::db::ConsentScope;
 use uuid::Uuid;
@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::error::{IngestError, Result};
 use crate::operator::Operator;
 use crate::server::AppState;
-use crate::session::{CreatedSession, JoinedSession};
+use crate::session::CreatedSession;
+use proto::join::{ConsentRequest, JoinRequest, JoinedSession};
 
 /// The API's routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -32,6 +33,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/recordings", get(crate::recordings::list))
         .route("/recordings/{id}/archive", get(crate::recordings::archive))
         .route("/cti/recordings", post(crate::cti::upload))
+        .route("/cti/uploads", post(crate::cti::parts::open))
+        .route(
+            "/cti/uploads/{id}/parts/{part}",
+            put(crate::cti::parts::put_part),
+        )
+        .route(
+            "/cti/uploads/{id}/complete",
+            post(crate::cti::parts::complete),
+        )
 }
 
 /// The operator the presented token stands for.
@@ -82,15 +92,6 @@ async fn end_session(
     ))
 }
 
-#[derive(serde::Deserialize)]
-struct JoinRequest {
-    code: String,
-    /// The group whose page or app the customer typed the code into.
-    group: String,
-    /// Set when the customer followed a session-bound link.
-    session_id: Option<Uuid>,
-}
-
 async fn join(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -101,13 +102,6 @@ async fn join(
         .join(&request.code, &request.group, request.session_id, peer.ip())
         .await
         .map(Json)
-}
-
-#[derive(serde::Deserialize)]
-struct ConsentRequest {
-    scopes: Vec<String>,
-    /// Who consented, as the agent describes the customer's device.
-    granted_by: String,
 }
 
 /// The session an agent's bearer token stands for.

@@ -125,7 +125,8 @@ pub async fn reap(state: &AppState, started: Instant) -> Result<Vec<Uuid>> {
     Ok(ended)
 }
 
-/// Runs [`reap`] every `every` until the server stops.
+/// Runs [`reap`] every `every` until the server stops, and closes idle CTI uploads
+/// ([`crate::cti::parts::close_idle`]) on the same beat.
 pub fn spawn_reaper(state: Arc<AppState>, every: Duration) -> tokio::task::JoinHandle<()> {
     let started = Instant::now();
     tokio::spawn(async move {
@@ -138,6 +139,11 @@ pub fn spawn_reaper(state: Arc<AppState>, every: Duration) -> tokio::task::JoinH
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot end timed-out sessions"),
+            }
+            match crate::cti::parts::close_idle(&state, state.config.cti_upload_idle).await {
+                Ok(0) => {}
+                Ok(closed) => tracing::info!(closed, "idle CTI uploads closed"),
+                Err(e) => tracing::warn!(error = %e, "cannot close idle CTI uploads"),
             }
         }
     })

@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod operator;
 pub mod recordings;
+pub mod remote;
 pub mod screenshot;
 mod secret_file;
 pub mod segments;

@@ -7,6 +7,10 @@
 //! the media connection only ever `try_send`s into it. A subscriber that cannot keep up
 //! loses frames, and is told exactly which ([`LiveNotice::Gap`], per track) before its next
 //! frame — it then waits for a keyframe. Every subscription is audited.
+//!
+//! A watcher may also send requests for the agent on the same socket (input for the
+//! customer's screen, lifting a blind: `proto::OperatorRequest`, see [`crate::remote`]);
+//! what cannot reach an agent is answered with [`LiveNotice::Refused`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use proto::{LiveFrame, LiveMessage, LiveNotice, Track, WireMessage};
+use proto::{LiveFrame, LiveMessage, LiveNotice, OperatorRequest, Track, WireMessage};
 use storage::audit::{AuditEvent, Outcome};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -192,16 +196,86 @@ pub async fn subscribe(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_write_buffer_size(4 << 20)
-        .on_upgrade(move |socket| relay(socket, welcome, receiver)))
+        .on_upgrade(move |socket| {
+            let watcher = Watcher {
+                session,
+                operator: operator.name,
+            };
+            relay(state, watcher, socket, welcome, receiver)
+        }))
+}
+
+/// An operator watching a session, who may ask things of its agent.
+struct Watcher {
+    session: Uuid,
+    operator: String,
+}
+
+impl Watcher {
+    /// Passes a request to the agent; what to tell this watcher back if it cannot go. The
+    /// first input of a subscription and every request to lift a blind are audited.
+    async fn request(
+        &self,
+        state: &AppState,
+        text: &str,
+        controlling: &mut bool,
+    ) -> Option<LiveMessage> {
+        let refused = |request: &str, reason: String| {
+            Some(LiveMessage::Notice(LiveNotice::Refused {
+                request: request.into(),
+                reason,
+            }))
+        };
+        let request = match OperatorRequest::from_json(text) {
+            Ok(request) => request,
+            Err(e) => return refused("unknown", format!("not a request: {e}")),
+        };
+        let (name, audit_it) = match &request {
+            OperatorRequest::Input { .. } => ("input", !*controlling),
+            OperatorRequest::LiftBlinds => ("lift blinds", true),
+            _ => ("unknown", true),
+        };
+        let sent = state.inboxes.send(self.session, request.to_agent());
+        if audit_it {
+            let event = AuditEvent {
+                actor: format!("operator:{}", self.operator),
+                action: match request {
+                    OperatorRequest::LiftBlinds => "session.blinds.lift_request",
+                    _ => "session.control.input",
+                }
+                .into(),
+                object: format!("session:{}", self.session),
+                reason: sent.err().map(str::to_owned),
+                outcome: if sent.is_ok() {
+                    Outcome::Success
+                } else {
+                    Outcome::Failed
+                },
+            };
+            if let Err(e) = state.sessions.vault().audit().append(event).await {
+                tracing::error!(error = %e, "cannot write the audit log");
+            }
+        }
+        match sent {
+            Ok(()) => {
+                *controlling |= name == "input";
+                None
+            }
+            Err(reason) => refused(name, reason.to_owned()),
+        }
+    }
 }
 
 /// Sends the welcome, then whatever the feed queues, until either side goes.
 async fn relay(
+    state: Arc<AppState>,
+    watcher: Watcher,
     mut socket: WebSocket,
     welcome: LiveMessage,
     mut receiver: mpsc::Receiver<LiveMessage>,
 ) {
     let mut next = Some(welcome);
+    let mut controlling = false;
     loop {
         let Some(message) = next.take() else {
             tokio::select! {
@@ -210,8 +284,11 @@ async fn relay(
                     None => break,
                 },
                 incoming = socket.recv() => match incoming {
-                    // Subscribers only listen; anything but a ping ends it.
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Text(text))) => {
+                        next = watcher.request(&state, text.as_str(), &mut controlling).await;
+                    }
+                    // Anything else (binary, close, an error) ends the subscription.
                     _ => break,
                 },
             }

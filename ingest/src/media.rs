@@ -334,11 +334,30 @@ impl<'a> Connection<'a> {
         })
     }
 
-    /// Receives, stores and acknowledges until the agent leaves or must be closed.
+    /// Receives, stores and acknowledges until the agent leaves or must be closed; passes on
+    /// what operators ask of the agent meanwhile ([`crate::remote`]).
     async fn serve(&mut self, stop: &mut watch::Receiver<Option<CloseCode>>) -> Close {
+        let mut inbox = self.state.inboxes.open(self.session);
+        let reason = self.serve_with(stop, &mut inbox).await;
+        drop(inbox);
+        self.state.inboxes.close(self.session);
+        reason
+    }
+
+    async fn serve_with(
+        &mut self,
+        stop: &mut watch::Receiver<Option<CloseCode>>,
+        inbox: &mut tokio::sync::mpsc::Receiver<ServerControl>,
+    ) -> Close {
         loop {
             let first = tokio::select! {
                 message = self.socket.recv() => message,
+                Some(request) = inbox.recv() => {
+                    if let Err(reason) = self.send(&request).await {
+                        return reason;
+                    }
+                    continue;
+                }
                 _ = stop.changed() => {
                     let code = stop.borrow().unwrap_or(CloseCode::SessionEnded);
                     return close(code, match code {
@@ -533,6 +552,49 @@ impl<'a> Connection<'a> {
                 CloseCode::SessionEnded,
                 "the agent closed the connection",
             )),
+            AgentControl::Control { holder, at_ns } => {
+                let (actor, why) = match holder {
+                    proto::ControlHolder::Customer => {
+                        ("customer:agent", "the customer took control back")
+                    }
+                    proto::ControlHolder::Operator => (
+                        "system:agent",
+                        "the customer is idle: the operator's input counts",
+                    ),
+                };
+                audit_agent(
+                    self.state,
+                    self.session,
+                    actor,
+                    "session.control",
+                    why,
+                    storage::audit::Outcome::Success,
+                )
+                .await;
+                let notice = proto::LiveNotice::Control { holder, at_ns };
+                (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
+                Ok(())
+            }
+            AgentControl::Refused { request, reason } => {
+                let action = if request == "lift blinds" {
+                    "session.blinds.lift"
+                } else {
+                    "session.control.refused"
+                };
+                let why = format!("{request}: {reason}");
+                audit_agent(
+                    self.state,
+                    self.session,
+                    "customer:agent",
+                    action,
+                    &why,
+                    storage::audit::Outcome::Denied,
+                )
+                .await;
+                let notice = proto::LiveNotice::Refused { request, reason };
+                (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
+                Ok(())
+            }
             AgentControl::Hello { .. } => {
                 Err(close(CloseCode::ProtocolError, "hello was already said"))
             }
@@ -586,6 +648,28 @@ impl<'a> Connection<'a> {
 
 /// Audits the customer pausing or resuming sharing (the pause itself is on the timeline: the
 /// frames are flagged `paused`).
+/// Audits what the agent reported on the customer's behalf (control taken back, a request
+/// refused).
+async fn audit_agent(
+    state: &AppState,
+    session: Uuid,
+    actor: &str,
+    action: &str,
+    reason: &str,
+    outcome: storage::audit::Outcome,
+) {
+    let event = storage::audit::AuditEvent {
+        actor: actor.into(),
+        action: action.into(),
+        object: format!("session:{session}"),
+        reason: Some(reason.into()),
+        outcome,
+    };
+    if let Err(e) = state.sessions.vault().audit().append(event).await {
+        tracing::error!(%session, error = %e, "cannot write the audit log");
+    }
+}
+
 async fn audit_sharing(
     state: &AppState,
     session: Uuid,

@@ -51,6 +51,9 @@ pub struct ServeConfig {
     pub max_cti_bytes: u64,
     /// A joined session with no agent connected this long ends (timeout).
     pub session_idle: Duration,
+    /// A CTI upload in parts that receives nothing this long is closed with the parts that
+    /// arrived (keep it well under `cti_deadline`).
+    pub cti_upload_idle: Duration,
     /// The least time between two syncs of the journal (`commit`): more connections' frames
     /// per sync, less CPU, that much more latency at most.
     pub commit_interval: Duration,
@@ -76,6 +79,7 @@ impl ServeConfig {
             max_bytes_per_sec: 4 << 20,
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
             session_idle: Duration::from_secs(30 * 60),
+            cti_upload_idle: Duration::from_secs(5 * 60),
             commit_interval: Duration::from_millis(2),
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
@@ -103,6 +107,8 @@ pub struct AppState {
     pub last_seen: crate::ending::LastSeen,
     /// CTI audio intake: its signing key and replay memory.
     pub cti: CtiIntake,
+    /// The agent connections' inboxes for what operators ask.
+    pub inboxes: crate::remote::AgentInboxes,
 }
 
 impl AppState {
@@ -218,6 +224,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         feeds: crate::live::LiveFeeds::default(),
         last_seen: crate::ending::LastSeen::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
+        inboxes: crate::remote::AgentInboxes::default(),
     });
     // Sessions that ended just before a crash: their logs into the blob store, their jobs
     // queued (both idempotent).
@@ -252,6 +259,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     tracing::info!(%addr, "serving");
     let every = (config.session_idle / 4)
         .min(config.code_ttl / 4)
+        .min(config.cti_upload_idle / 4)
         .clamp(Duration::from_millis(100), Duration::from_secs(30));
     let reaper = crate::ending::spawn_reaper(Arc::clone(&state), every);
     Ok(RunningServer {

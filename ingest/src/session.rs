@@ -45,24 +45,7 @@ pub struct CreatedSession {
     pub group: String,
 }
 
-/// What a customer's agent gets for a valid code.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct JoinedSession {
-    /// The session.
-    pub session_id: Uuid,
-    /// Presented in the media connection's `Hello`.
-    pub session_token: String,
-    /// The session media key, hex (frames are sealed under it on the device).
-    pub media_key: String,
-}
-
-impl std::fmt::Debug for JoinedSession {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JoinedSession")
-            .field("session_id", &self.session_id)
-            .finish_non_exhaustive()
-    }
-}
+pub use proto::join::JoinedSession;
 
 /// Sessions, codes, consent: the rules around the metadata tables.
 #[derive(Clone)]
@@ -432,8 +415,6 @@ impl Sessions {
         Ok(moved)
     }
 
-    /// Queues an ended session's mux job: due now when its CTI recording is in, otherwise
-    /// video-only after the CTI deadline (a recording arriving before then expedites it).
     /// Queues the mux job of an ended session: due now if its CTI recording is here, else
     /// at the CTI deadline (then video-only unless the recording comes first).
     ///

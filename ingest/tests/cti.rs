@@ -8,31 +8,12 @@ mod common;
 
 use std::io::Read;
 
-use common::Harness;
+use common::{Harness, wav};
 use ingest::cti::{self, CtiKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use storage::Access;
 use uuid::Uuid;
-
-/// A short mono 8 kHz PCM WAV.
-fn wav(samples: usize) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
-    for i in 0..samples {
-        writer
-            .write_sample(((i as f64 * 0.05).sin() * 12_000.0) as i16)
-            .unwrap();
-    }
-    writer.finalize().unwrap();
-    out.into_inner()
-}
 
 fn key(h: &Harness) -> CtiKey {
     CtiKey::from_file(&h.dir.path().join("cti.key")).unwrap()

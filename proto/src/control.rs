@@ -87,6 +87,33 @@ pub enum ConsentScope {
 }
 
 impl ConsentScope {
+    /// Every scope, in order.
+    pub const ALL: [ConsentScope; 5] = [
+        ConsentScope::Camera,
+        ConsentScope::Screen,
+        ConsentScope::Recording,
+        ConsentScope::ScreenCapture,
+        ConsentScope::FileTransfer,
+    ];
+
+    /// The scope's wire name (`camera`, `screen_capture`, …).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsentScope::Camera => "camera",
+            ConsentScope::Screen => "screen",
+            ConsentScope::Recording => "recording",
+            ConsentScope::ScreenCapture => "screen_capture",
+            ConsentScope::FileTransfer => "file_transfer",
+        }
+    }
+
+    /// The scope of a wire name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The scope a track's media needs before the server accepts a frame of it: the
     /// microphone reference exists only to align the recording, so it needs `recording`.
     #[must_use]
@@ -98,6 +125,45 @@ impl ConsentScope {
             Track::MicReference => ConsentScope::Recording,
         }
     }
+}
+
+/// One input event from the operator for the customer's screen (screen pixels; X11 button
+/// numbers, 4/5 the wheel; X11 keysyms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputEvent {
+    /// Move the pointer to (x, y).
+    PointerMove {
+        /// Column.
+        x: u16,
+        /// Row.
+        y: u16,
+    },
+    /// Press or release a mouse button.
+    Button {
+        /// 1 left, 2 middle, 3 right, 4/5 wheel up/down.
+        button: u8,
+        /// Pressed (true) or released.
+        pressed: bool,
+    },
+    /// Press or release a key.
+    Key {
+        /// The X11 keysym.
+        keysym: u32,
+        /// Pressed (true) or released.
+        pressed: bool,
+    },
+}
+
+/// Who drives the customer's mouse and keyboard now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlHolder {
+    /// The customer: the operator's input is not injected (they are using their device, or
+    /// took control back).
+    Customer,
+    /// The operator's input is injected (the customer is idle).
+    Operator,
 }
 
 /// Agent → server.
@@ -151,6 +217,21 @@ pub enum AgentControl {
         /// Agent monotonic ns of the resume.
         at_ns: i64,
     },
+    /// Who has control changed: the customer's own input took it back (at once, whatever
+    /// the operator does), or the customer has been idle and the operator's input counts.
+    Control {
+        /// Who has it now.
+        holder: ControlHolder,
+        /// Agent monotonic ns of the change (for the customer, of their input).
+        at_ns: i64,
+    },
+    /// The agent refused something the operator asked (e.g. lifting a blind).
+    Refused {
+        /// What was asked.
+        request: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The agent is leaving (e.g. the customer ended the session).
     Close(Close),
 }
@@ -190,6 +271,14 @@ pub enum ServerControl {
         /// Server UTC ns (since the Unix epoch) when the pong was sent.
         t3: i64,
     },
+    /// The operator's input, to inject while the customer is idle.
+    Input {
+        /// The events, in order.
+        events: Vec<InputEvent>,
+    },
+    /// The operator asks to lift the customer's blinds. The agent always refuses: only the
+    /// customer lifts them.
+    LiftBlinds,
     /// The server is closing the connection; the same code and reason go in the WebSocket
     /// close frame.
     Close(Close),

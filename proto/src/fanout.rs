@@ -107,11 +107,75 @@ pub enum LiveNotice {
         /// Last seq skipped.
         to_seq: u64,
     },
+    /// Who drives the customer's input changed (the customer took control back, or has been
+    /// idle and the operator's input is injected again).
+    Control {
+        /// Who has it now.
+        holder: crate::control::ControlHolder,
+        /// Agent monotonic ns of the change.
+        at_ns: i64,
+    },
+    /// The agent refused what an operator asked (lifting a blind, input it cannot inject),
+    /// or nothing could take the request (no agent connected).
+    Refused {
+        /// What was asked.
+        request: String,
+        /// Why not.
+        reason: String,
+    },
     /// The session ended; no more messages follow.
     Ended {
         /// Why, for the operator.
         reason: String,
     },
+}
+
+/// What an operator watching live may ask of the agent, as a text message on the same
+/// WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OperatorRequest {
+    /// Input for the customer's screen, injected while the customer is idle.
+    Input {
+        /// The events, in order.
+        events: Vec<crate::control::InputEvent>,
+    },
+    /// Lift the customer's blinds (the agent always refuses; the request is audited).
+    LiftBlinds,
+}
+
+impl OperatorRequest {
+    /// Parses one text message.
+    ///
+    /// # Errors
+    /// [`ProtoError::ControlTooLarge`] or [`ProtoError::BadControl`].
+    pub fn from_json(text: &str) -> Result<Self> {
+        if text.len() > MAX_CONTROL_LEN {
+            return Err(ProtoError::ControlTooLarge {
+                len: text.len(),
+                max: MAX_CONTROL_LEN,
+            });
+        }
+        serde_json::from_str(text).map_err(|e| ProtoError::BadControl(e.to_string()))
+    }
+
+    /// The text message.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("requests always serialize")
+    }
+
+    /// What the agent is told.
+    #[must_use]
+    pub fn to_agent(&self) -> crate::control::ServerControl {
+        match self {
+            OperatorRequest::Input { events } => crate::control::ServerControl::Input {
+                events: events.clone(),
+            },
+            OperatorRequest::LiftBlinds => crate::control::ServerControl::LiftBlinds,
+        }
+    }
 }
 
 /// One message to a live subscriber.

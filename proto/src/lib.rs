@@ -13,6 +13,7 @@
 //! * [`progress`] — per-track sequence bookkeeping: cumulative acks and idempotent resends.
 //! * [`clock`] — NTP-style clock-sync samples and the offset/delay computed from one.
 //! * [`fanout`] — what operators subscribed to a live session receive.
+//! * [`join`] — the HTTPS requests before the media connection: redeeming the code, consent.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -22,13 +23,17 @@ pub mod control;
 mod error;
 pub mod fanout;
 pub mod frame;
+pub mod join;
 pub mod progress;
 pub mod seal;
 
 pub use clock::{ClockEstimate, ClockSample};
-pub use control::{AgentControl, AgentInfo, Close, CloseCode, ConsentScope, ServerControl};
+pub use control::{
+    AgentControl, AgentInfo, Close, CloseCode, ConsentScope, ControlHolder, InputEvent,
+    ServerControl,
+};
 pub use error::{ProtoError, Result};
-pub use fanout::{LiveFrame, LiveMessage, LiveNotice, WireMessage};
+pub use fanout::{LiveFrame, LiveMessage, LiveNotice, OperatorRequest, WireMessage};
 pub use frame::{
     Frame, FrameFlags, FrameHeader, FrameKind, HEADER_LEN, PROTOCOL_VERSION, Track, decode_frame,
 };

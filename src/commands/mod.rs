@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into calls on the library
 //! crates and prints the outcome.
 
+pub mod agent;
 pub mod archive;
 pub mod audit;
 pub mod cti;

@@ -85,6 +85,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         session_idle: file
             .session_idle_seconds
             .map_or(defaults.session_idle, seconds),
+        cti_upload_idle: file
+            .cti_upload_idle_seconds
+            .map_or(defaults.cti_upload_idle, seconds),
         ..defaults
     };
     let mut worker_config = muxer::worker::WorkerConfig::local(&data_dir);

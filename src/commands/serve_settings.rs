@@ -9,6 +9,7 @@
 //! cti_deadline_seconds = 900
 //! drain_seconds = 10
 //! session_idle_seconds = 1800   # a joined session with no agent this long ends
+//! cti_upload_idle_seconds = 300 # a CTI upload in parts fed nothing this long is closed
 //!
 //! [limits]
 //! max_frame_bytes = 1048576      # largest frame plaintext from an agent
@@ -40,6 +41,7 @@ pub struct ServeFile {
     pub cti_deadline_seconds: Option<u64>,
     pub drain_seconds: Option<u64>,
     pub session_idle_seconds: Option<u64>,
+    pub cti_upload_idle_seconds: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]

@@ -101,6 +101,7 @@ on_both_backends!(
     segments_record_durable_progress,
     clock_samples_are_kept_as_they_came,
     cti_recordings_attach_to_sessions,
+    cti_uploads_take_parts_in_order_and_complete_once,
     mux_job_enqueue_is_idempotent,
     a_late_cti_recording_expedites_the_queued_job,
     mux_job_claims_are_exclusive,

@@ -16,6 +16,25 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
+/// A short mono 8 kHz PCM WAV.
+pub fn wav(samples: usize) -> Vec<u8> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
+    for i in 0..samples {
+        writer
+            .write_sample(((i as f64 * 0.05).sin() * 12_000.0) as i16)
+            .unwrap();
+    }
+    writer.finalize().unwrap();
+    out.into_inner()
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub server: Option<RunningServer>,

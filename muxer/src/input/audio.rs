@@ -54,7 +54,15 @@ impl AudioFile {
     /// # Errors
     /// [`MuxError::Input`] for a missing, empty, corrupt, truncated or unsupported file.
     pub fn open(bytes: impl Into<InputBytes>) -> Result<Self> {
-        let bytes = bytes.into();
+        let original = bytes.into();
+        // A WAV written as a stream is read through a view whose sizes are put right; the
+        // file is still named, and hashed, as stored.
+        let mut file = Self::open_settled(super::streamed_wav::settle(&original)?)?;
+        file.bytes = original;
+        Ok(file)
+    }
+
+    fn open_settled(bytes: InputBytes) -> Result<Self> {
         let path = bytes.name();
         let file_len = bytes.byte_len()?;
         if file_len == 0 {

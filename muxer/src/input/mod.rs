@@ -9,6 +9,8 @@ pub mod g711;
 mod jpeg;
 mod opus;
 pub mod sealed;
+mod streamed_wav;
+pub mod tiles;
 pub mod video;
 
 use std::io::Read;

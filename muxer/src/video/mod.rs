@@ -31,6 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::input::frames::FrameSource;
+use crate::input::tiles;
 use crate::input::video::{VideoCodec, VideoScan, VideoSource};
 use crate::manifest::Gap;
 use crate::timeline::{CutPoints, TrackSpan, UtcNanos};
@@ -184,8 +185,13 @@ impl VideoTrack {
             VideoMode::Transcode(_) if self.scan.codec.is_stills() => {
                 let (width, height) = stills::canvas(self.scan.size);
                 format!(
-                    "transcoded from screenshots: JPEG stills, each held until the next, as \
-                     {} fps video at {width}×{height}",
+                    "transcoded from {}, each held until the next, as {} fps video at \
+                     {width}×{height}",
+                    if self.input.label().ends_with(tiles::LABEL_SUFFIX) {
+                        "the screen codec's changed screens"
+                    } else {
+                        "screenshots: JPEG stills"
+                    },
                     stills::STILLS_FPS
                 )
             }

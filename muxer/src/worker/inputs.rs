@@ -19,6 +19,7 @@ use crate::audio::AudioInput;
 use crate::input::bytes::{ByteSource, InputBytes, InputReader};
 use crate::input::frames::{FrameCodec, FrameFormat, FrameSource};
 use crate::input::sealed::SealedTrack;
+use crate::input::tiles::{self, ScreenTiles};
 use crate::mux::{Layout, MuxRequest, OutputFormat};
 use crate::timeline::{ClockMapping, SyncSample, UtcNanos};
 use crate::video::{VideoInput, VideoRole};
@@ -236,18 +237,24 @@ fn open_tracks(
         let Some(first) = first else {
             continue; // nothing but pauses, or nothing at all
         };
+        let start = UtcNanos(first.pts_ns);
+        if tiles::is_screen_codec(&first.data) {
+            videos.push(VideoInput::frames(
+                role,
+                Arc::new(ScreenTiles { inner: source }),
+                start,
+            ));
+            continue;
+        }
         let codec = FrameCodec::sniff(&first.data).ok_or_else(|| {
             JobError::Unmuxable(format!(
-                "{}: the first frame is not an H.264, VP8 or VP9 keyframe, nor a JPEG",
+                "{}: the first frame is not an H.264, VP8 or VP9 keyframe, a JPEG, nor a \
+                 screen-codec key frame",
                 source.label()
             ))
         })?;
         source.format = FrameFormat::new(codec);
-        videos.push(VideoInput::frames(
-            role,
-            Arc::new(source),
-            UtcNanos(first.pts_ns),
-        ));
+        videos.push(VideoInput::frames(role, Arc::new(source), start));
     }
     if videos.is_empty() {
         return Err(JobError::Unmuxable(

@@ -45,6 +45,8 @@ macro_rules! cti_columns {
     };
 }
 
+pub(super) use cti_columns;
+
 /// The columns of `cti_columns!`, in order.
 type CtiRow = (
     String,
@@ -77,52 +79,77 @@ fn from_row(row: CtiRow) -> Result<CtiRecording> {
     })
 }
 
+/// The checks a recording passes before it is stored.
+pub(super) fn check_recording(rec: &CtiRecording) -> Result<()> {
+    required("the CTI call id", &rec.call_id)?;
+    required("the CTI recording location", &rec.location)
+}
+
+/// The insert of a [`CtiRecording`], ready to execute on a pool or inside a transaction of
+/// either backend.
+macro_rules! insert_recording_query {
+    ($rec:expr) => {{
+        let rec: &CtiRecording = $rec;
+        sqlx::query(concat!(
+            "INSERT INTO cti_recordings (",
+            cti_columns!(),
+            ") \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(uuid_text(rec.recording_id))
+        .bind(rec.call_id.clone())
+        .bind(rec.session_id.map(uuid_text))
+        .bind(rec.correlation_key.clone())
+        .bind(to_micros(rec.started_at))
+        .bind(rec.ended_at.map(to_micros))
+        .bind(rec.location.clone())
+        .bind(rec.archive_id.map(uuid_text))
+        .bind(to_micros(rec.received_at))
+    }};
+}
+pub(super) use insert_recording_query;
+
 impl MetadataDb {
     /// Records a CTI recording. Refused with [`DbError::CtiCallExists`] if its session
     /// already has a recording of this call, [`DbError::CtiRecordingExists`] if the id is
     /// taken and [`DbError::SessionNotFound`] if the session is unknown.
     #[instrument(skip_all, fields(recording_id = %rec.recording_id))]
     pub async fn insert_cti_recording(&self, rec: &CtiRecording) -> Result<()> {
-        required("the CTI call id", &rec.call_id)?;
-        required("the CTI recording location", &rec.location)?;
-        let inserted = on_pool!(self, pool => sqlx::query(concat!(
-            "INSERT INTO cti_recordings (", cti_columns!(), ") \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(uuid_text(rec.recording_id))
-        .bind(rec.call_id.as_str())
-        .bind(rec.session_id.map(uuid_text))
-        .bind(rec.correlation_key.as_deref())
-        .bind(to_micros(rec.started_at))
-        .bind(rec.ended_at.map(to_micros))
-        .bind(rec.location.as_str())
-        .bind(rec.archive_id.map(uuid_text))
-        .bind(to_micros(rec.received_at))
-        .execute(pool)
-        .await
-        .map(|_| ()));
-        let Err(e) = inserted else {
-            return Ok(());
-        };
+        check_recording(rec)?;
+        let inserted =
+            on_pool!(self, pool => insert_recording_query!(rec).execute(pool).await.map(drop));
+        match inserted {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.cti_recording_error(rec, e).await),
+        }
+    }
+
+    /// What a failed insert of `rec` means: the call or the id taken, an unknown session, or
+    /// a plain query failure.
+    pub(super) async fn cti_recording_error(&self, rec: &CtiRecording, e: sqlx::Error) -> DbError {
         if constraint_violation(&e) == Some(ErrorKind::UniqueViolation) {
-            if self.cti_recording(rec.recording_id).await?.is_some() {
-                return Err(DbError::CtiRecordingExists {
-                    recording_id: rec.recording_id,
-                });
+            match self.cti_recording(rec.recording_id).await {
+                Ok(Some(_)) => {
+                    return DbError::CtiRecordingExists {
+                        recording_id: rec.recording_id,
+                    };
+                }
+                Ok(None) => {}
+                Err(other) => return other,
             }
             if let Some(session_id) = rec.session_id {
-                return Err(DbError::CtiCallExists {
+                return DbError::CtiCallExists {
                     call_id: rec.call_id.clone(),
                     session_id,
-                });
+                };
             }
         }
-        Err(match rec.session_id {
+        match rec.session_id {
             Some(session_id) => {
                 session_reference_error(self, session_id, "recording a CTI recording")(e)
             }
             None => self.query_error("recording a CTI recording")(e),
-        })
+        }
     }
 
     /// One CTI recording, if it exists.

@@ -290,6 +290,20 @@ pub enum DbError {
         recording_id: Uuid,
     },
 
+    /// Another upload of the call is open for the same session (or correlation key).
+    #[error("call {call_id} is being uploaded in parts already")]
+    CtiUploadOpen {
+        /// The call id.
+        call_id: String,
+    },
+
+    /// The upload is unknown or completed already.
+    #[error("CTI upload {upload_id} is not open")]
+    CtiUploadNotOpen {
+        /// The upload id.
+        upload_id: Uuid,
+    },
+
     /// A stored text field is empty where it must say something.
     #[error("{what} must not be empty")]
     EmptyField {

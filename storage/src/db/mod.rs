@@ -2,7 +2,7 @@
 //! can crypto-shred them, and the audit log ([`crate::audit`] gives the log its meaning); and
 //! what the ingest server and the muxer workers share about sessions: the sessions themselves,
 //! their one-time connection codes and join attempts, consents, durable media segments,
-//! clock-sync samples, CTI call recordings and the mux job queue.
+//! clock-sync samples, CTI call recordings (and uploads of them in parts) and the mux job queue.
 //!
 //! A SQLite file under the data directory by default, PostgreSQL when the database URL says
 //! so. Each query is written once, with `$1, $2` placeholders that both sqlx drivers accept,
@@ -17,6 +17,7 @@ mod codes;
 mod connect;
 mod consents;
 mod cti;
+mod cti_uploads;
 mod error;
 mod keys;
 mod mux_jobs;
@@ -36,6 +37,7 @@ pub use codes::{
 };
 pub use consents::{ConsentRecord, ConsentScope};
 pub use cti::CtiRecording;
+pub use cti_uploads::{CtiPart, CtiUpload, PartRecorded};
 pub use error::DbError;
 pub use keys::RetentionKeyRecord;
 pub use mux_jobs::{MuxJob, MuxJobState};

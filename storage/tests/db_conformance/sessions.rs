@@ -1,5 +1,5 @@
 //! The ingest server's tables: sessions, connection codes and join attempts, consents,
-//! segments, clock-sync samples, CTI recordings and mux jobs. Each test runs on both backends
+//! segments, clock-sync samples, CTI recordings (and uploads in parts) and mux jobs. Each test runs on both backends
 //! (see `on_both_backends!` in the parent).
 
 use std::collections::{HashMap, HashSet};
@@ -11,9 +11,9 @@ use anyhow::{Context, ensure};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use storage::db::{
-    ClockSample, CodeState, ConsentScope, CtiRecording, DbError, MAX_CODE_FAILURES, MediaTrack,
-    MetadataDb, MuxJobState, NewConnectionCode, NewSession, SegmentRecord, SessionFilter,
-    SessionRecord, SessionState,
+    ClockSample, CodeState, ConsentScope, CtiPart, CtiRecording, CtiUpload, DbError,
+    MAX_CODE_FAILURES, MediaTrack, MetadataDb, MuxJobState, NewConnectionCode, NewSession,
+    PartRecorded, SegmentRecord, SessionFilter, SessionRecord, SessionState,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -1271,5 +1271,149 @@ pub(crate) async fn mux_job_failure_retry_and_release(f: Fixture) -> anyhow::Res
     assert_eq!(db.mux_jobs(Some(MuxJobState::Failed)).await?, vec![failed]);
     let error = db.claim_mux_job(" ", T0, LEASE).await.unwrap_err();
     assert!(matches!(error, DbError::EmptyField { .. }), "{error:?}");
+    Ok(())
+}
+
+// --- CTI uploads in parts --------------------------------------------------------------------
+
+fn upload(call_id: &str, session_id: Option<Uuid>, key: Option<&str>) -> CtiUpload {
+    CtiUpload {
+        upload_id: Uuid::new_v4(),
+        call_id: call_id.into(),
+        session_id,
+        correlation_key: key.map(Into::into),
+        started_at: T0 + minutes(1),
+        source_name: Some("call.wav".into()),
+        opened_at: T0 + minutes(1),
+        recording_id: None,
+    }
+}
+
+fn part(upload_id: Uuid, n: u64, at: OffsetDateTime) -> CtiPart {
+    CtiPart {
+        upload_id,
+        part: n,
+        archive_id: Uuid::new_v4(),
+        location: format!("cti/uploads/{upload_id}/{n:06}.idvr"),
+        bytes: 1000 + n,
+        sha256: [n as u8; 32],
+        received_at: at,
+    }
+}
+
+pub(crate) async fn cti_uploads_take_parts_in_order_and_complete_once(
+    f: Fixture,
+) -> anyhow::Result<()> {
+    let db = &f.db;
+    let session = session_in(db, "g").await?.session_id;
+    let open = upload("call-2001", Some(session), None);
+    db.insert_cti_upload(&open).await?;
+    assert_eq!(db.cti_upload(open.upload_id).await?, Some(open.clone()));
+    assert_eq!(
+        db.open_cti_upload("call-2001", Some(session), None).await?,
+        Some(open.clone())
+    );
+    assert_eq!(db.open_cti_upload("call-2001", None, None).await?, None);
+    let error = db
+        .insert_cti_upload(&upload("call-2001", Some(session), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DbError::CtiUploadOpen { .. }), "{error:?}");
+    let error = db
+        .insert_cti_upload(&upload("call-2002", Some(Uuid::new_v4()), None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, DbError::SessionNotFound { .. }),
+        "{error:?}"
+    );
+
+    // Parts in order only; a resend or a skip is not recorded.
+    let id = open.upload_id;
+    assert_eq!(
+        db.insert_cti_part(&part(id, 1, T0 + minutes(2))).await?,
+        PartRecorded::OutOfOrder { expected: 0 }
+    );
+    for n in 0..3 {
+        assert_eq!(
+            db.insert_cti_part(&part(id, n, T0 + minutes(2 + n as i64)))
+                .await?,
+            PartRecorded::Recorded
+        );
+    }
+    assert_eq!(
+        db.insert_cti_part(&part(id, 1, T0 + minutes(9))).await?,
+        PartRecorded::OutOfOrder { expected: 3 }
+    );
+    let parts = db.cti_parts(id).await?;
+    assert_eq!(parts.iter().map(|p| p.part).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(
+        parts[2],
+        CtiPart {
+            archive_id: parts[2].archive_id,
+            ..part(id, 2, T0 + minutes(4))
+        }
+    );
+
+    // Idle by its newest part, not by its opening.
+    assert!(db.idle_cti_uploads(T0 + minutes(4)).await?.is_empty());
+    assert_eq!(
+        db.idle_cti_uploads(T0 + minutes(5)).await?,
+        vec![open.clone()]
+    );
+    let empty = upload("call-2003", None, Some("ext-1@T0"));
+    db.insert_cti_upload(&empty).await?;
+    assert!(!db.drop_empty_cti_upload(id).await?, "it has parts");
+    assert!(db.drop_empty_cti_upload(empty.upload_id).await?);
+    assert_eq!(db.cti_upload(empty.upload_id).await?, None);
+
+    // Completed once: the recording, the mark and the parts' removal go together.
+    let recording = cti("call-2001", Some(session), None);
+    db.complete_cti_upload(id, &recording).await?;
+    assert_eq!(
+        db.cti_recording(recording.recording_id).await?,
+        Some(recording.clone())
+    );
+    assert_eq!(
+        db.cti_upload(id).await?.and_then(|u| u.recording_id),
+        Some(recording.recording_id)
+    );
+    assert!(db.cti_parts(id).await?.is_empty());
+    assert_eq!(
+        db.open_cti_upload("call-2001", Some(session), None).await?,
+        None
+    );
+    let again = cti("call-2001b", Some(session), None);
+    let error = db.complete_cti_upload(id, &again).await.unwrap_err();
+    assert!(
+        matches!(error, DbError::CtiUploadNotOpen { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        db.cti_recording(again.recording_id).await?,
+        None,
+        "rolled back"
+    );
+    assert_eq!(
+        db.insert_cti_part(&part(id, 0, T0)).await?,
+        PartRecorded::OutOfOrder { expected: 0 },
+        "a completed upload takes no parts"
+    );
+
+    // Two completions of one unattached upload at once: one recording.
+    let racing = upload("call-2004", None, Some("ext-2@T0"));
+    db.insert_cti_upload(&racing).await?;
+    db.insert_cti_part(&part(racing.upload_id, 0, T0)).await?;
+    let (a, b) = (
+        cti("call-2004", None, Some("ext-2@T0")),
+        cti("call-2004", None, Some("ext-2@T0")),
+    );
+    let other = f.reopen().await?;
+    let (ra, rb) = tokio::join!(
+        db.complete_cti_upload(racing.upload_id, &a),
+        other.complete_cti_upload(racing.upload_id, &b)
+    );
+    ensure!(ra.is_ok() != rb.is_ok(), "one winner: {ra:?} {rb:?}");
+    assert_eq!(db.unattached_cti_recordings("ext-2@T0").await?.len(), 1);
     Ok(())
 }
