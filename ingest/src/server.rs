@@ -19,7 +19,7 @@ use storage::Vault;
 
 use crate::api;
 use crate::code::CodeKey;
-use crate::commit::{Checkpoints, GroupCommit};
+use crate::commit::{CommitPolicy, GroupCommit};
 use crate::cti::CtiIntake;
 use crate::error::{IngestError, Result};
 use crate::media::LiveConnections;
@@ -54,6 +54,9 @@ pub struct ServeConfig {
     /// A CTI upload in parts that receives nothing this long is closed with the parts that
     /// arrived (keep it well under `cti_deadline`).
     pub cti_upload_idle: Duration,
+    /// The least time between two syncs of the journal (`commit`): more connections' frames
+    /// per sync, less CPU, that much more latency at most.
+    pub commit_interval: Duration,
     /// When the agents' track logs are synced and the journal that covered them removed
     /// (`commit`): how often, at most.
     pub checkpoint_every: Duration,
@@ -77,6 +80,7 @@ impl ServeConfig {
             max_cti_bytes: crate::cti::DEFAULT_MAX_CTI_BYTES,
             session_idle: Duration::from_secs(30 * 60),
             cti_upload_idle: Duration::from_secs(5 * 60),
+            commit_interval: Duration::from_millis(2),
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
         }
@@ -292,11 +296,12 @@ async fn start_commit(config: &ServeConfig, metrics: Arc<Metrics>) -> Result<Gro
             "replayed the journal into the track logs"
         );
     }
-    let checkpoints = Checkpoints {
-        every: config.checkpoint_every,
-        bytes: config.checkpoint_bytes,
+    let policy = CommitPolicy {
+        interval: config.commit_interval,
+        checkpoint_every: config.checkpoint_every,
+        checkpoint_bytes: config.checkpoint_bytes,
     };
-    GroupCommit::start(journal, root, checkpoints, metrics).map_err(|e| IngestError::io(&dir, e))
+    GroupCommit::start(journal, root, policy, metrics).map_err(|e| IngestError::io(&dir, e))
 }
 
 fn router(state: Arc<AppState>) -> Router {
