@@ -65,8 +65,7 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     }
     // Into the blob store, where a worker on any node reads it; if that fails the logs stay
     // in the spool (a worker here still reads them) and the next start rolls them.
-    let vault = state.sessions.vault();
-    if let Err(e) = crate::segments::roll(vault, &state.config.data_dir, session).await {
+    if let Err(e) = state.roller.roll_all(session).await {
         tracing::error!(%session, error = %e, "cannot roll the session's logs into the blob store");
     }
     if joined {

@@ -42,7 +42,7 @@ fn stored(h: &Harness, joined: &Joined) -> Vec<u64> {
     let path = h
         .dir
         .path()
-        .join(format!("spool/{}/screenshot.log", joined.session));
+        .join(format!("spool/{}/screenshot-000000.log", joined.session));
     Records::open(&path)
         .unwrap()
         .map(|r| r.unwrap().seq)
@@ -143,7 +143,7 @@ async fn bad_screenshots_are_refused_and_nothing_is_stored() {
     let path = h
         .dir
         .path()
-        .join(format!("spool/{}/screenshot.log", joined.session));
+        .join(format!("spool/{}/screenshot-000000.log", joined.session));
     assert!(!path.exists() || stored(&h, &joined).is_empty());
 
     // The good one still goes through afterwards.

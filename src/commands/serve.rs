@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -88,6 +89,28 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         cti_upload_idle: file
             .cti_upload_idle_seconds
             .map_or(defaults.cti_upload_idle, seconds),
+        commit_interval: file
+            .spool
+            .commit_interval_ms
+            .map_or(defaults.commit_interval, Duration::from_millis),
+        checkpoint_every: file
+            .spool
+            .checkpoint_seconds
+            .map_or(defaults.checkpoint_every, seconds),
+        checkpoint_bytes: file
+            .spool
+            .checkpoint_bytes
+            .unwrap_or(defaults.checkpoint_bytes),
+        segments: ingest::SegmentPolicy {
+            max_bytes: file
+                .spool
+                .segment_bytes
+                .unwrap_or(defaults.segments.max_bytes),
+            max_age: file
+                .spool
+                .segment_seconds
+                .map_or(defaults.segments.max_age, seconds),
+        },
         ..defaults
     };
     let mut worker_config = muxer::worker::WorkerConfig::local(&data_dir);
