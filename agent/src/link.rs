@@ -56,6 +56,8 @@ pub enum Inbound {
     StreamingRefused,
     /// The WebSocket is up again: stop the screenshots.
     StreamingRestored,
+    /// Someone started watching a track live, or lost frames of it: a keyframe is wanted.
+    Keyframe(Track),
 }
 
 /// Why a connection attempt failed.
@@ -331,6 +333,9 @@ impl Link {
                     }
                     Ok(ServerControl::LiftBlinds) => {
                         let _ = inbound.try_send(Inbound::LiftBlinds);
+                    }
+                    Ok(ServerControl::Keyframe { track }) => {
+                        let _ = inbound.try_send(Inbound::Keyframe(track));
                     }
                     Ok(other) => tracing::debug!(?other, "ignored"),
                     Err(lost) => return lost,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::{
     AgentControl, AgentInfo, ConsentScope, FrameFlags, FrameHeader, SessionCipher, Track, TrackSeqs,
@@ -19,6 +19,7 @@ use crate::config::{AgentConfig, Region, ScreenCodec, TrackSettings, VideoSource
 use crate::control::{Controller, POLL, X11Injector};
 use crate::error::AgentError;
 use crate::join::{Api, tls_config};
+use crate::keyframes::ForcedKeyframes;
 use crate::link::{Command, Ended, Inbound, Link, Shared};
 use crate::outbox::{Outbox, Sealed};
 use crate::screenshots::{Poster, Screenshots};
@@ -168,6 +169,7 @@ pub async fn run(
     let mut screenshots: Option<Screenshots> = None;
     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
     let mut watch_captures = tokio::time::interval(Duration::from_millis(250));
+    let mut forced_keys = ForcedKeyframes::default();
     let ended = loop {
         tokio::select! {
             action = actions.recv() => match action.unwrap_or(CustomerAction::End) {
@@ -221,6 +223,14 @@ pub async fn run(
                     Inbound::StreamingRestored => {
                         if screenshots.take().is_some() {
                             eprintln!("● Streaming again: screenshots stopped.");
+                        }
+                        None
+                    }
+                    Inbound::Keyframe(track) => {
+                        if let Some(capture) = captures.get(&track)
+                            && forced_keys.allow(track, Instant::now())
+                        {
+                            capture.request_keyframe();
                         }
                         None
                     }
