@@ -289,9 +289,16 @@ pub async fn run(
         }
         sealed
     };
+    if ended == Ended::StreamRefused {
+        api.end_session(&joined).await?;
+    }
     notice::ended(match &ended {
         Ended::Finished => "you ended the session",
         Ended::SessionEnded(_) => "the session was ended by the bank",
+        Ended::StreamRefused => {
+            "you ended the session (your network blocked streaming: the screenshots were sent, \
+             the video captured meanwhile could not be)"
+        }
     });
     Ok(Outcome {
         session_id: joined.session_id,

@@ -74,6 +74,20 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     Ok(())
 }
 
+/// The customer ended `session` (from the agent): ended, audited as the customer's, and
+/// wrapped up; whether this call ended it (`false`: it had ended already).
+///
+/// # Errors
+/// The database fails, or the mux job cannot be queued.
+pub async fn end_by_customer(state: &AppState, session: Uuid) -> Result<bool> {
+    let reason = "ended by the customer";
+    let ended = state.sessions.end_as("customer", session, reason).await?;
+    if ended {
+        wrap_up(state, session, reason, true).await?;
+    }
+    Ok(ended)
+}
+
 /// Ends the sessions that timed out; returns them.
 ///
 /// # Errors

@@ -878,16 +878,8 @@ fn authenticate(
 
 /// The customer ended `session` from the agent: it ends, and what follows every end follows.
 async fn customer_ended(state: &AppState, session: Uuid) {
-    let reason = "ended by the customer";
-    let ended = match state.sessions.end_as("customer", session, reason).await {
-        Ok(ended) => ended,
-        Err(e) => {
-            tracing::error!(%session, error = %e, "cannot end the session the customer ended");
-            return;
-        }
-    };
-    if ended && let Err(e) = crate::ending::wrap_up(state, session, reason, true).await {
-        tracing::error!(%session, error = %e, "cannot finish the session the customer ended");
+    if let Err(e) = crate::ending::end_by_customer(state, session).await {
+        tracing::error!(%session, error = %e, "cannot end the session the customer ended");
     }
 }
 
