@@ -64,6 +64,9 @@ pub struct ServeConfig {
     pub checkpoint_bytes: u64,
     /// When an agent's track log is closed and rolled into the blob store mid-session.
     pub segments: crate::segments::SegmentPolicy,
+    /// Another role's routes served on the same listener (the web console, wired by the
+    /// binary: ingest does not depend on it). Its paths must not overlap `/api/v1`.
+    pub extra_routes: Option<Router>,
 }
 
 impl ServeConfig {
@@ -86,6 +89,7 @@ impl ServeConfig {
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
             segments: crate::segments::SegmentPolicy::default(),
+            extra_routes: None,
         }
     }
 }
@@ -260,7 +264,10 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
         .acceptor(acceptor)
         .handle(handle.clone());
-    let app = router(Arc::clone(&state));
+    let app = match config.extra_routes.clone() {
+        Some(extra) => router(Arc::clone(&state)).merge(extra),
+        None => router(Arc::clone(&state)),
+    };
     let task = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())

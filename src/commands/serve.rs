@@ -46,6 +46,8 @@ pub enum Role {
     Ingest,
     /// A mux job worker (no listener).
     Muxer,
+    /// The web console alone (pages for operators, compliance, admins).
+    Console,
 }
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
@@ -131,7 +133,14 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         println!("muxing: waiting for jobs");
         shutdown_signal().await;
         eprintln!("idv: shutting down (releasing the job in progress)");
+    } else if role == Role::Console {
+        serve_console(&config, vault).await?;
     } else {
+        let config = ingest::ServeConfig {
+            extra_routes: (role == Role::All)
+                .then(|| console::router(console::ConsoleState::new(vault.clone()))),
+            ..config
+        };
         let server = ingest::start(config, vault)
             .await
             .context("cannot start the server")?;
@@ -149,6 +158,35 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         worker.await.context("the mux worker failed")?;
     }
     Ok(())
+}
+
+/// `--role console`: the console's pages alone, on the data directory's certificate.
+async fn serve_console(config: &ingest::ServeConfig, vault: storage::Vault) -> anyhow::Result<()> {
+    let tls = ingest::tls::TlsFiles::under(&config.data_dir)
+        .load_or_create(&config.tls_names)
+        .context("cannot prepare the TLS certificate")?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
+    )?
+    .handle(handle.clone());
+    let app = console::router(console::ConsoleState::new(vault));
+    println!("listening on https://{addr}");
+    let drain = config.drain;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("idv: shutting down (draining)");
+        handle.graceful_shutdown(Some(drain));
+    });
+    server
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("the console failed")
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:8443"
-//! role = "all"                  # all | ingest | muxer
+//! role = "all"                  # all | ingest | muxer | console
 //! tls_names = ["idv.bank.example"]
 //! code_ttl_seconds = 600
 //! cti_deadline_seconds = 900
