@@ -11,5 +11,6 @@
 pub mod accounts;
 pub mod auth;
 pub mod http;
+pub mod recordings;
 
 pub use http::{ConsoleState, router};

@@ -12,10 +12,10 @@ use axum::Form;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use storage::db::Role;
+use axum::response::{IntoResponse, Redirect, Response};
 use subtle::ConstantTimeEq;
 
+use super::pages::{Nav, render};
 use super::viewer::{COOKIE, cookie};
 use super::{ConsoleState, Viewer};
 use crate::auth::{LOGIN_LIFETIME, LoginError};
@@ -33,24 +33,8 @@ struct LoginPage<'a> {
 
 #[derive(Template)]
 #[template(path = "home.html")]
-struct HomePage<'a> {
-    name: &'a str,
-    group: &'a str,
-    roles: String,
-    csrf: &'a str,
-    operator: bool,
-    compliance: bool,
-    admin: bool,
-}
-
-fn render(page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "a page did not render");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+struct HomePage {
+    nav: Nav,
 }
 
 fn random_hex() -> String {
@@ -164,28 +148,10 @@ pub async fn logout(
     response
 }
 
-fn roles_text(viewer: &Viewer) -> String {
-    viewer
-        .0
-        .user
-        .roles
-        .iter()
-        .map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// `GET /`.
 pub async fn home(viewer: Viewer) -> Response {
-    let user = &viewer.0.user;
     render(&HomePage {
-        name: &user.name,
-        group: &user.group,
-        roles: roles_text(&viewer),
-        csrf: &viewer.0.csrf,
-        operator: user.has(Role::Operator) || user.has(Role::Supervisor),
-        compliance: user.has(Role::Compliance),
-        admin: user.has(Role::Admin),
+        nav: Nav::of(&viewer),
     })
 }
 

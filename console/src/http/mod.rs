@@ -5,7 +5,10 @@
 //! Every response carries a strict Content-Security-Policy (scripts and styles from the
 //! console only), no framing, no referrer and no caching.
 
+mod audit;
 mod login;
+mod pages;
+mod recordings;
 mod viewer;
 
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use storage::Vault;
 
 pub use viewer::Viewer;
@@ -28,6 +31,8 @@ pub struct ConsoleState {
     pub auth: Authenticator,
     /// The vault (recordings, audit log, users).
     pub vault: Vault,
+    /// Recordings opened for a stated reason.
+    pub grants: crate::recordings::access::Grants,
 }
 
 impl ConsoleState {
@@ -37,6 +42,7 @@ impl ConsoleState {
         Arc::new(Self {
             auth: Authenticator::new(vault.clone()),
             vault,
+            grants: crate::recordings::access::Grants::default(),
         })
     }
 }
@@ -47,8 +53,18 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
     Router::new()
         .route("/", get(login::home))
         .route("/login", get(login::page).post(login::submit))
-        .route("/logout", axum::routing::post(login::logout))
+        .route("/logout", post(login::logout))
         .route("/console/me", get(login::me))
+        .route("/recordings", get(recordings::list))
+        .route("/recordings/{session}", get(recordings::page))
+        .route("/recordings/{session}/open", post(recordings::open))
+        .route("/recordings/{session}/media", get(recordings::media))
+        .route("/recordings/{session}/verify", post(recordings::verify))
+        .route(
+            "/recordings/{session}/archive",
+            get(recordings::export_sealed),
+        )
+        .route("/audit", get(audit::page))
         .route("/console.css", get(stylesheet))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
