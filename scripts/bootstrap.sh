@@ -9,7 +9,8 @@ S3S_FS_VERSION="0.14.1" # 0.17 needs Rust 1.96; 0.14.1 is checked on Rust 1.95
 
 # System packages: GStreamer 1.22 (dev + plugins) for the muxer and agent, pkg-config for
 # the -sys crates, libopus (dev) for the muxer's Opus CTI decoder, ffmpeg (ffprobe) to check
-# what we mux, Xvfb (and xdpyinfo) for the agent's X11 screen capture tests.
+# what we mux, Xvfb (and xdpyinfo) for the agent's X11 screen capture tests, Chromium for the
+# console's browser tests (driven by playwright-core from npm, below).
 PACKAGES=(
   pkg-config build-essential
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -19,6 +20,7 @@ PACKAGES=(
   ffmpeg
   libopus-dev
   xvfb x11-utils
+  chromium
 )
 
 missing=()
@@ -48,4 +50,14 @@ else
   mkdir -p "$CACHE_DIR/tools"
   cargo install --quiet --locked --root "$CACHE_DIR/tools" "s3s-fs@$S3S_FS_VERSION" --features binary
   echo "bootstrap: s3s-fs installed"
+fi
+
+# The console's browser tests: playwright-core (no browser download: it drives Debian's
+# /usr/bin/chromium), at the versions console/browser-tests/package-lock.json pins.
+BROWSER_TESTS="$(dirname "$0")/../console/browser-tests"
+if [ -d "$BROWSER_TESTS/node_modules/playwright-core" ]; then
+  echo "bootstrap: playwright-core present"
+else
+  echo "bootstrap: installing playwright-core for the browser tests"
+  (cd "$BROWSER_TESTS" && npm ci --silent --no-audit --no-fund)
 fi

@@ -1,0 +1,93 @@
+//! The console in a real browser (headless Debian Chromium driven by playwright-core, see
+//! `console/browser-tests/`): a real `idv serve`, accounts made with `idv user add`, a real
+//! recording (`idv agent` on the test camera, muxed video-only) — then the script signs in
+//! from a disallowed address and is refused, an operator is refused the recording, and a
+//! compliance officer finds it, opens it for a reason, plays it, seeks, verifies it and finds
+//! every step in the audit log. Screenshots land in `$CARGO_TARGET_DIR/browser-screenshots`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::Server;
+
+fn add_user(data: &Path, name: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["user", "add", name])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("IDV_BLOB_URL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap();
+    format!("{name}:{password}")
+}
+
+fn screenshots() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
+    let dir = target.join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let compliance = add_user(&data, "carla", &["--role", "compliance"]);
+    let operator = add_user(&data, "otto", &["--role", "operator"]);
+    let faraway = add_user(&data, "fay", &["--role", "operator", "--allow", "10.0.0.0/8"]);
+    let server = Server::start(&data, 2);
+
+    // A real recording: the agent's test camera for a few seconds, no CTI audio in time.
+    let created = server.idv_out(&["session", "create", "--server", &server.url]);
+    let mut words = created.split_whitespace();
+    let (session, code) = (words.next().unwrap().to_owned(), words.next().unwrap().to_owned());
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .args(["agent", "--server", &server.url, "--ca"])
+        .arg(data.join("tls/cert.pem"))
+        .args(["--code", &code, "--camera", "test", "--screen", "none"])
+        .args(["--consent", "camera,recording", "--camera-fps", "15"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    server.idv(&["session", "end", "--server", &server.url, &session]);
+    assert!(agent.wait().unwrap().success(), "the agent stops when the session ends");
+    let (status, _) = server.wait_recording(&session);
+    assert_eq!(status, "video-only", "{}", server.idv_out(&["recordings", "list", "--server", &server.url]));
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/browser-tests/console.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("IDV_URL", &server.url)
+        .env("IDV_SESSION", &session)
+        .env("IDV_SCREENSHOTS", screenshots())
+        .env("IDV_COMPLIANCE", &compliance)
+        .env("IDV_OPERATOR", &operator)
+        .env("IDV_FARAWAY", &faraway)
+        .output()
+        .expect("node runs (scripts/bootstrap.sh installs playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    println!("BROWSER {result}");
+    assert_eq!(result["ok"], true);
+    server.stop();
+}
