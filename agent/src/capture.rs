@@ -571,12 +571,15 @@ fn frame_callbacks(
 }
 
 /// When `buffer` was captured, on the agent clock: its presentation time is a running time of
-/// the pipeline's clock, carried over by how long ago that was.
+/// the pipeline's clock, carried over by how long ago that was. It can lie a little ahead of
+/// the clock: a live test source hands a buffer on as its first sample is due, so the packets
+/// an encoder cuts from its end are stamped after now.
 fn capture_time(sink: &gst_app::AppSink, buffer: &gst::BufferRef) -> i64 {
     match (sink.clock(), sink.base_time(), buffer.pts()) {
         (Some(clock), Some(base), Some(pts)) => {
             let running = clock.time().saturating_sub(base);
-            clock::ns_before(running.saturating_sub(pts).nseconds())
+            let ago = i128::from(running.nseconds()) - i128::from(pts.nseconds());
+            clock::now_ns().saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX))
         }
         _ => clock::now_ns(),
     }
