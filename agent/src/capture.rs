@@ -536,7 +536,7 @@ fn frame_callbacks(
             let Some(gap) = gate.admit(keyframe) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            let captured_at_ns = capture_time(sink, buffer);
+            let captured_at_ns = capture_time(sink, &sample);
             let data = match encoded {
                 Some((data, _)) => data,
                 None => match buffer.map_readable() {
@@ -570,12 +570,20 @@ fn frame_callbacks(
         .build()
 }
 
-/// When `buffer` was captured, on the agent clock: its presentation time is a running time of
-/// the pipeline's clock, carried over by how long ago that was. It can lie a little ahead of
-/// the clock: a live test source hands a buffer on as its first sample is due, so the packets
-/// an encoder cuts from its end are stamped after now.
-fn capture_time(sink: &gst_app::AppSink, buffer: &gst::BufferRef) -> i64 {
-    match (sink.clock(), sink.base_time(), buffer.pts()) {
+/// When `sample` was captured, on the agent clock: its presentation time, as a running time
+/// of the pipeline's clock (through the sample's segment: x264 shifts its output by 1000
+/// hours so that no decoding time is negative), carried over by how long ago that was. It can
+/// lie a little ahead of the clock: a live test source hands a buffer on as its first sample
+/// is due, so the packets an encoder cuts from its end are stamped after now.
+fn capture_time(sink: &gst_app::AppSink, sample: &gst::Sample) -> i64 {
+    let pts = sample.buffer().and_then(|b| b.pts());
+    let running_pts = match sample.segment() {
+        Some(segment) => segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|segment| segment.to_running_time(pts)),
+        None => pts,
+    };
+    match (sink.clock(), sink.base_time(), running_pts) {
         (Some(clock), Some(base), Some(pts)) => {
             let running = clock.time().saturating_sub(base);
             let ago = i128::from(running.nseconds()) - i128::from(pts.nseconds());

@@ -191,7 +191,7 @@ fn packet_callbacks(
             let Some(gap) = gate.admit(true) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            let captured_at_ns = capture_time(sink, buffer).saturating_sub(look_ahead_ns(buffer));
+            let captured_at_ns = capture_time(sink, &sample).saturating_sub(look_ahead_ns(buffer));
             let data = match buffer.map_readable() {
                 // Never empty in practice (an Opus packet has its TOC byte); an empty frame
                 // would read as a pause marker.
