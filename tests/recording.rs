@@ -398,7 +398,10 @@ fn the_agents_microphone_reference_corrects_a_wrong_call_record_end_to_end() {
         "the call lies {error_ms} ms from where the microphone heard it"
     );
     assert!(
-        clock["method"].as_str().unwrap().contains("refined by GCC-PHAT"),
+        clock["method"]
+            .as_str()
+            .unwrap()
+            .contains("refined by GCC-PHAT"),
         "{clock}"
     );
     assert_eq!(measured.beeps.len(), FLASH_FRAMES.len(), "{measured:?}");

@@ -115,7 +115,10 @@ async fn the_microphone_reference_arrives_as_opus_packets_20_ms_apart_and_pauses
                 960,
                 "20 ms"
             );
-            assert_eq!(opus::packet::get_nb_channels(packet).unwrap(), opus::Channels::Mono);
+            assert_eq!(
+                opus::packet::get_nb_channels(packet).unwrap(),
+                opus::Channels::Mono
+            );
             let n = decoder.decode(packet, &mut pcm, false).unwrap();
             assert_eq!(n, 320);
         }
@@ -169,7 +172,10 @@ async fn the_microphone_reference_arrives_as_opus_packets_20_ms_apart_and_pauses
     server.wait_rolled(session).await;
     let stored = server.stored(session).await;
     assert!(!stored[&Track::Camera].is_empty());
-    assert!(!stored.contains_key(&track), "no microphone without consent");
+    assert!(
+        !stored.contains_key(&track),
+        "no microphone without consent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

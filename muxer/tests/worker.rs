@@ -790,11 +790,14 @@ async fn store_talking_cti(stored: &Stored, record_error_s: f64) {
         .unwrap();
 }
 
+/// Frames for a track log: agent clock, keyframe, payload.
+type LogFrames = Vec<(i64, bool, Vec<u8>)>;
+
 /// The agent's microphone reference as it sends it: the same talk and beeps through another
 /// microphone (its own noise), from the camera's first frame on, 16 kHz mono, in 20 ms Opus
 /// packets at 20 kbit/s (libopus, voice), each stamped on the agent clock with the capture
 /// time of its first decoded sample (the encoder's look-ahead before the first input sample).
-fn mic_packets(stored: &Stored) -> Vec<(i64, bool, Vec<u8>)> {
+fn mic_packets(stored: &Stored) -> LogFrames {
     let (pcm, _) = CtiRecording {
         encoding: CtiEncoding::Pcm16,
         rate_hz: 16_000,
@@ -877,10 +880,16 @@ async fn the_microphone_reference_corrects_a_call_record_400_ms_late() {
         "refined by {refined_ms} ms for a record {planted_ms} ms late"
     );
     assert!(
-        clock["method"].as_str().unwrap().contains("refined by GCC-PHAT"),
+        clock["method"]
+            .as_str()
+            .unwrap()
+            .contains("refined by GCC-PHAT"),
         "{clock}"
     );
-    assert!((offset + CTI_LEAD_S).abs() < 0.003, "audio offset {offset} s");
+    assert!(
+        (offset + CTI_LEAD_S).abs() < 0.003,
+        "audio offset {offset} s"
+    );
     for sync in &sync_ms {
         assert!(sync.abs() < 3.0, "audio − video = {sync} ms");
     }
@@ -921,21 +930,30 @@ async fn the_microphone_reference_corrects_a_call_record_400_ms_late() {
     }
 }
 
+/// What is wrong with a microphone reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spoilt {
+    /// Sealed under another session's key.
+    AnotherKey,
+    /// Its sixth packet is not Opus.
+    NotOpus,
+    /// One packet: too short to say anything.
+    OnePacket,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_or_useless_microphone_reference_leaves_the_call_record_as_it_is() {
-    // Under another key; not Opus; one packet (too short to say anything). Each time the
-    // recording is made, the call record (right here) places the CTI, and the manifest says
-    // what became of the reference.
-    let cases: [(&str, Option<SessionKey>, fn(&mut Vec<(i64, bool, Vec<u8>)>)); 3] = [
-        ("another key", Some(SessionKey::generate()), |_| {}),
-        ("not Opus", None, |packets| packets[5].2 = vec![0x03, 0x00]),
-        ("one packet", None, |packets| packets.truncate(1)),
-    ];
-    for (label, key, spoil) in cases {
+    // Each time the recording is made, the call record (right here) places the CTI, and the
+    // manifest says what became of the reference.
+    for spoilt in [Spoilt::AnotherKey, Spoilt::NotOpus, Spoilt::OnePacket] {
         let stored = stored_session(Camera::Clip, true).await;
         let mut packets = mic_packets(&stored);
-        spoil(&mut packets);
-        let key = key.unwrap_or_else(|| stored.key.clone());
+        let mut key = stored.key.clone();
+        match spoilt {
+            Spoilt::AnotherKey => key = SessionKey::generate(),
+            Spoilt::NotOpus => packets[5].2 = vec![0x03, 0x00], // code 3, no frame
+            Spoilt::OnePacket => packets.truncate(1),
+        }
         write_track_log(
             data_dir(&stored),
             stored.session,
@@ -943,42 +961,41 @@ async fn a_broken_or_useless_microphone_reference_leaves_the_call_record_as_it_i
             Track::MicReference,
             &packets,
         );
-        let (manifest, sync_ms) = mux_and_measure(&stored, label).await;
+        let (manifest, sync_ms) = mux_and_measure(&stored, &format!("{spoilt:?}")).await;
         let clock = &manifest["clock"];
         let status = &manifest["session"]["mic_reference"];
         println!(
-            "REFERENCE worker, {label}: {status}; clock: {}; audio − video {sync_ms:+.3?} ms",
+            "REFERENCE worker, {spoilt:?}: {status}; clock: {}; audio − video {sync_ms:+.3?} ms",
             clock["method"]
         );
         let offset = clock["audio_offset_s"].as_f64().unwrap();
-        assert!((offset + CTI_LEAD_S).abs() < 1e-3, "{label}: {offset} s");
+        assert!((offset + CTI_LEAD_S).abs() < 1e-3, "{spoilt:?}: {offset} s");
         for sync in &sync_ms {
-            assert!(sync.abs() < 1.0, "{label}: audio − video = {sync} ms");
+            assert!(sync.abs() < 1.0, "{spoilt:?}: audio − video = {sync} ms");
         }
-        match label {
-            "one packet" => {
-                assert_eq!(status["status"], "read", "{label}: {status}");
-                assert_eq!(clock["refined_by_ms"], 0.0, "{label}");
+        let expected = match spoilt {
+            Spoilt::OnePacket => {
+                assert_eq!(status["status"], "read", "{spoilt:?}: {status}");
+                assert_eq!(clock["refined_by_ms"], 0.0, "{spoilt:?}");
                 assert!(
-                    clock["method"].as_str().unwrap().contains("overlaps the call too little"),
-                    "{label}: {clock}"
+                    clock["method"]
+                        .as_str()
+                        .unwrap()
+                        .contains("overlaps the call too little"),
+                    "{spoilt:?}: {clock}"
                 );
+                continue;
             }
-            _ => {
-                assert_eq!(status["status"], "skipped", "{label}: {status}");
-                let reason = status["reason"].as_str().unwrap();
-                let expected = if label == "not Opus" {
-                    "packet 6 (0.100 s in) is not an Opus packet"
-                } else {
-                    "frame 1:"
-                };
-                assert!(
-                    reason.starts_with(&format!("session {}/mic_reference: ", stored.session))
-                        && reason.contains(expected),
-                    "{label}: {reason}"
-                );
-                assert!(clock["refined_by_ms"].is_null(), "{label}: {clock}");
-            }
-        }
+            Spoilt::NotOpus => "packet 6 (0.100 s in) is not an Opus packet",
+            Spoilt::AnotherKey => "frame 1:",
+        };
+        assert_eq!(status["status"], "skipped", "{spoilt:?}: {status}");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("session {}/mic_reference: ", stored.session))
+                && reason.contains(expected),
+            "{spoilt:?}: {reason}"
+        );
+        assert!(clock["refined_by_ms"].is_null(), "{spoilt:?}: {clock}");
     }
 }

@@ -75,13 +75,7 @@ impl Capture {
             .sync(matches!(source, MicSource::File(_)))
             .max_buffers(16)
             .build();
-        let chain = [
-            &convert,
-            &resample,
-            &raw_caps,
-            &encoder,
-            sink.upcast_ref(),
-        ];
+        let chain = [&convert, &resample, &raw_caps, &encoder, sink.upcast_ref()];
         pipeline.add_many(chain).map_err(|e| fail(e.to_string()))?;
         gst::Element::link_many(chain).map_err(|e| fail(e.to_string()))?;
         add_source(&pipeline, source, &convert).map_err(&fail)?;

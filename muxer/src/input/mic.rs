@@ -383,9 +383,8 @@ impl Seek for WavStream {
             SeekFrom::End(d) => i128::from(self.len()) + i128::from(d),
             SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
         };
-        self.pos = u64::try_from(target).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        self.pos = u64::try_from(target)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
     }
 }
@@ -491,7 +490,10 @@ mod tests {
         assert_eq!(r.corrections().0, 1, "one jump");
         assert_eq!(r.frames(), 100 * 320);
         let pcm = pcm(&r);
-        assert!(rms(&pcm[40 * 320 + 200..60 * 320]) < 1e-4, "silence in the gap");
+        assert!(
+            rms(&pcm[40 * 320 + 200..60 * 320]) < 1e-4,
+            "silence in the gap"
+        );
         assert!(rms(&pcm[62 * 320..]) > 0.3, "the tone after it");
 
         // A microphone clock 1000 ppm fast: 50 s of packets are stamped 50 ms short. The
@@ -538,7 +540,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.starts_with("session test/mic_reference: packet 4 (0.060 s in) is not an Opus packet"),
+            error.starts_with(
+                "session test/mic_reference: packet 4 (0.060 s in) is not an Opus packet"
+            ),
             "{error}"
         );
         assert!(

@@ -17,9 +17,9 @@ use storage::db::{ClockSample, CtiRecording, MediaTrack, MuxJob};
 use storage::{Access, ArchiveLocation, SealedBlob, Vault};
 
 use super::JobError;
+use crate::align::ReferenceInput;
 use crate::audio::AudioInput;
 use crate::input::bytes::{ByteSource, InputBytes, InputReader};
-use crate::align::ReferenceInput;
 use crate::input::frames::{FrameCodec, FrameFormat, FrameSource};
 use crate::input::mic::MicReference;
 use crate::input::sealed::SealedTrack;
