@@ -241,6 +241,18 @@ async fn bad_codes_servers_devices_and_consent_stop_the_agent_with_one_clear_lin
         line.starts_with("microphone file:/nonexistent/talk.wav: ") && !line.contains('\n'),
         "{line}"
     );
+    let (_, mic_code) = server.create().await;
+    let (_a, rx) = mpsc::channel(1);
+    let mut config = server.agent_config(&server.server.url(), &mic_code, VideoSource::None);
+    config.mic_reference = MicSource::Alsa(Some("hw:97,0".into()));
+    let error = agent::run(config, rx).await.unwrap_err();
+    assert!(matches!(error, AgentError::Capture { .. }), "{error}");
+    let line = error.to_string();
+    // "microphone alsa:hw:97,0: Could not open audio device for recording. (…)"
+    assert!(
+        line.starts_with("microphone alsa:hw:97,0: Could not open") && !line.contains('\n'),
+        "{line}"
+    );
 
     let (_a, rx) = mpsc::channel(1);
     let mut config = server.agent_config(&server.server.url(), &code, VideoSource::None);
