@@ -72,6 +72,11 @@ enum Command {
     /// The customer's agent: redeem a code, consent, stream camera and screen until the
     /// session ends.
     Agent(commands::agent::AgentArgs),
+    /// Console accounts: add (prints the password once), list.
+    User {
+        #[command(subcommand)]
+        command: commands::user::UserCommand,
+    },
     /// Run the main job on the embedded defaults and say what happened.
     Demo,
 }
@@ -123,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cti { command } => commands::cti::run(&ctx, command).await,
         Command::Recordings { command } => commands::recordings::run(&ctx, command).await,
         Command::Agent(args) => commands::agent::run(args).await,
+        Command::User { command } => commands::user::run(&ctx, command).await,
         Command::Demo => commands::demo::run(&ctx).await,
     }
 }

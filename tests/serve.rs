@@ -241,7 +241,9 @@ fn serve_reads_its_settings_file_and_refuses_unknown_keys() {
     let config = dir.path().join("idv.toml");
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:0\"\nrole = \"ingest\"\ncode_ttl_seconds = 60\n\n[limits]\nmax_frame_bytes = 65536\n",
+        "listen = \"127.0.0.1:0\"\nrole = \"ingest\"\ncode_ttl_seconds = 60\n\n[limits]\n\
+         max_frame_bytes = 65536\n\n[spool]\nsegment_bytes = 1048576\nsegment_seconds = 60\n\
+         commit_interval_ms = 1\ncheckpoint_seconds = 5\ncheckpoint_bytes = 8388608\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
@@ -283,4 +285,22 @@ fn serve_reads_its_settings_file_and_refuses_unknown_keys() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cti_dedline_seconds"), "{stderr}");
+
+    // A segment of no bytes would close a log after every batch: refused, naming the key.
+    std::fs::write(&config, "[spool]\nsegment_bytes = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("IDV_BLOB_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spool.segment_bytes must be at least 1"),
+        "{stderr}"
+    );
 }

@@ -264,9 +264,15 @@ impl Capture {
         let ended = Arc::new(AtomicBool::new(false));
         let tiles = match encoding {
             Encoding::Tiles => {
-                // Key frames every 300 frames (the codec's default; 30 s at 10 fps), after a
-                // drop or a resume, and on request: each costs several times a busy second.
-                let encoder = screencodec::Encoder::new(screencodec::EncoderConfig::default())
+                // Key frames only when needed: the first frame, after a drop or a resume, and
+                // when the server asks (a new live watcher, one that lost frames). Each costs
+                // several times a busy second of typing, and the transport loses nothing, so
+                // a periodic one buys nothing (benches/README.md, "Screen codec").
+                let config = screencodec::EncoderConfig {
+                    keyframe_interval: 0,
+                    ..screencodec::EncoderConfig::default()
+                };
+                let encoder = screencodec::Encoder::new(config)
                     .map_err(|e| AgentError::Config(format!("screen codec: {e}")))?;
                 Some(Arc::new(TileEncoder {
                     encoder: std::sync::Mutex::new(encoder),

@@ -165,6 +165,22 @@ impl Api {
             .map(drop)
             .map_err(|(status, reason)| AgentError::Refused(format!("{status}: {reason}")))
     }
+
+    /// Ends the session as the customer over HTTPS (for when no WebSocket can be held; over
+    /// one the agent closes with 4004). Ending a session that has ended already is fine.
+    ///
+    /// # Errors
+    /// [`AgentError::Unreachable`] or [`AgentError::Refused`].
+    pub async fn end_session(&self, joined: &Joined) -> Result<(), AgentError> {
+        self.post(
+            "/api/v1/agent/end",
+            Some(&joined.token),
+            &serde_json::json!({}),
+        )
+        .await?
+        .map(drop)
+        .map_err(|(status, reason)| AgentError::Refused(format!("{status}: {reason}")))
+    }
 }
 
 impl Api {

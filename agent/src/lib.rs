@@ -26,6 +26,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod join;
+pub mod keyframes;
 pub mod link;
 pub mod notice;
 pub mod outbox;

@@ -56,6 +56,8 @@ pub enum Inbound {
     StreamingRefused,
     /// The WebSocket is up again: stop the screenshots.
     StreamingRestored,
+    /// Someone started watching a track live, or lost frames of it: a keyframe is wanted.
+    Keyframe(Track),
 }
 
 /// Why a connection attempt failed.
@@ -78,6 +80,10 @@ pub enum Ended {
     Finished,
     /// The server ended the session (the operator, or a timeout).
     SessionEnded(String),
+    /// The customer ended the session while the network refused the WebSocket: the agent
+    /// ends it over HTTPS. The screenshots were delivered; the stream spilled meanwhile was
+    /// not (the outcome's `sealed` against what the server acknowledged says how much).
+    StreamRefused,
 }
 
 /// Where and as whom the link connects.
@@ -182,9 +188,7 @@ impl Link {
             };
             if state.finishing.is_some() && refusals >= REFUSALS_BEFORE_SCREENSHOTS {
                 // Nothing more can be delivered over a refused WebSocket.
-                return Err(AgentError::Closed(
-                    "the network refuses the WebSocket; unsent video stays unsent".into(),
-                ));
+                return Ok(Ended::StreamRefused);
             }
             let sleep = tokio::time::sleep(jitter(wait));
             tokio::pin!(sleep);
@@ -331,6 +335,9 @@ impl Link {
                     }
                     Ok(ServerControl::LiftBlinds) => {
                         let _ = inbound.try_send(Inbound::LiftBlinds);
+                    }
+                    Ok(ServerControl::Keyframe { track }) => {
+                        let _ = inbound.try_send(Inbound::Keyframe(track));
                     }
                     Ok(other) => tracing::debug!(?other, "ignored"),
                     Err(lost) => return lost,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use proto::{
     AgentControl, AgentInfo, ConsentScope, FrameFlags, FrameHeader, SessionCipher, Track, TrackSeqs,
@@ -19,6 +19,7 @@ use crate::config::{AgentConfig, Region, ScreenCodec, TrackSettings, VideoSource
 use crate::control::{Controller, POLL, X11Injector};
 use crate::error::AgentError;
 use crate::join::{Api, tls_config};
+use crate::keyframes::ForcedKeyframes;
 use crate::link::{Command, Ended, Inbound, Link, Shared};
 use crate::outbox::{Outbox, Sealed};
 use crate::screenshots::{Poster, Screenshots};
@@ -183,6 +184,7 @@ pub async fn run(
     let mut screenshots: Option<Screenshots> = None;
     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
     let mut watch_captures = tokio::time::interval(Duration::from_millis(250));
+    let mut forced_keys = ForcedKeyframes::default();
     let ended = loop {
         tokio::select! {
             action = actions.recv() => match action.unwrap_or(CustomerAction::End) {
@@ -236,6 +238,14 @@ pub async fn run(
                     Inbound::StreamingRestored => {
                         if screenshots.take().is_some() {
                             eprintln!("● Streaming again: screenshots stopped.");
+                        }
+                        None
+                    }
+                    Inbound::Keyframe(track) => {
+                        if let Some(capture) = captures.get(&track)
+                            && forced_keys.allow(track, Instant::now())
+                        {
+                            capture.request_keyframe();
                         }
                         None
                     }
@@ -294,9 +304,16 @@ pub async fn run(
         }
         sealed
     };
+    if ended == Ended::StreamRefused {
+        api.end_session(&joined).await?;
+    }
     notice::ended(match &ended {
         Ended::Finished => "you ended the session",
         Ended::SessionEnded(_) => "the session was ended by the bank",
+        Ended::StreamRefused => {
+            "you ended the session (your network blocked streaming: the screenshots were sent, \
+             the video captured meanwhile could not be)"
+        }
     });
     Ok(Outcome {
         session_id: joined.session_id,

@@ -1,3 +1,16 @@
-//! The web console for operators, compliance officers and admins: login, roles, live view
-//! over WebRTC, search, verification, playback and export — every access through the audit
-//! log. Built by the console issue.
+//! The web console the bank's people use: operators run live sessions, compliance officers
+//! find, verify and play sealed recordings, admins manage users — every access audited.
+//! Served by `idv serve` (role `console`) on the same TLS listener as the ingest API.
+//!
+//! Built so far: accounts ([`accounts`], `idv user add`), logins with argon2id passwords, an
+//! optional TOTP second factor and per-user or per-group allowed addresses ([`auth`]), and
+//! the login, logout and home pages with CSRF protection ([`http`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod accounts;
+pub mod auth;
+pub mod http;
+pub mod recordings;
+
+pub use http::{ConsoleState, router};

@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/consent", post(consent))
         .route("/agent", get(crate::media::agent_socket))
         .route("/agent/screenshots", post(crate::screenshot::upload))
+        .route("/agent/end", post(agent_end))
         .route("/recordings", get(crate::recordings::list))
         .route("/recordings/{id}/archive", get(crate::recordings::archive))
         .route("/cti/recordings", post(crate::cti::upload))
@@ -112,6 +113,21 @@ pub(crate) fn agent_session(state: &AppState, headers: &HeaderMap) -> Result<Uui
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(IngestError::Unauthorised)?;
     state.sessions.session_of_token(token.trim())
+}
+
+/// `POST /api/v1/agent/end`: the customer ends the session from an agent that cannot hold
+/// a WebSocket (screenshot mode); over a WebSocket the agent closes with 4004 instead.
+async fn agent_end(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>> {
+    let session = agent_session(&state, &headers)?;
+    let ended_now = crate::ending::end_by_customer(&state, session).await?;
+    Ok(Json(serde_json::json!({
+        "session_id": session,
+        "state": "ended",
+        "ended_now": ended_now,
+    })))
 }
 
 async fn consent(

@@ -65,14 +65,27 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     }
     // Into the blob store, where a worker on any node reads it; if that fails the logs stay
     // in the spool (a worker here still reads them) and the next start rolls them.
-    let vault = state.sessions.vault();
-    if let Err(e) = crate::segments::roll(vault, &state.config.data_dir, session).await {
+    if let Err(e) = state.roller.roll_all(session).await {
         tracing::error!(%session, error = %e, "cannot roll the session's logs into the blob store");
     }
     if joined {
         state.sessions.queue_mux(session).await?;
     }
     Ok(())
+}
+
+/// The customer ended `session` (from the agent): ended, audited as the customer's, and
+/// wrapped up; whether this call ended it (`false`: it had ended already).
+///
+/// # Errors
+/// The database fails, or the mux job cannot be queued.
+pub async fn end_by_customer(state: &AppState, session: Uuid) -> Result<bool> {
+    let reason = "ended by the customer";
+    let ended = state.sessions.end_as("customer", session, reason).await?;
+    if ended {
+        wrap_up(state, session, reason, true).await?;
+    }
+    Ok(ended)
 }
 
 /// Ends the sessions that timed out; returns them.

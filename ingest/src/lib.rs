@@ -29,4 +29,5 @@ pub mod session;
 pub mod tls;
 
 pub use error::{IngestError, Result};
+pub use segments::SegmentPolicy;
 pub use server::{RunningServer, ServeConfig, ShutdownHandle, start};

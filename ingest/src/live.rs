@@ -10,7 +10,8 @@
 //!
 //! A watcher may also send requests for the agent on the same socket (input for the
 //! customer's screen, lifting a blind: `proto::OperatorRequest`, see [`crate::remote`]);
-//! what cannot reach an agent is answered with [`LiveNotice::Refused`].
+//! what cannot reach an agent is answered with [`LiveNotice::Refused`]. A watcher who starts,
+//! or loses frames of a track, has the agent asked for a keyframe of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -266,6 +267,14 @@ impl Watcher {
     }
 }
 
+/// Asks the session's agent for a keyframe of `track` (best effort: with no agent connected
+/// there is nothing to watch yet, and its first frames start with one anyway).
+fn ask_keyframe(state: &AppState, session: Uuid, track: Track) {
+    let _ = state
+        .inboxes
+        .send(session, proto::ServerControl::Keyframe { track });
+}
+
 /// Sends the welcome, then whatever the feed queues, until either side goes.
 async fn relay(
     state: Arc<AppState>,
@@ -276,6 +285,10 @@ async fn relay(
 ) {
     let mut next = Some(welcome);
     let mut controlling = false;
+    // A new watcher needs a keyframe of each track to start from.
+    for track in [Track::Camera, Track::Screen] {
+        ask_keyframe(&state, watcher.session, track);
+    }
     loop {
         let Some(message) = next.take() else {
             tokio::select! {
@@ -295,6 +308,10 @@ async fn relay(
             continue;
         };
         let ended = matches!(message, LiveMessage::Notice(LiveNotice::Ended { .. }));
+        if let LiveMessage::Notice(LiveNotice::Gap { track, .. }) = &message {
+            // It lost frames: what follows is undecodable until the next keyframe.
+            ask_keyframe(&state, watcher.session, *track);
+        }
         let sent = match message.to_wire() {
             WireMessage::Text(text) => socket.send(Message::Text(text.into())).await,
             WireMessage::Binary(bytes) => socket.send(Message::Binary(bytes)).await,

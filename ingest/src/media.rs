@@ -271,17 +271,10 @@ impl<'a> Connection<'a> {
                 close(CloseCode::ServerShuttingDown, "storage unavailable"),
             ));
         }
-        let spool = state.config.data_dir.join("spool");
-        let logs = match tokio::task::spawn_blocking(move || open_logs(&spool, session)).await {
-            Ok(Ok(logs)) => logs,
-            Ok(Err(e)) => {
+        let logs = match Box::pin(open_logs(state, session)).await {
+            Ok(logs) => logs,
+            Err(e) => {
                 tracing::error!(%session, error = %e, "cannot open the track logs");
-                return Err((
-                    socket,
-                    close(CloseCode::ServerShuttingDown, "storage unavailable"),
-                ));
-            }
-            Err(_) => {
                 return Err((
                     socket,
                     close(CloseCode::ServerShuttingDown, "storage unavailable"),
@@ -618,6 +611,59 @@ impl<'a> Connection<'a> {
                 self.send(&ServerControl::Ack { track, seq }).await?;
             }
         }
+        for &track in progress {
+            let policy = &self.state.config.segments;
+            if self
+                .logs
+                .get(&track)
+                .is_some_and(|s| crate::segments::due(policy, &s.log, s.opened))
+            {
+                Box::pin(self.next_segment(track)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes `track`'s log (everything in it is durable: journaled, and synced by the roller
+    /// before it is read) and goes on in the next segment's; the closed one is rolled into the
+    /// blob store in the background.
+    async fn next_segment(&mut self, track: Track) -> Result<(), Close> {
+        let Some(current) = self.logs.get(&track) else {
+            return Ok(());
+        };
+        let root = crate::segments::spool_root(&self.state.config.data_dir);
+        let after = current.log.last_seq().unwrap_or(0);
+        let index = current.index + 1;
+        let name = storage::spool::log_name(self.session, track.name(), index);
+        let path = root.join(&name);
+        let opened = tokio::task::spawn_blocking(move || {
+            TrackLog::open(&path).map(|mut log| {
+                log.continue_after(after);
+                log
+            })
+        })
+        .await;
+        let log = match opened {
+            Ok(Ok(log)) => log,
+            Ok(Err(e)) => {
+                tracing::error!(session = %self.session, error = %e, "cannot start a segment");
+                return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
+            }
+            Err(e) => {
+                tracing::error!(session = %self.session, error = %e, "cannot start a segment");
+                return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
+            }
+        };
+        self.logs.insert(
+            track,
+            SpooledLog {
+                log,
+                name: name.into(),
+                index,
+                opened: Instant::now(),
+            },
+        );
+        self.state.roller.closed(self.session);
         Ok(())
     }
 
@@ -767,24 +813,40 @@ async fn send_close(socket: &mut WebSocket, reason: &Close) {
         .await;
 }
 
-/// A session's track log, and its name in the journal (its path under the spool).
+/// A session's track log: its name in the journal (its path under the spool), its segment
+/// index, and when it was opened.
 struct SpooledLog {
     log: TrackLog,
     name: Arc<str>,
+    index: u64,
+    opened: Instant,
 }
 
-fn open_logs(
-    spool: &std::path::Path,
+/// Every track's active log (see [`crate::segments::open_active`]).
+async fn open_logs(
+    state: &AppState,
     session: Uuid,
-) -> Result<BTreeMap<Track, SpooledLog>, LogError> {
-    Track::ALL
-        .iter()
-        .map(|&track| {
-            let name: Arc<str> = format!("{session}/{}.log", track.name()).into();
-            let log = TrackLog::open(&spool.join(&*name))?;
-            Ok((track, SpooledLog { log, name }))
-        })
-        .collect()
+) -> crate::error::Result<BTreeMap<Track, SpooledLog>> {
+    let mut logs = BTreeMap::new();
+    for track in Track::ALL {
+        let active = crate::segments::open_active(
+            state.sessions.vault(),
+            &state.config.data_dir,
+            session,
+            track,
+        )
+        .await?;
+        logs.insert(
+            track,
+            SpooledLog {
+                log: active.log,
+                name: active.name.into(),
+                index: active.index,
+                opened: Instant::now(),
+            },
+        );
+    }
+    Ok(logs)
 }
 
 thread_local! {
@@ -816,16 +878,8 @@ fn authenticate(
 
 /// The customer ended `session` from the agent: it ends, and what follows every end follows.
 async fn customer_ended(state: &AppState, session: Uuid) {
-    let reason = "ended by the customer";
-    let ended = match state.sessions.end_as("customer", session, reason).await {
-        Ok(ended) => ended,
-        Err(e) => {
-            tracing::error!(%session, error = %e, "cannot end the session the customer ended");
-            return;
-        }
-    };
-    if ended && let Err(e) = crate::ending::wrap_up(state, session, reason, true).await {
-        tracing::error!(%session, error = %e, "cannot finish the session the customer ended");
+    if let Err(e) = crate::ending::end_by_customer(state, session).await {
+        tracing::error!(%session, error = %e, "cannot end the session the customer ended");
     }
 }
 

@@ -79,11 +79,7 @@ pub async fn upload(
             "the agent is connected over WebSocket: send screenshots there".into(),
         ));
     };
-    let path = state
-        .config
-        .data_dir
-        .join("spool")
-        .join(format!("{session}/{}.log", Track::Screenshot.name()));
+    let path = crate::segments::spool_dir(&state.config.data_dir, session);
     // Appended and made durable in a task of its own: a client that hangs up midway must not
     // leave a record in the log that the journal never saw.
     let stored = tokio::spawn(store(
@@ -98,6 +94,7 @@ pub async fn upload(
     let appended = match stored {
         Ok(appended) => Ok(appended),
         Err(Stored::Log(e)) => Err(e),
+        Err(Stored::Spool(e)) => return Err(e),
         Err(Stored::Commit(e)) => {
             tracing::error!(%session, error = %e, "cannot make a screenshot durable");
             return Err(IngestError::io(&path, std::io::Error::other(e.to_string())));
@@ -145,12 +142,14 @@ pub async fn upload(
 /// Why a screenshot was not stored.
 enum Stored {
     Log(LogError),
+    Spool(IngestError),
     Commit(crate::commit::CommitError),
 }
 
 /// Appends the screenshot to the session's log and makes it durable, holding the session's
 /// logs meanwhile; returns what the log did and its last seq. A resend needs no commit: opening
-/// the log made what it holds durable.
+/// the log made what it holds durable. A log that is full is closed after the commit (the next
+/// screenshot opens the next segment) and rolled into the blob store in the background.
 async fn store(
     state: Arc<AppState>,
     owner: tokio::sync::OwnedMutexGuard<()>,
@@ -158,12 +157,19 @@ async fn store(
     header: proto::FrameHeader,
     frame: Bytes,
 ) -> std::result::Result<(Appended, u64), Stored> {
+    let active = crate::segments::open_active(
+        state.sessions.vault(),
+        &state.config.data_dir,
+        session,
+        Track::Screenshot,
+    )
+    .await
+    .map_err(Stored::Spool)?;
     // The log's name in the journal: its path under the spool.
-    let name: Arc<str> = format!("{session}/{}.log", Track::Screenshot.name()).into();
-    let path = state.config.data_dir.join("spool").join(&*name);
-    let failed = path.clone();
+    let name: Arc<str> = active.name.into();
+    let (mut log, index) = (active.log, active.index);
+    let failed = log.path().to_path_buf();
     let appended = tokio::task::spawn_blocking(move || {
-        let mut log = TrackLog::open(&path)?;
         let offset = log.len();
         let appended = log.append(header.seq, header.captured_at_ns, &frame)?;
         let entry = (appended == Appended::Stored).then(|| Entry {
@@ -173,7 +179,7 @@ async fn store(
             timestamp: header.captured_at_ns,
             frame,
         });
-        Ok::<_, LogError>((appended, log.last_seq().unwrap_or(0), entry))
+        Ok::<_, LogError>((appended, log, entry))
     })
     .await
     .map_err(|e| {
@@ -182,13 +188,29 @@ async fn store(
             source: std::io::Error::other(e.to_string()),
         })
     })?;
-    let (appended, last, entry) = appended.map_err(Stored::Log)?;
+    let (appended, log, entry) = appended.map_err(Stored::Log)?;
+    let last = log.last_seq().unwrap_or(0);
     if let Some(entry) = entry {
         state
             .commit
             .commit(vec![entry])
             .await
             .map_err(Stored::Commit)?;
+    }
+    if log.len() >= state.config.segments.max_bytes {
+        let next = crate::segments::spool_root(&state.config.data_dir).join(
+            storage::spool::log_name(session, Track::Screenshot.name(), index + 1),
+        );
+        tokio::task::spawn_blocking(move || TrackLog::open(&next))
+            .await
+            .map_err(|e| {
+                Stored::Log(LogError::Io {
+                    path: log.path().to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })?
+            .map_err(Stored::Log)?;
+        state.roller.closed(session);
     }
     drop(owner);
     Ok((appended, last))

@@ -62,6 +62,11 @@ pub struct ServeConfig {
     pub checkpoint_every: Duration,
     /// … or once the journal holds this many bytes (also what a restart may replay).
     pub checkpoint_bytes: u64,
+    /// When an agent's track log is closed and rolled into the blob store mid-session.
+    pub segments: crate::segments::SegmentPolicy,
+    /// Another role's routes served on the same listener (the web console, wired by the
+    /// binary: ingest does not depend on it). Its paths must not overlap `/api/v1`.
+    pub extra_routes: Option<Router>,
 }
 
 impl ServeConfig {
@@ -83,6 +88,8 @@ impl ServeConfig {
             commit_interval: Duration::from_millis(2),
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
+            segments: crate::segments::SegmentPolicy::default(),
+            extra_routes: None,
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct AppState {
     pub cti: CtiIntake,
     /// The agent connections' inboxes for what operators ask.
     pub inboxes: crate::remote::AgentInboxes,
+    /// Rolls closed track logs into the blob store.
+    pub roller: Arc<crate::segments::Roller>,
 }
 
 impl AppState {
@@ -130,6 +139,7 @@ pub struct RunningServer {
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     reaper: tokio::task::JoinHandle<()>,
+    roller: tokio::task::JoinHandle<()>,
     drain: Duration,
 }
 
@@ -163,6 +173,7 @@ impl RunningServer {
     pub async fn wait(self) -> Result<()> {
         let served = self.task.await;
         self.reaper.abort();
+        self.roller.abort();
         // The last checkpoint: the track logs synced, the journal removed (a connection still
         // closing after this cannot acknowledge any more).
         self.state.commit.stop().await;
@@ -214,6 +225,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     let codes = CodeKey::load_or_create(&config.data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let commit = start_commit(&config, Arc::clone(&metrics)).await?;
+    let (roller, woken) = crate::segments::Roller::new(vault.clone(), &config.data_dir);
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
         metrics,
@@ -225,13 +237,15 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         last_seen: crate::ending::LastSeen::default(),
         cti: CtiIntake::load_or_create(&config.data_dir, config.max_cti_bytes)?,
         inboxes: crate::remote::AgentInboxes::default(),
+        roller: Arc::clone(&roller),
     });
-    // Sessions that ended just before a crash: their logs into the blob store, their jobs
-    // queued (both idempotent).
-    for session in crate::segments::recover(state.sessions.vault(), &config.data_dir).await? {
+    // Logs a crash left unrolled: into the blob store; the jobs of sessions that ended just
+    // before it queued (both idempotent).
+    for session in roller.recover().await? {
         tracing::info!(%session, "rolled the logs of a session that ended before a restart");
         state.sessions.queue_mux(session).await?;
     }
+    let roller = tokio::spawn(roller.run(woken));
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| IngestError::io(std::path::Path::new(&config.listen.to_string()), e))?;
     listener
@@ -250,7 +264,10 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         .map_err(|e| IngestError::io(std::path::Path::new("<listener>"), e))?
         .acceptor(acceptor)
         .handle(handle.clone());
-    let app = router(Arc::clone(&state));
+    let app = match config.extra_routes.clone() {
+        Some(extra) => router(Arc::clone(&state)).merge(extra),
+        None => router(Arc::clone(&state)),
+    };
     let task = tokio::spawn(async move {
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
@@ -268,6 +285,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         handle,
         task,
         reaper,
+        roller,
         drain: config.drain,
     })
 }

@@ -40,6 +40,8 @@ fn crash_server_child() {
         let mut config = ingest::ServeConfig::local(dir.into(), 0);
         let every = std::env::var("IDV_CRASH_CHECKPOINT_MS").unwrap();
         config.checkpoint_every = Duration::from_millis(every.parse().unwrap());
+        let segment = std::env::var("IDV_CRASH_SEGMENT_BYTES").unwrap();
+        config.segments.max_bytes = segment.parse().unwrap();
         let server = ingest::start(config, vault).await.unwrap();
         println!("listening on {}", server.url());
         server.wait().await.unwrap();
@@ -63,7 +65,18 @@ impl Drop for ChildServer {
     }
 }
 
-fn spawn_server(dir: &std::path::Path, checkpoint_ms: u64) -> (ChildServer, String) {
+/// How a round's server runs.
+#[derive(Clone, Copy)]
+struct Settings {
+    checkpoint_ms: u64,
+    /// Track logs this large are rolled into the blob store mid-session.
+    segment_bytes: u64,
+}
+
+/// Segments never roll mid-session: the camera's frames all stay in its first log.
+const ONE_SEGMENT: u64 = u64::MAX;
+
+fn spawn_server(dir: &std::path::Path, settings: Settings) -> (ChildServer, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "crash_server_child",
@@ -72,7 +85,14 @@ fn spawn_server(dir: &std::path::Path, checkpoint_ms: u64) -> (ChildServer, Stri
             "--test-threads=1",
         ])
         .env("IDV_CRASH_CHILD_DIR", dir)
-        .env("IDV_CRASH_CHECKPOINT_MS", checkpoint_ms.to_string())
+        .env(
+            "IDV_CRASH_CHECKPOINT_MS",
+            settings.checkpoint_ms.to_string(),
+        )
+        .env(
+            "IDV_CRASH_SEGMENT_BYTES",
+            settings.segment_bytes.to_string(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -100,19 +120,38 @@ fn payload(seq: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_frames_survive_sigkill() {
-    crash_again_and_again(KILLS, 20, false).await;
+    let settings = Settings {
+        checkpoint_ms: 20,
+        segment_bytes: ONE_SEGMENT,
+    };
+    crash_again_and_again(KILLS, settings, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_frames_survive_sigkill_while_segments_roll() {
+    // 64 frames a segment: kills land before, during and after logs are closed, rolled into
+    // the blob store and removed, and the journal's replay may write a rolled log again.
+    let settings = Settings {
+        checkpoint_ms: 20,
+        segment_bytes: 64 * 4200,
+    };
+    crash_again_and_again(KILLS / 2, settings, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_frames_survive_losing_what_the_logs_had_not_synced() {
     // No checkpoint during a round: what the log held at `welcome` (synced when the server
     // opened it) is all of it that is surely on disk.
-    crash_again_and_again(LOSSES, 3_600_000, true).await;
+    let settings = Settings {
+        checkpoint_ms: 3_600_000,
+        segment_bytes: ONE_SEGMENT,
+    };
+    crash_again_and_again(LOSSES, settings, true).await;
 }
 
 /// Kills the server `kills` times while an agent streams; with `garble`, the camera log's
 /// bytes past what was synced when the agent connected are overwritten after each kill.
-async fn crash_again_and_again(kills: usize, checkpoint_ms: u64, garble: bool) {
+async fn crash_again_and_again(kills: usize, settings: Settings, garble: bool) {
     // Set the session up with an in-process server on the same data directory, then hand the
     // directory to the child servers.
     let h = Harness::new(|_| {}).await;
@@ -122,13 +161,13 @@ async fn crash_again_and_again(kills: usize, checkpoint_ms: u64, garble: bool) {
     let mut h = h;
     h.server.take().unwrap().shutdown().await.unwrap();
 
-    let log = dir.join(format!("spool/{}/camera.log", s.session));
+    let log = dir.join(format!("spool/{}/camera-000000.log", s.session));
     let max_acked = Arc::new(AtomicU64::new(0));
     let mut garbled = 0;
     for round in 0..kills {
         let (mut child, url) = tokio::task::spawn_blocking({
             let dir = dir.clone();
-            move || spawn_server(&dir, checkpoint_ms)
+            move || spawn_server(&dir, settings)
         })
         .await
         .unwrap();
@@ -185,14 +224,21 @@ async fn crash_again_and_again(kills: usize, checkpoint_ms: u64, garble: bool) {
     }
 
     // A last start: what was acknowledged is there, once, in order, and opens to what was sent.
-    let (mut child, _) = spawn_server(&dir, checkpoint_ms);
+    let (mut child, _) = spawn_server(&dir, settings);
     child.kill();
     let acked = max_acked.load(Ordering::SeqCst);
     assert!(
         acked > 100,
         "the agent got far enough to mean something ({acked} frames)"
     );
-    let records = TrackLog::read_all(&log).unwrap();
+    let (records, segments) = if settings.segment_bytes == ONE_SEGMENT {
+        (TrackLog::read_all(&log).unwrap(), 1)
+    } else {
+        camera_records(&h, &dir, s.session).await
+    };
+    if settings.segment_bytes != ONE_SEGMENT {
+        assert!(segments > 3, "the camera's frames span {segments} segments");
+    }
     let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
     assert!(
         seqs.len() as u64 >= acked,
@@ -211,12 +257,54 @@ async fn crash_again_and_again(kills: usize, checkpoint_ms: u64, garble: bool) {
     }
     println!(
         "{kills} kills ({garbled} with the logs' unsynced part garbled): {acked} frames \
-         acknowledged, {} stored",
+         acknowledged, {} stored in {segments} segment(s)",
         seqs.len()
     );
     if garble {
         assert!(garbled >= kills / 2, "only {garbled} rounds lost something");
     }
+}
+
+/// The camera's records: from its segments in the blob store, then from the logs still in the
+/// spool after them; and how many segments and logs held them.
+async fn camera_records(
+    h: &Harness,
+    dir: &std::path::Path,
+    session: uuid::Uuid,
+) -> (Vec<storage::track_log::Record>, usize) {
+    let stored = h
+        .vault
+        .db()
+        .segments(session, Some(storage::db::MediaTrack::Camera))
+        .await
+        .unwrap();
+    let mut records = Vec::new();
+    for segment in &stored {
+        let key = segment.location.strip_prefix("blob:").unwrap();
+        let size = h.vault.blobs().size(key).await.unwrap();
+        let bytes = h.vault.blobs().get_range(key, 0..size).await.unwrap();
+        let read: Vec<_> =
+            storage::track_log::Records::from_reader(key, std::io::Cursor::new(bytes.to_vec()))
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(
+            (read.first().unwrap().seq, read.last().unwrap().seq),
+            (segment.first_seq, segment.last_seq),
+            "segment {} holds what its row says",
+            segment.index
+        );
+        records.extend(read);
+    }
+    let after = stored.last().map(|s| s.index);
+    let local = storage::spool::local_logs(&dir.join("spool"), session, "camera").unwrap();
+    let unrolled: Vec<_> = local
+        .iter()
+        .filter(|l| after.is_none_or(|a| l.index > a))
+        .collect();
+    for log in &unrolled {
+        records.extend(TrackLog::read_all(&log.path).unwrap());
+    }
+    (records, stored.len() + unrolled.len())
 }
 
 /// What a power loss may leave of a file's unsynced part: some of it, then garbage (here all

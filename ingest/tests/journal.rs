@@ -86,7 +86,7 @@ async fn agents_streaming_together_share_syncs_and_checkpoints_keep_the_journal_
         let log = h
             .dir
             .path()
-            .join(format!("spool/{}/camera.log", joined.session));
+            .join(format!("spool/{}/camera-000000.log", joined.session));
         let seqs: Vec<u64> = TrackLog::read_all(&log)
             .unwrap()
             .iter()

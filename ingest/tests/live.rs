@@ -217,6 +217,56 @@ async fn a_slow_watcher_is_told_what_it_lost_and_never_slows_the_agent() {
     println!("LIVE slow watcher: {FRAMES}+10 frames, {gaps} gap notice(s)");
 }
 
+/// Waits (skipping acks) until the agent is asked for a keyframe; of which track.
+async fn keyframe_asked(agent: &mut common::Agent) -> Track {
+    loop {
+        match agent.control().await {
+            Ok(proto::ServerControl::Keyframe { track }) => return track,
+            Ok(_) => {}
+            Err(closed) => panic!("closed while waiting for a keyframe request: {closed:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_watcher_and_one_that_lost_frames_ask_the_agent_for_a_keyframe() {
+    let h = Harness::new(|c| c.max_bytes_per_sec = 1 << 30).await;
+    let joined = h
+        .consented_session(&["camera", "screen", "recording"])
+        .await;
+    let (mut agent, _) = h.agent(&joined).await;
+    let mut watcher = watch(&h, joined.session, Some(&h.token)).await.unwrap();
+    subscribed(&mut watcher, joined.session).await;
+    let asked = BTreeSet::from([
+        keyframe_asked(&mut agent).await,
+        keyframe_asked(&mut agent).await,
+    ]);
+    assert_eq!(asked, BTreeSet::from([Track::Camera, Track::Screen]));
+
+    // The watcher reads nothing while 38 MiB go by, then catches up: told of a gap, and the
+    // agent is asked for a camera keyframe to resume its view from.
+    let payload = vec![0x42u8; 96 * 1024];
+    for seq in 1..=400 {
+        agent.send_frame(Track::Camera, seq, &payload).await;
+    }
+    agent.acked_through(Track::Camera, 400).await;
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(1), watcher.next()).await {
+    }
+    // The gap is told before the next frame.
+    agent.send_frame(Track::Camera, 401, &payload).await;
+    loop {
+        match next(&mut watcher).await {
+            Some(LiveMessage::Notice(LiveNotice::Gap { track, .. })) => {
+                assert_eq!(track, Track::Camera);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("a watcher that never reads must lose frames"),
+        }
+    }
+    assert_eq!(keyframe_asked(&mut agent).await, Track::Camera);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_an_operator_of_the_group_may_watch_an_open_session() {
     let h = Harness::new(|_| {}).await;

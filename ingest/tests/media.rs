@@ -9,7 +9,10 @@ use proto::{CloseCode, ServerControl, Track};
 use storage::track_log::TrackLog;
 
 fn log_of(h: &Harness, session: uuid::Uuid, track: &str) -> Vec<u64> {
-    let path = h.dir.path().join(format!("spool/{session}/{track}.log"));
+    let path = h
+        .dir
+        .path()
+        .join(format!("spool/{session}/{track}-000000.log"));
     TrackLog::read_all(&path)
         .unwrap()
         .into_iter()
@@ -51,7 +54,12 @@ async fn frames_are_acknowledged_when_durable_and_a_resume_neither_loses_nor_rep
         (1..=60).collect::<Vec<_>>()
     );
     // Stored as sealed: the payload bytes are nowhere in the log in clear.
-    let raw = std::fs::read(h.dir.path().join(format!("spool/{}/camera.log", s.session))).unwrap();
+    let raw = std::fs::read(
+        h.dir
+            .path()
+            .join(format!("spool/{}/camera-000000.log", s.session)),
+    )
+    .unwrap();
     assert!(
         !raw.windows(64).any(|w| w.iter().all(|&b| b == 30)),
         "plaintext found in the log"

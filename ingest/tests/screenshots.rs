@@ -42,7 +42,7 @@ fn stored(h: &Harness, joined: &Joined) -> Vec<u64> {
     let path = h
         .dir
         .path()
-        .join(format!("spool/{}/screenshot.log", joined.session));
+        .join(format!("spool/{}/screenshot-000000.log", joined.session));
     Records::open(&path)
         .unwrap()
         .map(|r| r.unwrap().seq)
@@ -143,7 +143,7 @@ async fn bad_screenshots_are_refused_and_nothing_is_stored() {
     let path = h
         .dir
         .path()
-        .join(format!("spool/{}/screenshot.log", joined.session));
+        .join(format!("spool/{}/screenshot-000000.log", joined.session));
     assert!(!path.exists() || stored(&h, &joined).is_empty());
 
     // The good one still goes through afterwards.
@@ -209,4 +209,77 @@ async fn a_websocket_owns_the_session_while_it_is_connected() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(status, 200);
+}
+
+/// An agent that cannot hold a WebSocket ends the session over HTTPS with its session token:
+/// the session ends as the customer's doing, its screenshots roll into the blob store and its
+/// mux job is queued; a second call changes nothing, and no other token can end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_customer_ends_a_screenshot_session_over_https() {
+    let h = Harness::new(|_| {}).await;
+    let joined = h.consented_session(&["screen_capture", "recording"]).await;
+    let other = h.consented_session(&["screen_capture", "recording"]).await;
+    for seq in 1..=2 {
+        let (status, _) = post(
+            &h,
+            Some(&joined.token),
+            shot(&joined, Track::Screenshot, seq, &jpeg(seq)),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let end = |token: Option<String>| {
+        let mut request = h.http.post(h.url("/agent/end"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    assert_eq!(end(None).await.0, 401);
+    assert_eq!(end(Some(format!("{}.00", joined.session))).await.0, 401);
+
+    let (status, body) = end(Some(joined.token.clone())).await;
+    assert_eq!(
+        (status, body["ended_now"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let db = h.vault.db();
+    let record = db.session(joined.session).await.unwrap().unwrap();
+    assert_eq!(record.state, storage::db::SessionState::Ended);
+    let segments = db.segments(joined.session, None).await.unwrap();
+    assert_eq!(
+        segments
+            .iter()
+            .map(|s| (s.track, s.last_seq))
+            .collect::<Vec<_>>(),
+        [(storage::db::MediaTrack::Screenshot, 2)]
+    );
+    assert!(
+        db.mux_job_for_session(joined.session)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let log = h.vault.audit().latest(20).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.action == "session.end"
+            && e.actor == "customer"
+            && e.object == format!("session:{}", joined.session)),
+        "audited as the customer's"
+    );
+
+    let (status, body) = end(Some(joined.token.clone())).await;
+    assert_eq!((status, body["ended_now"].as_bool()), (200, Some(false)));
+    let still = db.session(other.session).await.unwrap().unwrap();
+    assert_ne!(
+        still.state,
+        storage::db::SessionState::Ended,
+        "other sessions untouched"
+    );
 }

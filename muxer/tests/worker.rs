@@ -229,7 +229,7 @@ fn write_track_log(
     let log_path = data_dir
         .join("spool")
         .join(session.to_string())
-        .join(format!("{}.log", track.name()));
+        .join(format!("{}-000000.log", track.name()));
     let mut log = TrackLog::open(&log_path).unwrap();
     for (i, (captured, keyframe, data)) in frames.iter().enumerate() {
         let seq = i as u64 + 1;
@@ -690,7 +690,7 @@ async fn a_session_rolled_into_the_blob_store_is_muxed_from_there() {
     let spool = data_dir(&stored)
         .join("spool")
         .join(stored.session.to_string());
-    let log = spool.join("camera.log");
+    let log = spool.join("camera-000000.log");
     let records = storage::track_log::TrackLog::read_all(&log).unwrap();
     let key = format!("segments/{}/camera-000000.log", stored.session);
     let bytes = std::fs::read(&log).unwrap();
@@ -998,4 +998,69 @@ async fn a_broken_or_useless_microphone_reference_leaves_the_call_record_as_it_i
         );
         assert!(clock["refined_by_ms"].is_null(), "{spoilt:?}: {clock}");
     }
+}
+
+/// A long session's first segments are in the blob store while its last log is still in this
+/// node's spool (its roll failed): the worker reads them in order, the spool's after the
+/// recorded ones, and the recording has every flash and beep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_partly_rolled_is_muxed_from_the_blob_store_and_the_spool() {
+    use storage::track_log::TrackLog;
+    let stored = stored_session(Camera::Clip, true).await;
+    let spool = data_dir(&stored)
+        .join("spool")
+        .join(stored.session.to_string());
+    let log = spool.join("camera-000000.log");
+    let records = TrackLog::read_all(&log).unwrap();
+    let half = records.len() / 2;
+    std::fs::remove_file(&log).unwrap();
+    // Segment 0 (the first half) rolled; segment 1 (the rest) still in the spool.
+    let mut first = TrackLog::open(&log).unwrap();
+    for r in &records[..half] {
+        first.append(r.seq, r.timestamp, &r.frame).unwrap();
+    }
+    first.sync().unwrap();
+    drop(first);
+    let mut second = TrackLog::open(&spool.join("camera-000001.log")).unwrap();
+    second.continue_after(records[half - 1].seq);
+    for r in &records[half..] {
+        second.append(r.seq, r.timestamp, &r.frame).unwrap();
+    }
+    second.sync().unwrap();
+    drop(second);
+    let key = format!("segments/{}/camera-000000.log", stored.session);
+    let bytes = std::fs::read(&log).unwrap();
+    stored
+        .vault
+        .blobs()
+        .put_stream(&key, bytes.as_slice())
+        .await
+        .unwrap();
+    stored
+        .vault
+        .db()
+        .insert_segment(&storage::db::SegmentRecord {
+            session_id: stored.session,
+            track: storage::db::MediaTrack::Camera,
+            index: 0,
+            location: format!("blob:{key}"),
+            first_seq: 1,
+            last_seq: records[half - 1].seq,
+            first_ts: records[0].timestamp,
+            last_ts: records[half - 1].timestamp,
+            bytes: bytes.len() as u64,
+            sealed_at: OffsetDateTime::now_utc(),
+        })
+        .await
+        .unwrap();
+    // The rolled log would have been removed; left in place, it must not be read twice.
+
+    let outcome = run_one(&stored, "worker-here").await;
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("expected done, got {outcome:?}");
+    };
+    let (mp4, _) = open_archive(&stored, archive_id).await;
+    let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len());
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len());
 }

@@ -279,6 +279,13 @@ pub enum ServerControl {
     /// The operator asks to lift the customer's blinds. The agent always refuses: only the
     /// customer lifts them.
     LiftBlinds,
+    /// Someone started watching `track` live, or lost frames of it: start a new keyframe
+    /// soon so their view can begin. The agent may coalesce requests (at most one forced
+    /// keyframe a second per track is plenty).
+    Keyframe {
+        /// The track.
+        track: Track,
+    },
     /// The server is closing the connection; the same code and reason go in the WebSocket
     /// close frame.
     Close(Close),

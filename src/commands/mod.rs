@@ -12,6 +12,7 @@ pub mod recordings;
 pub mod serve;
 mod serve_settings;
 pub mod session;
+pub mod user;
 
 use storage::{Access, StorageConfig, Vault};
 

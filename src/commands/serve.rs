@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -45,6 +46,8 @@ pub enum Role {
     Ingest,
     /// A mux job worker (no listener).
     Muxer,
+    /// The web console alone (pages for operators, compliance, admins).
+    Console,
 }
 
 pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
@@ -88,6 +91,28 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         cti_upload_idle: file
             .cti_upload_idle_seconds
             .map_or(defaults.cti_upload_idle, seconds),
+        commit_interval: file
+            .spool
+            .commit_interval_ms
+            .map_or(defaults.commit_interval, Duration::from_millis),
+        checkpoint_every: file
+            .spool
+            .checkpoint_seconds
+            .map_or(defaults.checkpoint_every, seconds),
+        checkpoint_bytes: file
+            .spool
+            .checkpoint_bytes
+            .unwrap_or(defaults.checkpoint_bytes),
+        segments: ingest::SegmentPolicy {
+            max_bytes: file
+                .spool
+                .segment_bytes
+                .unwrap_or(defaults.segments.max_bytes),
+            max_age: file
+                .spool
+                .segment_seconds
+                .map_or(defaults.segments.max_age, seconds),
+        },
         ..defaults
     };
     let mut worker_config = muxer::worker::WorkerConfig::local(&data_dir);
@@ -108,7 +133,14 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         println!("muxing: waiting for jobs");
         shutdown_signal().await;
         eprintln!("idv: shutting down (releasing the job in progress)");
+    } else if role == Role::Console {
+        serve_console(&config, vault).await?;
     } else {
+        let config = ingest::ServeConfig {
+            extra_routes: (role == Role::All)
+                .then(|| console::router(console::ConsoleState::new(vault.clone()))),
+            ..config
+        };
         let server = ingest::start(config, vault)
             .await
             .context("cannot start the server")?;
@@ -126,6 +158,35 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         worker.await.context("the mux worker failed")?;
     }
     Ok(())
+}
+
+/// `--role console`: the console's pages alone, on the data directory's certificate.
+async fn serve_console(config: &ingest::ServeConfig, vault: storage::Vault) -> anyhow::Result<()> {
+    let tls = ingest::tls::TlsFiles::under(&config.data_dir)
+        .load_or_create(&config.tls_names)
+        .context("cannot prepare the TLS certificate")?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
+    )?
+    .handle(handle.clone());
+    let app = console::router(console::ConsoleState::new(vault));
+    println!("listening on https://{addr}");
+    let drain = config.drain;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("idv: shutting down (draining)");
+        handle.graceful_shutdown(Some(drain));
+    });
+    server
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("the console failed")
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:8443"
-//! role = "all"                  # all | ingest | muxer
+//! role = "all"                  # all | ingest | muxer | console
 //! tls_names = ["idv.bank.example"]
 //! code_ttl_seconds = 600
 //! cti_deadline_seconds = 900
@@ -19,6 +19,13 @@
 //! [muxer]
 //! lease_seconds = 60
 //! max_attempts = 3
+//!
+//! [spool]                        # how agents' frames are kept (docs/JOURNAL.md)
+//! segment_bytes = 67108864       # a track log this large is rolled into the blob store…
+//! segment_seconds = 300          # … or one this old, while the session runs
+//! commit_interval_ms = 2         # least time between two journal syncs (group commit)
+//! checkpoint_seconds = 30        # track logs synced and the journal dropped this often…
+//! checkpoint_bytes = 1073741824  # … or once the journal is this large
 //! ```
 
 use std::net::SocketAddr;
@@ -46,6 +53,8 @@ pub struct ServeFile {
     pub limits: Limits,
     #[serde(default)]
     pub muxer: Muxer,
+    #[serde(default)]
+    pub spool: Spool,
 }
 
 /// `[limits]`.
@@ -55,6 +64,17 @@ pub struct Limits {
     pub max_frame_bytes: Option<usize>,
     pub max_session_bytes_per_sec: Option<u64>,
     pub max_cti_bytes: Option<u64>,
+}
+
+/// `[spool]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spool {
+    pub segment_bytes: Option<u64>,
+    pub segment_seconds: Option<u64>,
+    pub commit_interval_ms: Option<u64>,
+    pub checkpoint_seconds: Option<u64>,
+    pub checkpoint_bytes: Option<u64>,
 }
 
 /// `[muxer]`.
@@ -75,8 +95,17 @@ impl ServeFile {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let file: Self =
             toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
-        if file.muxer.lease_seconds == Some(0) {
-            anyhow::bail!("{}: muxer.lease_seconds must be at least 1", path.display());
+        let at_least_one = [
+            ("muxer.lease_seconds", file.muxer.lease_seconds),
+            ("spool.segment_bytes", file.spool.segment_bytes),
+            ("spool.segment_seconds", file.spool.segment_seconds),
+            ("spool.checkpoint_seconds", file.spool.checkpoint_seconds),
+            ("spool.checkpoint_bytes", file.spool.checkpoint_bytes),
+        ];
+        for (key, value) in at_least_one {
+            if value == Some(0) {
+                anyhow::bail!("{}: {key} must be at least 1", path.display());
+            }
         }
         Ok(file)
     }

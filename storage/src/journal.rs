@@ -489,7 +489,9 @@ fn target(root: &Path, record: &Record, report: &mut Replayed) -> Target {
         Some(path) => TrackLog::open_at(&path, record.offset),
     };
     match opened {
-        Ok(log) => {
+        Ok(mut log) => {
+            // A later segment of its track starts at the seq it was journaled with.
+            log.continue_after(record.seq.saturating_sub(1));
             report.logs += 1;
             Target::Open(log)
         }

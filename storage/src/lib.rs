@@ -11,6 +11,7 @@ mod config;
 pub mod db;
 pub mod journal;
 pub mod keyring;
+pub mod spool;
 mod staged;
 pub mod track_log;
 mod vault;

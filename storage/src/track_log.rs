@@ -20,10 +20,13 @@
 //! not what a crash leaves (the journal's replay first cuts a log back to where its journaled
 //! records start, so an unsynced tail a power loss garbled is never read). What a log holds when
 //! it is opened is synced before anyone is told about it, and a log (or directory) it creates
-//! is synced into its directory, so a frame acknowledged by `welcome` is durable too. Sequence numbers start at 1 and must follow on (`last + 1`), as the
-//! media protocol numbers them; a frame at or below
-//! the last stored one is a resend after a reconnect and is acknowledged without being stored
-//! twice.
+//! is synced into its directory, so a frame acknowledged by `welcome` is durable too.
+//!
+//! Sequence numbers start at 1 and must follow on (`last + 1`), as the media protocol numbers
+//! them; a frame at or below the last stored one is a resend after a reconnect and is
+//! acknowledged without being stored twice. A track is kept as a series of logs, one per
+//! segment ([`crate::spool`]): a later one starts empty and [`TrackLog::continue_after`] tells
+//! it where the track stands.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -106,6 +109,8 @@ pub struct TrackLog {
     len: u64,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
+    /// The track's last seq before this log (a later segment of it); 0 for the first.
+    after: u64,
     records: u64,
     dirty: bool,
 }
@@ -139,6 +144,7 @@ impl TrackLog {
             len: 0,
             first_seq: None,
             last_seq: None,
+            after: 0,
             records: 0,
             dirty: false,
         };
@@ -211,10 +217,20 @@ impl TrackLog {
         Ok(log)
     }
 
-    /// The last sequence number stored (durable once synced).
+    /// Makes an empty log a later segment of its track, whose frames continue after `seq`
+    /// (the last one of the segments before it): frames up to `seq` are then resends, and the
+    /// next one must be `seq + 1`. A log that holds records keeps what they say.
+    pub fn continue_after(&mut self, seq: u64) {
+        if self.records == 0 {
+            self.after = seq;
+        }
+    }
+
+    /// The last sequence number of the track this log knows of: its own last record (durable
+    /// once synced), or for an empty later segment the one it continues after.
     #[must_use]
     pub fn last_seq(&self) -> Option<u64> {
-        self.last_seq
+        self.last_seq.or((self.after > 0).then_some(self.after))
     }
 
     /// The first sequence number stored.
@@ -246,13 +262,13 @@ impl TrackLog {
     /// # Errors
     /// [`LogError::OutOfOrder`] when sequence numbers are skipped; [`LogError::Io`].
     pub fn append(&mut self, seq: u64, timestamp: i64, frame: &[u8]) -> Result<Appended, LogError> {
-        let last = self.last_seq.unwrap_or(0);
+        let last = self.last_seq.unwrap_or(self.after);
         if seq <= last {
             return Ok(Appended::Duplicate);
         }
         if seq != last + 1 {
             return Err(LogError::OutOfOrder {
-                last: self.last_seq,
+                last: self.last_seq(),
                 got: seq,
                 expected: last + 1,
             });

@@ -6,8 +6,11 @@
 mod pg;
 #[path = "db_conformance/sessions.rs"]
 mod sessions;
+#[path = "db_conformance/users.rs"]
+mod users;
 
 use sessions::*;
+use users::*;
 
 use std::path::Path;
 use std::time::Duration;
@@ -107,6 +110,9 @@ on_both_backends!(
     mux_job_claims_are_exclusive,
     mux_job_expired_lease_is_reclaimed,
     mux_job_failure_retry_and_release,
+    users_are_unique_by_name_and_keep_their_roles,
+    group_address_lists_are_set_and_replaced,
+    console_logins_expire_and_log_out,
 );
 
 fn random_secret() -> [u8; 32] {

@@ -97,7 +97,6 @@ impl SessionInputs {
         let clock = ClockMapping::fit(&samples.iter().map(sync_sample).collect::<Vec<_>>())
             .map_err(|e| JobError::Unmuxable(format!("the agent's clock cannot be placed: {e}")))?;
 
-        let dir = spool_dir.join(session_id.to_string());
         let mut logs = Vec::new();
         // Screenshots stand in for a screen track without frames (see `open_tracks`).
         for (track, role) in [
@@ -105,14 +104,10 @@ impl SessionInputs {
             (Track::Screen, VideoRole::Screen),
             (Track::Screenshot, VideoRole::Screen),
         ] {
-            let segments = stored_segments(vault, session_id, track).await?;
-            let local = dir.join(format!("{}.log", track.name()));
-            let segments = match segments {
-                Some(segments) => segments,
-                None if local.exists() => vec![InputBytes::File(local)],
-                None => continue,
-            };
-            logs.push((track, role, segments));
+            let segments = track_segments(vault, spool_dir, session_id, track).await?;
+            if !segments.is_empty() {
+                logs.push((track, role, segments));
+            }
         }
         let reference_key = key.clone();
         let videos = tokio::task::spawn_blocking(move || open_tracks(logs, session_id, key, clock))
@@ -155,7 +150,7 @@ impl SessionInputs {
         };
         // The reference only places a CTI recording: without one it is not read.
         let (reference, reference_status) = if audio.is_some() {
-            read_reference(vault, &dir, session_id, reference_key, clock).await?
+            read_reference(vault, spool_dir, session_id, reference_key, clock).await?
         } else {
             (None, None)
         };
@@ -205,19 +200,19 @@ fn latest_cti(recordings: Vec<CtiRecording>) -> Option<CtiRecording> {
     recordings.into_iter().max_by_key(|r| r.received_at)
 }
 
-/// A track's segments in the blob store, in order; `None` if none is recorded.
-async fn stored_segments(
+/// A track's segments in order: those in the blob store, then the logs still in this node's
+/// spool after them (their roll failed, or the node is rolling them now).
+async fn track_segments(
     vault: &Vault,
+    spool_dir: &Path,
     session: uuid::Uuid,
     track: Track,
-) -> Result<Option<Vec<InputBytes>>, JobError> {
+) -> Result<Vec<InputBytes>, JobError> {
     // The stored track names are the protocol's.
     let media = MediaTrack::parse(track.name()).expect("every protocol track is a stored track");
-    let segments = vault.db().segments(session, Some(media)).await?;
-    if segments.is_empty() {
-        return Ok(None);
-    }
-    segments
+    let stored = vault.db().segments(session, Some(media)).await?;
+    let after = stored.last().map(|s| s.index);
+    let mut segments = stored
         .into_iter()
         .map(|s| match ArchiveLocation::parse(&s.location) {
             Some(ArchiveLocation::Blob(key)) => Ok(InputBytes::Source(Arc::new(Segment {
@@ -232,8 +227,16 @@ async fn stored_segments(
                 s.location
             ))),
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .collect::<Result<Vec<_>, _>>()?;
+    let local = storage::spool::local_logs(spool_dir, session, track.name())
+        .map_err(|e| JobError::Transient(format!("the spool cannot be listed: {e}")))?;
+    segments.extend(
+        local
+            .into_iter()
+            .filter(|l| after.is_none_or(|a| l.index > a))
+            .map(|l| InputBytes::File(l.path)),
+    );
+    Ok(segments)
 }
 
 /// The session's microphone reference, read into memory, and what became of it; `(None,
@@ -241,22 +244,16 @@ async fn stored_segments(
 /// cannot be read is skipped with a warning, never failing the recording.
 async fn read_reference(
     vault: &Vault,
-    spool: &Path,
+    spool_dir: &Path,
     session: uuid::Uuid,
     key: SessionKey,
     clock: ClockMapping,
 ) -> Result<(Option<ReferenceInput>, Option<ReferenceStatus>), JobError> {
     let track = Track::MicReference;
-    let segments = match stored_segments(vault, session, track).await {
-        Ok(Some(segments)) => segments,
-        // As for the video tracks: a log the roll did not reach is read from the local spool.
-        Ok(None) => {
-            let local = spool.join(format!("{}.log", track.name()));
-            if !local.exists() {
-                return Ok((None, None));
-            }
-            vec![InputBytes::File(local)]
-        }
+    // As for the video tracks: the segments in the blob store, then what is still spooled here.
+    let segments = match track_segments(vault, spool_dir, session, track).await {
+        Ok(segments) if segments.is_empty() => return Ok((None, None)),
+        Ok(segments) => segments,
         Err(JobError::Unmuxable(reason)) => return Ok(skipped(session, reason)),
         Err(e) => return Err(e),
     };

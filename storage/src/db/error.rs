@@ -232,6 +232,13 @@ pub enum DbError {
         len: usize,
     },
 
+    /// A user of that name exists already.
+    #[error("a user called {name:?} exists already")]
+    UserExists {
+        /// The name.
+        name: String,
+    },
+
     /// The segment index is already recorded for this track.
     #[error(
         "segment {index} of the {track} track of session {session_id} is already recorded: \

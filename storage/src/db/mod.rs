@@ -23,6 +23,7 @@ mod keys;
 mod mux_jobs;
 mod segments;
 mod sessions;
+mod users;
 
 use std::fmt;
 
@@ -43,6 +44,7 @@ pub use keys::RetentionKeyRecord;
 pub use mux_jobs::{MuxJob, MuxJobState};
 pub use segments::{MediaTrack, SegmentRecord};
 pub use sessions::{NewSession, SessionFilter, SessionRecord, SessionState};
+pub use users::{ConsoleSession, NewUser, Role, UserRecord};
 
 /// Result of a metadata database operation.
 pub type Result<T, E = DbError> = std::result::Result<T, E>;

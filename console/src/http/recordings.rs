@@ -1,0 +1,469 @@
+//! The compliance pages: search, open for a reason, play (decrypted range by range), verify,
+//! export the sealed archive. Only compliance officers of the recording's group get in;
+//! every refusal and every use is audited (see [`crate::recordings::access`]).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use storage::audit::Outcome;
+use storage::db::Role;
+use time::{Date, OffsetDateTime, Time};
+use tokio_util::io::ReaderStream;
+use uuid::Uuid;
+
+use super::pages::{Nav, render, render_with, utc};
+use super::{ConsoleState, Viewer};
+use crate::recordings::access::{self, AccessError, Grant};
+use crate::recordings::media;
+use crate::recordings::search::{self, SearchFilter, Status};
+
+/// The search form as sent (kept to fill the form again).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SearchForm {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    operator: String,
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    status: String,
+}
+
+struct Row {
+    session: String,
+    operator: String,
+    created: String,
+    ended: String,
+    status: &'static str,
+    openable: bool,
+    note: String,
+}
+
+#[derive(Template)]
+#[template(path = "recordings.html")]
+struct RecordingsPage {
+    nav: Nav,
+    form: SearchForm,
+    statuses: Vec<&'static str>,
+    rows: Vec<Row>,
+    problem: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "recording_reason.html")]
+struct ReasonPage {
+    nav: Nav,
+    session: Uuid,
+    problem: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "recording.html")]
+struct RecordingPage {
+    nav: Nav,
+    session: Uuid,
+    grant: String,
+    reason: String,
+    manifest: String,
+    verified: Option<(bool, String)>,
+}
+
+fn date(text: &str, what: &str) -> Result<Option<OffsetDateTime>, String> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let f = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text.trim(), &f)
+        .map(|d| Some(d.with_time(Time::MIDNIGHT).assume_utc()))
+        .map_err(|_| format!("{what}: {text:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn filter_of(form: &SearchForm) -> Result<SearchFilter, String> {
+    let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    Ok(SearchFilter {
+        from: date(&form.from, "from")?,
+        // Up to and including the day named.
+        to: date(&form.to, "to")?.map(|d| d + time::Duration::days(1)),
+        operator: non_empty(&form.operator),
+        session: non_empty(&form.session),
+        status: match form.status.trim() {
+            "" => None,
+            s => Some(Status::parse(s).ok_or_else(|| format!("unknown status {s:?}"))?),
+        },
+    })
+}
+
+/// A refusal for someone without the compliance role, audited.
+async fn not_compliance(
+    state: &ConsoleState,
+    viewer: &Viewer,
+    action: &str,
+    object: Option<Uuid>,
+) -> Response {
+    let object = object.unwrap_or_default();
+    if let Err(e) = access::audit(
+        &state.vault,
+        &viewer.0,
+        action,
+        object,
+        "refused: only compliance officers open recordings",
+        Outcome::Denied,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+    (
+        StatusCode::FORBIDDEN,
+        "Only compliance officers find and open recordings.",
+    )
+        .into_response()
+}
+
+/// `GET /recordings`.
+pub async fn list(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Query(form): Query<SearchForm>,
+) -> Response {
+    if !viewer.0.user.has(Role::Compliance) {
+        return not_compliance(&state, &viewer, "recording.search", None).await;
+    }
+    let (rows, problem) = match filter_of(&form) {
+        Err(problem) => (Vec::new(), Some(problem)),
+        Ok(filter) => match search::search(&state.vault, &viewer.0.user.group, &filter).await {
+            Ok(rows) => (rows, None),
+            Err(e) => (Vec::new(), Some(format!("the search failed: {e}"))),
+        },
+    };
+    let rows = rows
+        .into_iter()
+        .map(|r| Row {
+            session: r.session_id.to_string(),
+            operator: r.operator,
+            created: utc(r.created_at),
+            ended: r.ended_at.map(utc).unwrap_or_default(),
+            status: r.status.as_str(),
+            openable: r.archive_id.is_some(),
+            note: r.error.unwrap_or_default(),
+        })
+        .collect();
+    render(&RecordingsPage {
+        nav: Nav::of(&viewer),
+        form,
+        statuses: ["queued", "muxing", "muxed", "video-only", "failed"].into(),
+        rows,
+        problem,
+    })
+}
+
+/// The grant named in the query (`?grant=`).
+#[derive(serde::Deserialize)]
+pub struct GrantQuery {
+    #[serde(default)]
+    grant: String,
+}
+
+fn grant_of(state: &ConsoleState, viewer: &Viewer, id: &str, session: Uuid) -> Option<Grant> {
+    state.grants.get(id, &viewer.0, session)
+}
+
+/// `GET /recordings/{session}`: the reason form, or the recording with `?grant=`.
+pub async fn page(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Query(query): Query<GrantQuery>,
+) -> Response {
+    if !viewer.0.user.has(Role::Compliance) {
+        return not_compliance(&state, &viewer, "recording.view", Some(session)).await;
+    }
+    match grant_of(&state, &viewer, &query.grant, session) {
+        Some(grant) => recording_page(&viewer, grant, None).await,
+        None => render(&ReasonPage {
+            nav: Nav::of(&viewer),
+            session,
+            problem: None,
+        }),
+    }
+}
+
+async fn recording_page(
+    viewer: &Viewer,
+    grant: Grant,
+    verified: Option<(bool, String)>,
+) -> Response {
+    let sealed = grant.sealed.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        sealed
+            .open()
+            .map_err(|e| e.to_string())
+            .and_then(|mut reader| reader.manifest().map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|m| m);
+    let manifest = match manifest {
+        Ok(m) => serde_json::to_string_pretty(&m).unwrap_or_default(),
+        Err(e) => format!("the manifest cannot be read: {e}"),
+    };
+    render(&RecordingPage {
+        nav: Nav::of(viewer),
+        session: grant.session_id,
+        grant: grant.id,
+        reason: grant.reason,
+        manifest,
+        verified,
+    })
+}
+
+/// The reason form's fields.
+#[derive(serde::Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /recordings/{session}/open`.
+pub async fn open(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Form(form): Form<ReasonForm>,
+) -> Response {
+    if let Err(refused) = viewer.check_csrf(Some(&form.csrf)) {
+        return refused.into_response();
+    }
+    match state
+        .grants
+        .open(&state.vault, &viewer.0, session, &form.reason)
+        .await
+    {
+        Ok(grant) => {
+            Redirect::to(&format!("/recordings/{session}?grant={}", grant.id)).into_response()
+        }
+        Err(AccessError::NotCompliance) => (
+            StatusCode::FORBIDDEN,
+            "Only compliance officers find and open recordings.",
+        )
+            .into_response(),
+        Err(e @ AccessError::NoReason) => render_with(
+            StatusCode::BAD_REQUEST,
+            &ReasonPage {
+                nav: Nav::of(&viewer),
+                session,
+                problem: Some(e.to_string()),
+            },
+        ),
+        Err(e @ (AccessError::NotFound(_) | AccessError::Shredded)) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
+        Err(e @ AccessError::Storage(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    }
+}
+
+/// `GET /recordings/{session}/media?grant=`: the plaintext, by ranges.
+pub async fn media(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Query(query): Query<GrantQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "open the recording first, stating why",
+        )
+            .into_response();
+    };
+    if state.grants.first_play(&grant.id)
+        && let Err(e) = access::audit(
+            &state.vault,
+            &viewer.0,
+            "recording.play",
+            session,
+            &grant.reason,
+            Outcome::Success,
+        )
+        .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        )
+            .into_response();
+    }
+    let len = grant.payload_len;
+    let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match media::parse_range(asked, len) {
+        Ok(Some(range)) => range,
+        Ok(None) => media::ByteRange {
+            start: 0,
+            end: len.saturating_sub(1).min(media::MAX_RANGE - 1),
+        },
+        Err(media::Unsatisfiable) => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+            )
+                .into_response();
+        }
+    };
+    let bytes = match media::read(&grant.sealed, range).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(%session, error = %e, "cannot decrypt a range of a recording");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the recording cannot be read",
+            )
+                .into_response();
+        }
+    };
+    let partial = asked.is_some() || range.end + 1 < len;
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_owned()),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{len}", range.start, range.end),
+            ),
+        ],
+        bytes,
+    )
+        .into_response();
+    if partial {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    response
+}
+
+/// A write with a grant.
+#[derive(serde::Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    grant: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /recordings/{session}/verify`.
+pub async fn verify(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Form(form): Form<GrantForm>,
+) -> Response {
+    if let Err(refused) = viewer.check_csrf(Some(&form.csrf)) {
+        return refused.into_response();
+    }
+    let Some(grant) = grant_of(&state, &viewer, &form.grant, session) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "open the recording first, stating why",
+        )
+            .into_response();
+    };
+    let sealed = grant.sealed.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let mut reader = sealed.open().map_err(|e| e.to_string())?;
+        reader.verify(|_| {}).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let (ok, text) = match &report {
+        Ok(report) => (
+            true,
+            format!("Intact: every chunk and the manifest check out ({report:?})."),
+        ),
+        Err(e) => (false, format!("Damaged: {e}")),
+    };
+    let outcome = if ok {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    };
+    if let Err(e) = access::audit(
+        &state.vault,
+        &viewer.0,
+        "recording.verify",
+        session,
+        &grant.reason,
+        outcome,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        )
+            .into_response();
+    }
+    recording_page(&viewer, grant, Some((ok, text))).await
+}
+
+/// `GET /recordings/{session}/archive?grant=`: the sealed archive as stored (still encrypted).
+pub async fn export_sealed(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Query(query): Query<GrantQuery>,
+) -> Response {
+    let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "open the recording first, stating why",
+        )
+            .into_response();
+    };
+    if let Err(e) = access::audit(
+        &state.vault,
+        &viewer.0,
+        "recording.export",
+        session,
+        &grant.reason,
+        Outcome::Success,
+    )
+    .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        )
+            .into_response();
+    }
+    let stream = match state.vault.blobs().get_stream(grant.sealed.key()).await {
+        Ok(stream) => stream,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, stream.size().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{session}.idvr\""),
+            ),
+        ],
+        Body::from_stream(ReaderStream::new(stream)),
+    )
+        .into_response()
+}

@@ -1,0 +1,107 @@
+//! The web console's tables: users with their roles and address lists, groups' address
+//! lists, and logged-in browsers. Each test runs on both backends (see `on_both_backends!`).
+
+use anyhow::ensure;
+use storage::db::{ConsoleSession, DbError, NewUser, Role};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+use super::Fixture;
+
+fn user(name: &str, roles: &[Role]) -> NewUser {
+    NewUser {
+        user_id: Uuid::new_v4(),
+        name: name.into(),
+        group: "branch-7".into(),
+        roles: roles.to_vec(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        totp_wrapped: None,
+        allowed_cidrs: vec!["10.1.0.0/16".into(), "192.0.2.7/32".into()],
+        created_at: datetime!(2026-11-21 09:00 UTC),
+    }
+}
+
+pub async fn users_are_unique_by_name_and_keep_their_roles(f: Fixture) -> anyhow::Result<()> {
+    let db = &f.db;
+    let ana = user("ana", &[Role::Operator, Role::Supervisor]);
+    db.insert_user(&ana).await?;
+    let mut bo = user("bo", &[Role::Compliance]);
+    bo.totp_wrapped = Some(vec![7; 60]);
+    bo.allowed_cidrs.clear();
+    db.insert_user(&bo).await?;
+
+    let read = db.user_by_name("ana").await?.expect("ana exists");
+    ensure!(read.user_id == ana.user_id && read.group == "branch-7");
+    ensure!(read.roles == [Role::Operator, Role::Supervisor]);
+    ensure!(read.has(Role::Operator) && !read.has(Role::Compliance));
+    ensure!(read.allowed_cidrs == ana.allowed_cidrs && !read.disabled);
+    ensure!(read.created_at == ana.created_at && read.totp_wrapped.is_none());
+    let read = db.user(bo.user_id).await?.expect("bo by id");
+    ensure!(read.totp_wrapped == Some(vec![7; 60]) && read.allowed_cidrs.is_empty());
+    ensure!(db.user_by_name("nobody").await?.is_none());
+    let names: Vec<String> = db.users().await?.into_iter().map(|u| u.name).collect();
+    ensure!(names == ["ana", "bo"], "{names:?}");
+
+    let taken = db.insert_user(&user("ana", &[Role::Admin])).await;
+    ensure!(
+        matches!(&taken, Err(DbError::UserExists { name }) if name == "ana"),
+        "{taken:?}"
+    );
+    let roleless = db.insert_user(&user("cy", &[])).await;
+    ensure!(
+        matches!(roleless, Err(DbError::EmptyField { .. })),
+        "{roleless:?}"
+    );
+    Ok(())
+}
+
+pub async fn group_address_lists_are_set_and_replaced(f: Fixture) -> anyhow::Result<()> {
+    let db = &f.db;
+    ensure!(
+        db.group_cidrs("branch-7").await?.is_empty(),
+        "no list: anywhere"
+    );
+    db.set_group_cidrs("branch-7", &["10.0.0.0/8".into()])
+        .await?;
+    db.set_group_cidrs("branch-7", &["10.0.0.0/8".into(), "2001:db8::/32".into()])
+        .await?;
+    ensure!(db.group_cidrs("branch-7").await? == ["10.0.0.0/8", "2001:db8::/32"]);
+    ensure!(db.group_cidrs("branch-8").await?.is_empty());
+    Ok(())
+}
+
+pub async fn console_logins_expire_and_log_out(f: Fixture) -> anyhow::Result<()> {
+    let db = &f.db;
+    let ana = user("ana", &[Role::Operator]);
+    db.insert_user(&ana).await?;
+    let now = OffsetDateTime::now_utc();
+    let login = ConsoleSession {
+        token_hash: [3; 32],
+        user_id: ana.user_id,
+        csrf_token: "csrf-1".into(),
+        source: "127.0.0.1".into(),
+        created_at: now,
+        expires_at: now + time::Duration::hours(8),
+    };
+    db.insert_console_session(&login).await?;
+    let read = db.console_session(&[3; 32], now).await?.expect("valid");
+    ensure!(read.user_id == ana.user_id && read.csrf_token == "csrf-1");
+    ensure!(
+        db.console_session(&[4; 32], now).await?.is_none(),
+        "other token"
+    );
+    ensure!(
+        db.console_session(&[3; 32], now + time::Duration::hours(9))
+            .await?
+            .is_none(),
+        "expired"
+    );
+    ensure!(db.delete_console_session(&[3; 32]).await?);
+    ensure!(!db.delete_console_session(&[3; 32]).await?, "once");
+    ensure!(
+        db.console_session(&[3; 32], now).await?.is_none(),
+        "logged out"
+    );
+    Ok(())
+}
