@@ -6,7 +6,9 @@
 //! worker muxes and seals it; `idv recordings list` shows it muxed, `idv recordings get`
 //! downloads the sealed archive and `idv open --data-dir` of the server's data directory
 //! decrypts it — with the camera's flashes and the call's beeps in sync. A second session
-//! whose CTI never comes is muxed video-only once the deadline passes.
+//! whose CTI never comes is muxed video-only once the deadline passes. A third, streamed by
+//! `idv agent` itself with a microphone reference, has its call placed by that reference
+//! although its call record is wrong.
 
 #[path = "../ingest/tests/common/mod.rs"]
 mod common;
@@ -15,7 +17,9 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Agent;
-use fixtures::media::{CameraClip, CtiRecording, h264_access_units, measure_with_ffmpeg};
+use fixtures::media::{
+    CameraClip, CtiEncoding, CtiRecording, Voice, h264_access_units, measure_with_ffmpeg,
+};
 use proto::{AgentControl, FrameFlags, FrameHeader, ServerControl, SessionKey, Track};
 use serde_json::json;
 use support::Server;
@@ -243,5 +247,163 @@ async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
         assert!(sync_ms.abs() < 2.0, "audio − video = {sync_ms:.3} ms");
     }
     assert!(archive.len() == 36, "archive id in the list: {archive}");
+    server.stop();
+}
+
+/// libopus's look-ahead at 16 kHz (104 samples): the agent's reference starts this long
+/// before the first sample of what its microphone heard.
+const OPUS_LOOKAHEAD_NS: i64 = 6_500_000;
+
+fn parse_rfc3339_ns(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp_nanos() as i64
+}
+
+/// `idv agent --mic-reference file:…` plays a talk (the customer's voice and the sync beeps)
+/// into its microphone reference while its camera plays a clip; the CTI system pushes the
+/// same talk as the call centre recorded it, with a call record whose start is wrong by
+/// about 400 ms; the sealed recording's manifest shows the call placed where the agent's
+/// microphone heard it.
+#[test]
+fn the_agents_microphone_reference_corrects_a_wrong_call_record_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), 60);
+    let clip = dir.path().join("camera.mp4");
+    CameraClip {
+        frames: 150,
+        fps: FPS,
+        width: 320,
+        height: 240,
+        flash_frames: FLASH_FRAMES.to_vec(),
+        ..CameraClip::default()
+    }
+    .write(&clip)
+    .unwrap();
+    let talk = |encoding, rate_hz, noise_seed| CtiRecording {
+        encoding,
+        rate_hz,
+        duration: Duration::from_secs(6),
+        beeps: FLASH_FRAMES
+            .iter()
+            .map(|&f| Duration::from_secs_f64(f64::from(f) / f64::from(FPS)))
+            .collect(),
+        noise_seed,
+        voice: Some(Voice {
+            seed: 31,
+            from: Duration::ZERO,
+        }),
+        ..CtiRecording::default()
+    };
+    let mic = dir.path().join("microphone.wav");
+    talk(CtiEncoding::Pcm16, 16_000, 7).write(&mic).unwrap();
+    let call = dir.path().join("call.wav");
+    let truth = talk(CtiEncoding::MuLaw, 8000, 1).write(&call).unwrap();
+
+    let created = server.idv_out(&["session", "create", "--server", &server.url]);
+    let mut fields = created.split_whitespace();
+    let (session, code) = (fields.next().unwrap(), fields.next().unwrap());
+    let launched = utc_ns(SystemTime::now());
+    let agent = std::process::Command::new(env!("CARGO_BIN_EXE_idv"))
+        .args(["agent", "--server", &server.url, "--ca"])
+        .arg(server.data.join("tls/cert.pem"))
+        .args(["--code", code, "--consent", "camera,recording"])
+        .arg(format!("--camera=file:{}", clip.display()))
+        .arg(format!("--mic-reference=file:{}", mic.display()))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&agent.stderr);
+    assert!(agent.status.success(), "{stderr}");
+    assert!(stderr.contains("microphone (timing reference)"), "{stderr}");
+
+    // The call record: the start as the PBX saw it, 400 ms after the agent was launched
+    // (the microphone started a little after that: it is wrong by about 400 ms less that),
+    // in whole microseconds as the database keeps it.
+    let recorded_start = (launched + 400_000_000) / 1000 * 1000;
+    server.idv(&[
+        "cti",
+        "push",
+        "--server",
+        &server.url,
+        "--call-id",
+        "call-0002",
+        "--session",
+        session,
+        "--started-at",
+        &rfc3339_ns(recorded_start),
+        "--ended-at",
+        &rfc3339_ns(recorded_start + truth.true_duration.as_nanos() as i64),
+        call.to_str().unwrap(),
+    ]);
+    let (status, _) = server.wait_recording(session);
+    assert_eq!(status, "muxed");
+    let sealed = dir.path().join("talk.idvr");
+    server.idv(&[
+        "recordings",
+        "get",
+        "--server",
+        &server.url,
+        session,
+        "-o",
+        sealed.to_str().unwrap(),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&server.idv_out(&["manifest", sealed.to_str().unwrap()])).unwrap();
+    let input = |role: &str| {
+        manifest["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} input: {manifest}"))
+            .clone()
+    };
+    let reference_start = parse_rfc3339_ns(input("mic_reference")["start"].as_str().unwrap());
+    let cti_recorded = parse_rfc3339_ns(input("cti_audio")["start"].as_str().unwrap());
+    assert_eq!(cti_recorded, recorded_start);
+    let clock = &manifest["clock"];
+    let refined_ms = clock["refined_by_ms"].as_f64().expect("refined");
+    let confidence = clock["confidence"].as_f64().unwrap();
+    // Where the call truly started: where the microphone heard the talk's first sample.
+    let true_start = reference_start + OPUS_LOOKAHEAD_NS;
+    let planted_ms = (recorded_start - true_start) as f64 / 1e6;
+    let error_ms = planted_ms + refined_ms;
+    let plain = dir.path().join("talk.mp4");
+    server.idv(&[
+        "open",
+        sealed.to_str().unwrap(),
+        "-o",
+        plain.to_str().unwrap(),
+        "--reason",
+        "end-to-end test",
+    ]);
+    let measured = measure_with_ffmpeg(&plain, 0).unwrap();
+    let sync_ms: Vec<f64> = measured
+        .flashes
+        .iter()
+        .zip(&measured.beeps)
+        .map(|(f, b)| (b.as_secs_f64() - f.as_secs_f64()) * 1e3)
+        .collect();
+    println!(
+        "REFERENCE end-to-end: call record {planted_ms:+.3} ms off; refined by {refined_ms:+.3} \
+         ms (error {error_ms:+.3} ms), confidence {confidence:.3}, {}; audio − video at the \
+         flashes {sync_ms:+.3?} ms (the camera and the microphone each start when their \
+         pipeline does)",
+        manifest["session"]["mic_reference"]
+    );
+    assert!(confidence >= 0.5, "confidence {confidence}: {clock}");
+    assert!(
+        error_ms.abs() < 3.0,
+        "the call lies {error_ms} ms from where the microphone heard it"
+    );
+    assert!(
+        clock["method"]
+            .as_str()
+            .unwrap()
+            .contains("refined by GCC-PHAT"),
+        "{clock}"
+    );
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len(), "{measured:?}");
     server.stop();
 }

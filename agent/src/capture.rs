@@ -1,4 +1,4 @@
-//! Capture and encoding, one GStreamer pipeline per video track, built in code:
+//! Capture and encoding, one GStreamer pipeline per track, built in code. A video track:
 //!
 //! ```text
 //! source → videoconvert → videoscale → videorate → I420 caps → [blinder] → x264enc → h264parse → appsink
@@ -7,8 +7,9 @@
 //! Sources: `videotestsrc` (a moving ball, with a running clock drawn on it when the pango
 //! plugin is there), `filesrc ! decodebin` played in real time, `v4l2src`, `ximagesrc`. The
 //! encoder is x264 tuned for zero latency, a keyframe at least every two seconds and on
-//! request. Each access unit leaves through a [`Gate`] (pause, gaps, keyframe waits) into a
-//! bounded channel; the streaming thread never waits on the network.
+//! request. The microphone reference has a pipeline of its own ([`audio`]: Opus). Each
+//! encoded unit leaves through a [`Gate`] (pause, gaps, keyframe waits) into a bounded
+//! channel; the streaming thread never waits on the network.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,9 @@ use crate::clock;
 use crate::config::{TrackSettings, VideoSource};
 use crate::error::AgentError;
 
-/// One encoded access unit, stamped on the agent clock.
+pub mod audio;
+
+/// One encoded unit, stamped on the agent clock.
 #[derive(Debug)]
 pub struct Captured {
     /// The track.
@@ -37,7 +40,8 @@ pub struct Captured {
     pub keyframe: bool,
     /// Frames were dropped before this one (declared to the server).
     pub gap: bool,
-    /// H.264 Annex-B access unit.
+    /// An H.264 Annex-B access unit, a screen-codec frame, a JPEG, or one Opus packet; empty
+    /// for a pause marker.
     pub data: Vec<u8>,
 }
 
@@ -119,13 +123,26 @@ pub struct Capture {
     track: Track,
     pipeline: gst::Pipeline,
     sink: gst_app::AppSink,
-    encoder: gst::Element,
-    rate: gst::Element,
-    settings: TrackSettings,
+    quality: Quality,
     tiles: Option<Arc<TileEncoder>>,
     /// The track's gate.
     pub gate: Arc<Gate>,
     ended: Arc<AtomicBool>,
+}
+
+/// What [`Capture::degrade`] turns down while the spill buffer fills.
+enum Quality {
+    /// A video track: the encoder's bitrate and the frame rate.
+    Video {
+        encoder: gst::Element,
+        rate: gst::Element,
+        settings: TrackSettings,
+    },
+    /// The microphone reference: the Opus encoder's bitrate.
+    Audio {
+        encoder: gst::Element,
+        bitrate_bps: i32,
+    },
 }
 
 fn element(factory: &str) -> Result<gst::Element, AgentError> {
@@ -272,22 +289,16 @@ impl Capture {
             out,
         ));
 
-        let started = pipeline.set_state(gst::State::Playing);
-        if let Some(error) = first_error(&pipeline) {
-            let _ = pipeline.set_state(gst::State::Null);
-            return Err(fail(error));
-        }
-        started.map_err(|e| {
-            let _ = pipeline.set_state(gst::State::Null);
-            fail(format!("cannot start: {e}"))
-        })?;
+        play(&pipeline).map_err(fail)?;
         Ok(Self {
             track,
             pipeline,
             sink,
-            encoder,
-            rate,
-            settings: settings.clone(),
+            quality: Quality::Video {
+                encoder,
+                rate,
+                settings: settings.clone(),
+            },
             tiles,
             gate,
             ended,
@@ -300,10 +311,13 @@ impl Capture {
         self.track
     }
 
-    /// Asks the encoder for a keyframe as soon as it can.
+    /// Asks the encoder for a keyframe as soon as it can (every Opus packet is one already).
     pub fn request_keyframe(&self) {
         if let Some(tiles) = &self.tiles {
             tiles.key.store(true, Ordering::SeqCst);
+            return;
+        }
+        if matches!(self.quality, Quality::Audio { .. }) {
             return;
         }
         let event = gst_video::UpstreamForceKeyUnitEvent::builder()
@@ -313,15 +327,29 @@ impl Capture {
     }
 
     /// Lowers (`degraded`) or restores the bitrate and frame rate: half of each while the
-    /// spill buffer is filling.
+    /// spill buffer is filling (the microphone reference: half its bitrate, at least what
+    /// Opus keeps intelligible).
     pub fn degrade(&self, degraded: bool) {
         let divisor = if degraded { 2 } else { 1 };
-        if self.encoder.find_property("bitrate").is_some() {
-            self.encoder
-                .set_property("bitrate", (self.settings.bitrate_kbps / divisor).max(50));
+        match &self.quality {
+            Quality::Video {
+                encoder,
+                rate,
+                settings,
+            } => {
+                if encoder.find_property("bitrate").is_some() {
+                    encoder.set_property("bitrate", (settings.bitrate_kbps / divisor).max(50));
+                }
+                rate.set_property("max-rate", (settings.fps / divisor).max(1) as i32);
+            }
+            Quality::Audio {
+                encoder,
+                bitrate_bps,
+            } => {
+                let halved = *bitrate_bps / if degraded { 2 } else { 1 };
+                encoder.set_property("bitrate", halved.max(audio::MIN_BITRATE_BPS));
+            }
         }
-        self.rate
-            .set_property("max-rate", (self.settings.fps / divisor).max(1) as i32);
     }
 
     /// A fatal error the pipeline reported since it started, if any.
@@ -514,13 +542,7 @@ fn frame_callbacks(
             let Some(gap) = gate.admit(keyframe) else {
                 return Ok(gst::FlowSuccess::Ok);
             };
-            let captured_at_ns = match (sink.clock(), sink.base_time(), buffer.pts()) {
-                (Some(clock), Some(base), Some(pts)) => {
-                    let running = clock.time().saturating_sub(base);
-                    clock::ns_before(running.saturating_sub(pts).nseconds())
-                }
-                _ => clock::now_ns(),
-            };
+            let captured_at_ns = capture_time(sink, &sample);
             let data = match encoded {
                 Some((data, _)) => data,
                 None => match buffer.map_readable() {
@@ -552,6 +574,43 @@ fn frame_callbacks(
         })
         .eos(move |_| eos_flag.store(true, Ordering::SeqCst))
         .build()
+}
+
+/// When `sample` was captured, on the agent clock: its presentation time, as a running time
+/// of the pipeline's clock (through the sample's segment: x264 shifts its output by 1000
+/// hours so that no decoding time is negative), carried over by how long ago that was. It can
+/// lie a little ahead of the clock: a live test source hands a buffer on as its first sample
+/// is due, so the packets an encoder cuts from its end are stamped after now.
+fn capture_time(sink: &gst_app::AppSink, sample: &gst::Sample) -> i64 {
+    let pts = sample.buffer().and_then(|b| b.pts());
+    let running_pts = match sample.segment() {
+        Some(segment) => segment
+            .downcast_ref::<gst::ClockTime>()
+            .and_then(|segment| segment.to_running_time(pts)),
+        None => pts,
+    };
+    match (sink.clock(), sink.base_time(), running_pts) {
+        (Some(clock), Some(base), Some(pts)) => {
+            let running = clock.time().saturating_sub(base);
+            let ago = i128::from(running.nseconds()) - i128::from(pts.nseconds());
+            clock::now_ns().saturating_sub(i64::try_from(ago).unwrap_or(i64::MAX))
+        }
+        _ => clock::now_ns(),
+    }
+}
+
+/// Sets `pipeline` playing; the source's error (a missing device, an unreadable file) if it
+/// cannot, with the pipeline stopped again.
+fn play(pipeline: &gst::Pipeline) -> Result<(), String> {
+    let started = pipeline.set_state(gst::State::Playing);
+    if let Some(error) = first_error(pipeline) {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(error);
+    }
+    started.map(|_| ()).map_err(|e| {
+        let _ = pipeline.set_state(gst::State::Null);
+        format!("cannot start: {e}")
+    })
 }
 
 /// Encodes one raw BGRx sample with the screen codec: (payload, key frame). A key frame is

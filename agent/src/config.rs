@@ -73,6 +73,70 @@ impl fmt::Display for VideoSource {
     }
 }
 
+/// Where the microphone reference comes from (`--mic-reference`): a low-rate recording of the
+/// customer's side, sent only so the muxer can place the call centre's recording of the same
+/// voice on the timeline (it is never played back).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MicSource {
+    /// Pink noise, quiet (`test`): never periodic, so it cross-correlates at one delay only.
+    Test,
+    /// An audio file played in real time (`file:PATH`, anything `decodebin` reads).
+    File(PathBuf),
+    /// An ALSA capture device (`alsa`, or `alsa:DEVICE` such as `alsa:hw:1,0`).
+    Alsa(Option<String>),
+    /// A PulseAudio (or PipeWire-Pulse) source (`pulse`, or `pulse:SOURCE`).
+    Pulse(Option<String>),
+    /// Not sent (`none`, the default).
+    #[default]
+    None,
+}
+
+impl MicSource {
+    /// Whether the reference is sent at all.
+    #[must_use]
+    pub fn is_some(&self) -> bool {
+        !matches!(self, MicSource::None)
+    }
+}
+
+impl FromStr for MicSource {
+    type Err = AgentError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let device = |d: &str| (!d.is_empty()).then(|| d.to_owned());
+        Ok(match s.split_once(':') {
+            None if s == "test" => MicSource::Test,
+            None if s == "none" => MicSource::None,
+            None if s == "alsa" => MicSource::Alsa(None),
+            None if s == "pulse" => MicSource::Pulse(None),
+            Some(("file", path)) if !path.is_empty() => MicSource::File(path.into()),
+            // ALSA device names hold colons themselves (`hw:1,0`): everything after the first.
+            Some(("alsa", dev)) => MicSource::Alsa(device(dev)),
+            Some(("pulse", dev)) => MicSource::Pulse(device(dev)),
+            _ => {
+                return Err(AgentError::Config(format!(
+                    "--mic-reference {s:?}: not a microphone (test, file:PATH, alsa[:DEVICE], \
+                     pulse[:DEVICE], none)"
+                )));
+            }
+        })
+    }
+}
+
+impl fmt::Display for MicSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MicSource::Test => f.write_str("test"),
+            MicSource::File(p) => write!(f, "file:{}", p.display()),
+            MicSource::Alsa(None) => f.write_str("alsa"),
+            MicSource::Alsa(Some(d)) => write!(f, "alsa:{d}"),
+            MicSource::Pulse(None) => f.write_str("pulse"),
+            MicSource::Pulse(Some(d)) => write!(f, "pulse:{d}"),
+            MicSource::None => f.write_str("none"),
+        }
+    }
+}
+
 /// A rectangle of the screen the customer hides (`x,y,w,h` in screen pixels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Region {
@@ -185,6 +249,8 @@ pub struct AgentConfig {
     pub screen: TrackSettings,
     /// How the screen is encoded.
     pub screen_codec: ScreenCodec,
+    /// The microphone reference (needs the `recording` consent).
+    pub mic_reference: MicSource,
     /// Regions of the screen hidden before encoding.
     pub blinds: Vec<Region>,
     /// Scopes the customer consented to on the command line; asked interactively when
@@ -200,7 +266,7 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Defaults for everything but the server and the code: test camera at 30 fps and
-    /// 500 kbit/s, no screen, no blinds, consent asked.
+    /// 500 kbit/s, no screen, no microphone reference, no blinds, consent asked.
     #[must_use]
     pub fn new(server: url::Url, code: impl Into<String>) -> Self {
         Self {
@@ -221,6 +287,7 @@ impl AgentConfig {
                 size: None,
             },
             screen_codec: ScreenCodec::Tiles,
+            mic_reference: MicSource::None,
             blinds: Vec::new(),
             consent: None,
             spill_bytes: 64 << 20,
@@ -248,6 +315,31 @@ mod tests {
         );
         for bad in ["", "file:", "webcam", "v4l2"] {
             assert!(bad.parse::<VideoSource>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn microphones_parse_and_print_back() {
+        for text in [
+            "test",
+            "none",
+            "alsa",
+            "alsa:hw:1,0",
+            "pulse",
+            "pulse:alsa_input.usb-mic",
+            "file:/tmp/talk.ogg",
+        ] {
+            assert_eq!(text.parse::<MicSource>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "alsa:hw:1,0".parse::<MicSource>().unwrap(),
+            MicSource::Alsa(Some("hw:1,0".into()))
+        );
+        assert_eq!("alsa:".parse::<MicSource>().unwrap(), MicSource::Alsa(None));
+        assert_eq!(MicSource::default(), MicSource::None);
+        for bad in ["", "file:", "mic", "x11", "v4l2:/dev/video0"] {
+            let error = bad.parse::<MicSource>().unwrap_err().to_string();
+            assert!(error.contains("--mic-reference"), "{bad}: {error}");
         }
     }
 

@@ -1,12 +1,13 @@
 //! The customer-side agent: it redeems the one-time code, records the customer's consent,
-//! captures the camera and the screen (GStreamer), paints the customer's blinds over the
-//! screen before encoding, seals every frame under the session media key (`proto`) and
-//! streams it to the ingest server, keeping each frame until the server says it is durable —
-//! through network cuts, address changes and server restarts.
+//! captures the camera, the screen and, if asked, a microphone reference (GStreamer), paints
+//! the customer's blinds over the screen before encoding, seals every frame under the session
+//! media key (`proto`) and streams it to the ingest server, keeping each frame until the
+//! server says it is durable — through network cuts, address changes and server restarts.
 //!
 //! * [`config`] — what it is told to do (the `idv agent` command line).
 //! * [`join`] — TLS, code redemption and consent over HTTPS.
-//! * [`capture`] — one pipeline per track, with a gate for pause and gaps.
+//! * [`capture`] — one pipeline per track, with a gate for pause and gaps
+//!   ([`capture::audio`]: the microphone reference, Opus).
 //! * [`blinder`] — the regions the customer hides.
 //! * [`control`] — the operator's input, injected only while the customer is idle.
 //! * [`outbox`] — sealed frames awaiting acknowledgement (the spill buffer).
@@ -32,6 +33,6 @@ pub mod outbox;
 pub mod screenshots;
 pub mod session;
 
-pub use config::{AgentConfig, Region, ScreenCodec, TrackSettings, VideoSource};
+pub use config::{AgentConfig, MicSource, Region, ScreenCodec, TrackSettings, VideoSource};
 pub use error::AgentError;
 pub use session::{CustomerAction, Outcome, run};

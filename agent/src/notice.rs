@@ -12,7 +12,7 @@ use uuid::Uuid;
 pub fn show(session: Uuid, sending: &[Track], paused: bool, hidden_regions: usize) {
     let tracks = sending
         .iter()
-        .map(|t| t.name())
+        .map(|&t| what_is_sent(t))
         .collect::<Vec<_>>()
         .join(" and ");
     let state = if paused {
@@ -31,6 +31,15 @@ pub fn show(session: Uuid, sending: &[Track], paused: bool, hidden_regions: usiz
         "● REMOTE SUPPORT IN PROGRESS — session {session} — {state}{hidden}. \
          Commands: pause, resume, blind x,y,w,h[;…], unblind, end (or Ctrl-C)."
     );
+}
+
+/// A track as the customer knows it.
+fn what_is_sent(track: Track) -> &'static str {
+    match track {
+        // Said plainly: the customer is told the microphone is on, and what for.
+        Track::MicReference => "microphone (timing reference)",
+        other => other.name(),
+    }
 }
 
 /// Prints that the session is over.

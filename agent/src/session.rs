@@ -72,7 +72,7 @@ pub async fn run(
     .into_iter()
     .filter(|(_, settings, _)| settings.source.is_some())
     .collect();
-    let tracks: Vec<Track> = wanted
+    let mut tracks: Vec<Track> = wanted
         .iter()
         .filter(|(_, _, scope)| scopes.contains(scope))
         .map(|(track, _, _)| *track)
@@ -82,6 +82,16 @@ pub async fn run(
             "no track is both configured and consented to (camera needs `camera`, screen `screen`)"
                 .into(),
         ));
+    }
+    // The microphone reference goes with the video, never alone, and only with the consent to
+    // record.
+    let mic_scope = ConsentScope::for_track(Track::MicReference);
+    let send_mic = config.mic_reference.is_some() && scopes.contains(&mic_scope);
+    if config.mic_reference.is_some() && !send_mic {
+        eprintln!(
+            "● The microphone reference is not sent: it needs the `{}` consent.",
+            mic_scope.name()
+        );
     }
 
     let tls = tls_config(config.ca.as_deref())?;
@@ -101,6 +111,11 @@ pub async fn run(
         };
         let capture = Capture::start(*track, settings, encoding, blinder, frames_tx.clone())?;
         captures.insert(*track, Arc::new(capture));
+    }
+    if send_mic {
+        let capture = Capture::start_mic(&config.mic_reference, frames_tx.clone())?;
+        captures.insert(Track::MicReference, Arc::new(capture));
+        tracks.push(Track::MicReference);
     }
 
     let shared = Arc::new(Shared {

@@ -1,15 +1,17 @@
 //! A real agent and a real ingest server on loopback: the customer pauses and resumes (the
 //! pause is in the stored media), hides a region of the screen (what is under it never reaches
 //! the server, in any frame), and ends the session (after everything is acknowledged); the
-//! operator ends a session and the agent stops; a wrong code, an unreachable server, a missing
-//! camera and missing consent each stop the agent with one clear line.
+//! operator ends a session and the agent stops; the microphone reference arrives as Opus packets
+//! stamped 20 ms apart, pauses with the rest, and is sent only with the consent to record; a
+//! wrong code, an unreachable server, a missing camera and missing consent each stop the agent
+//! with one clear line.
 
 mod common;
 
 use std::time::Duration;
 
 use agent::link::Ended;
-use agent::{AgentError, CustomerAction, Region, ScreenCodec, VideoSource};
+use agent::{AgentError, CustomerAction, MicSource, Region, ScreenCodec, VideoSource};
 use common::{Server, assert_complete};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -66,6 +68,117 @@ async fn a_pause_is_in_the_stored_media_and_the_customer_ends_after_every_ack() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_microphone_reference_arrives_as_opus_packets_20_ms_apart_and_pauses() {
+    const PACKET_NS: i64 = 20_000_000;
+    let server = Server::start().await;
+    let (session, code) = server.create().await;
+    let mut config = server.agent_config(&server.server.url(), &code, VideoSource::None);
+    config.mic_reference = MicSource::Test;
+    let (actions, actions_rx) = mpsc::channel(4);
+    let running = tokio::spawn(agent::run(config, actions_rx));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    actions.send(CustomerAction::Pause).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    actions.send(CustomerAction::Resume).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    actions.send(CustomerAction::End).await.unwrap();
+    let outcome = running.await.unwrap().unwrap();
+    assert_eq!(outcome.ended, Ended::Finished);
+
+    server.wait_rolled(session).await;
+    let stored = server.stored(session).await;
+    let track = Track::MicReference;
+    let frames = &stored[&track];
+    assert_complete(frames, outcome.sealed.get(track), track);
+    assert!(
+        !stored[&Track::Camera].is_empty(),
+        "the reference goes with the video"
+    );
+    let paused: Vec<usize> = (0..frames.len())
+        .filter(|&i| frames[i].0.flags.contains(FrameFlags::PAUSED))
+        .collect();
+    assert_eq!(paused.len(), 1, "one pause marker");
+    assert!(frames[paused[0]].1.is_empty());
+
+    // Each run is a stream of 20 ms Opus packets, each decoding on its own: pink noise,
+    // never silence. Stamped with the capture time of its first decoded sample, so each is
+    // one packet after the previous — the first too (its look-ahead is put back).
+    let mut decoder = opus::Decoder::new(16_000, opus::Channels::Mono).unwrap();
+    let mut pcm = vec![0i16; 1920];
+    let mut steps_ms = Vec::new();
+    for run in [&frames[..paused[0]], &frames[paused[0] + 1..]] {
+        assert!(run.len() > 40, "{} packets", run.len());
+        for (header, packet) in run {
+            assert!(header.flags.contains(FrameFlags::KEYFRAME), "{header:?}");
+            assert_eq!(
+                opus::packet::get_nb_samples(packet, 48_000).unwrap(),
+                960,
+                "20 ms"
+            );
+            assert_eq!(
+                opus::packet::get_nb_channels(packet).unwrap(),
+                opus::Channels::Mono
+            );
+            let n = decoder.decode(packet, &mut pcm, false).unwrap();
+            assert_eq!(n, 320);
+        }
+        let level = pcm.iter().map(|&s| i32::from(s).abs()).max().unwrap();
+        assert!(level > 1000, "the noise is there (peak {level})");
+        steps_ms.extend(
+            run.windows(2)
+                .map(|w| (w[1].0.captured_at_ns - w[0].0.captured_at_ns) as f64 / 1e6),
+        );
+        let span = run.last().unwrap().0.captured_at_ns - run[0].0.captured_at_ns;
+        let mean = span as f64 / (run.len() - 1) as f64;
+        assert!(
+            (mean - PACKET_NS as f64).abs() < 100_000.0,
+            "packets {mean} ns apart on average"
+        );
+    }
+    let within = steps_ms.iter().filter(|s| (*s - 20.0).abs() <= 1.0).count();
+    let (min, max) = steps_ms
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    println!(
+        "MIC {} packets: steps {min:.3}..{max:.3} ms, {within} of {} within 20 ± 1 ms",
+        frames.len() - 1,
+        steps_ms.len()
+    );
+    assert!(
+        within * 10 >= steps_ms.len() * 9,
+        "{within} of {} steps within 20 ± 1 ms",
+        steps_ms.len()
+    );
+    let first_step = frames[1].0.captured_at_ns - frames[0].0.captured_at_ns;
+    assert!(
+        (first_step - PACKET_NS).abs() < 1_000_000,
+        "the first packet's look-ahead is accounted for ({first_step} ns)"
+    );
+    // Paused for 1 s: the first packet after it was captured at least half of that later.
+    let held = frames[paused[0] + 1].0.captured_at_ns - frames[paused[0]].0.captured_at_ns;
+    assert!(held >= 500_000_000, "nothing sent while paused ({held} ns)");
+
+    // Without the consent to record, the microphone is not sent (the video is).
+    let (session, code) = server.create().await;
+    let mut config = server.agent_config(&server.server.url(), &code, VideoSource::None);
+    config.mic_reference = MicSource::Test;
+    config.consent = Some([proto::ConsentScope::Camera].into());
+    let (actions, actions_rx) = mpsc::channel(4);
+    let running = tokio::spawn(agent::run(config, actions_rx));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    actions.send(CustomerAction::End).await.unwrap();
+    let outcome = running.await.unwrap().unwrap();
+    assert_eq!(outcome.sealed.get(track), 0);
+    server.wait_rolled(session).await;
+    let stored = server.stored(session).await;
+    assert!(!stored[&Track::Camera].is_empty());
+    assert!(
+        !stored.contains_key(&track),
+        "no microphone without consent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_operator_ends_the_session_and_the_agent_stops() {
     let server = Server::start().await;
     let (session, code) = server.create().await;
@@ -115,6 +228,31 @@ async fn bad_codes_servers_devices_and_consent_stop_the_agent_with_one_clear_lin
     config.consent = Some([proto::ConsentScope::Recording].into());
     let error = agent::run(config, rx).await.unwrap_err();
     assert!(matches!(error, AgentError::NoConsent(_)), "{error}");
+
+    // (A code is used once: the microphone case, which joins, has one of its own.)
+    let (_, mic_code) = server.create().await;
+    let (_a, rx) = mpsc::channel(1);
+    let mut config = server.agent_config(&server.server.url(), &mic_code, VideoSource::None);
+    config.mic_reference = MicSource::File("/nonexistent/talk.wav".into());
+    let error = agent::run(config, rx).await.unwrap_err();
+    assert!(matches!(error, AgentError::Capture { .. }), "{error}");
+    let line = error.to_string();
+    assert!(
+        line.starts_with("microphone file:/nonexistent/talk.wav: ") && !line.contains('\n'),
+        "{line}"
+    );
+    let (_, mic_code) = server.create().await;
+    let (_a, rx) = mpsc::channel(1);
+    let mut config = server.agent_config(&server.server.url(), &mic_code, VideoSource::None);
+    config.mic_reference = MicSource::Alsa(Some("hw:97,0".into()));
+    let error = agent::run(config, rx).await.unwrap_err();
+    assert!(matches!(error, AgentError::Capture { .. }), "{error}");
+    let line = error.to_string();
+    // "microphone alsa:hw:97,0: Could not open audio device for recording. (…)"
+    assert!(
+        line.starts_with("microphone alsa:hw:97,0: Could not open") && !line.contains('\n'),
+        "{line}"
+    );
 
     let (_a, rx) = mpsc::channel(1);
     let mut config = server.agent_config(&server.server.url(), &code, VideoSource::None);

@@ -25,6 +25,7 @@ pub use align::ReferenceInput;
 pub use audio::AudioInput;
 pub use error::{MuxError, Result};
 pub use input::frames::{FrameCodec, FrameFormat, FrameIter, FrameSource, MemoryFrames, RawFrame};
+pub use input::mic::MicReference;
 pub use input::sealed::SealedTrack;
 pub use input::video::VideoSource;
 pub use manifest::{AgentClockRecord, Manifest};

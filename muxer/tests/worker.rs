@@ -3,14 +3,17 @@
 //! exchanges, a CTI recording sealed in the blob store. The worker claims the job, muxes in
 //! sync, seals into the blob store, records the archive on the job — once, whatever crashes,
 //! stolen leases or shutdowns happen — and leaves no plaintext on disk. Screenshots stand in
-//! for a screen track the session does not have, and only then.
+//! for a screen track the session does not have, and only then. The agent's microphone
+//! reference (sealed Opus packets) corrects a call record that is late; a broken or useless
+//! one leaves the call record as it is, and the recording is made all the same.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use fixtures::media::{
-    CameraClip, CtiRecording, Screenshot, h264_access_units, measure_with_ffmpeg,
+    CameraClip, CtiEncoding, CtiRecording, Screenshot, Voice, h264_access_units,
+    measure_with_ffmpeg,
 };
 use muxer::timeline::UtcNanos;
 use muxer::worker::{JobOutcome, Worker, WorkerConfig};
@@ -724,6 +727,277 @@ async fn a_session_rolled_into_the_blob_store_is_muxed_from_there() {
     let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
     assert_eq!(measured.flashes.len(), FLASH_FRAMES.len());
     assert_eq!(measured.beeps.len(), FLASH_FRAMES.len());
+}
+
+/// The customer's talk, heard by the call centre and by the agent's microphone.
+const TALK_SEED: u64 = 21;
+/// Length of the talking call and of the microphone reference.
+const TALK_S: u64 = 12;
+
+/// Stores a second recording of the call, received later (so it is the one muxed): the beeps
+/// at the flashes and the customer talking, 8 kHz µ-law; its call record's start (and end)
+/// `record_error_s` late. The true start is `CTI_LEAD_S` before the camera.
+async fn store_talking_cti(stored: &Stored, record_error_s: f64) {
+    let cti_start = stored.camera_start.plus(-(CTI_LEAD_S * 1e9) as i64);
+    let wav = stored.dir.path().join("fixture-talk.wav");
+    let truth = CtiRecording {
+        duration: Duration::from_secs(TALK_S),
+        beeps: FLASH_FRAMES
+            .iter()
+            .map(|&f| Duration::from_secs_f64(CTI_LEAD_S + f64::from(f) / f64::from(FPS)))
+            .collect(),
+        voice: Some(Voice {
+            seed: TALK_SEED,
+            from: Duration::ZERO,
+        }),
+        ..CtiRecording::default()
+    }
+    .write(&wav)
+    .unwrap();
+    let bytes = std::fs::read(&wav).unwrap();
+    std::fs::remove_file(&wav).unwrap();
+    let recording_id = Uuid::new_v4();
+    let record = stored
+        .vault
+        .seal_to_blob(
+            bytes.as_slice(),
+            &format!("cti/{recording_id}.idvr"),
+            serde_json::json!({ "kind": "cti" }),
+            &Access::new("cti:test", None),
+        )
+        .await
+        .unwrap();
+    let recorded_start = cti_start.plus((record_error_s * 1e9).round() as i64);
+    stored
+        .vault
+        .db()
+        .insert_cti_recording(&CtiRow {
+            recording_id,
+            call_id: "call-4712".into(),
+            session_id: Some(stored.session),
+            correlation_key: None,
+            started_at: recorded_start.to_datetime(),
+            ended_at: Some(
+                recorded_start
+                    .plus(truth.true_duration.as_nanos() as i64)
+                    .to_datetime(),
+            ),
+            location: record.location.clone(),
+            archive_id: Some(record.archive_id),
+            received_at: OffsetDateTime::now_utc() + Duration::from_secs(1),
+        })
+        .await
+        .unwrap();
+}
+
+/// Frames for a track log: agent clock, keyframe, payload.
+type LogFrames = Vec<(i64, bool, Vec<u8>)>;
+
+/// The agent's microphone reference as it sends it: the same talk and beeps through another
+/// microphone (its own noise), from the camera's first frame on, 16 kHz mono, in 20 ms Opus
+/// packets at 20 kbit/s (libopus, voice), each stamped on the agent clock with the capture
+/// time of its first decoded sample (the encoder's look-ahead before the first input sample).
+fn mic_packets(stored: &Stored) -> LogFrames {
+    let (pcm, _) = CtiRecording {
+        encoding: CtiEncoding::Pcm16,
+        rate_hz: 16_000,
+        duration: Duration::from_secs(TALK_S - 1),
+        beeps: FLASH_FRAMES
+            .iter()
+            .map(|&f| Duration::from_secs_f64(f64::from(f) / f64::from(FPS)))
+            .collect(),
+        noise_seed: 7,
+        voice: Some(Voice {
+            seed: TALK_SEED,
+            from: Duration::from_secs_f64(CTI_LEAD_S),
+        }),
+        ..CtiRecording::default()
+    }
+    .render()
+    .unwrap();
+    let mut encoder =
+        opus::Encoder::new(16_000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+    encoder.set_bitrate(opus::Bitrate::Bits(20_000)).unwrap();
+    let lookahead_ns = i64::from(encoder.get_lookahead().unwrap()) * 1_000_000_000 / 16_000;
+    pcm.chunks_exact(320)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let at = stored
+                .camera_start
+                .plus(k as i64 * 20_000_000 - lookahead_ns);
+            let packet = encoder.encode_vec(chunk, 1500).unwrap();
+            (agent_clock(stored.camera_start, at), true, packet)
+        })
+        .collect()
+}
+
+/// Muxes the job and returns the manifest and the measured |audio − video| at each mark, ms.
+async fn mux_and_measure(stored: &Stored, label: &str) -> (serde_json::Value, Vec<f64>) {
+    let outcome = run_one(stored, "worker-a").await;
+    let Some(JobOutcome::Done { archive_id, .. }) = outcome else {
+        panic!("{label}: expected done, got {outcome:?}");
+    };
+    let (mp4, manifest) = open_archive(stored, archive_id).await;
+    let measured = measure_with_ffmpeg(&mp4, 0).unwrap();
+    assert_eq!(measured.flashes.len(), FLASH_FRAMES.len(), "{measured:?}");
+    assert_eq!(measured.beeps.len(), FLASH_FRAMES.len(), "{measured:?}");
+    let sync_ms = measured
+        .flashes
+        .iter()
+        .zip(&measured.beeps)
+        .map(|(flash, beep)| (beep.as_secs_f64() - flash.as_secs_f64()) * 1e3)
+        .collect();
+    (manifest, sync_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_microphone_reference_corrects_a_call_record_400_ms_late() {
+    let stored = stored_session(Camera::Clip, true).await;
+    let planted_ms = 400.0;
+    store_talking_cti(&stored, planted_ms / 1e3).await;
+    let packets = mic_packets(&stored);
+    write_track_log(
+        data_dir(&stored),
+        stored.session,
+        &stored.key,
+        Track::MicReference,
+        &packets,
+    );
+    let (manifest, sync_ms) = mux_and_measure(&stored, "reference").await;
+
+    let clock = &manifest["clock"];
+    let refined_ms = clock["refined_by_ms"].as_f64().expect("refined_by_ms");
+    let confidence = clock["confidence"].as_f64().unwrap();
+    let offset = clock["audio_offset_s"].as_f64().unwrap();
+    println!(
+        "REFERENCE worker: call record {planted_ms:+.1} ms late: refined by {refined_ms:+.3} ms \
+         (error {:+.3} ms), confidence {confidence:.3}; audio − video at the marks {sync_ms:+.3?} ms",
+        refined_ms + planted_ms
+    );
+    assert!(confidence >= 0.5, "confidence {confidence}");
+    assert!(
+        (refined_ms + planted_ms).abs() < 3.0,
+        "refined by {refined_ms} ms for a record {planted_ms} ms late"
+    );
+    assert!(
+        clock["method"]
+            .as_str()
+            .unwrap()
+            .contains("refined by GCC-PHAT"),
+        "{clock}"
+    );
+    assert!(
+        (offset + CTI_LEAD_S).abs() < 0.003,
+        "audio offset {offset} s"
+    );
+    for sync in &sync_ms {
+        assert!(sync.abs() < 3.0, "audio − video = {sync} ms");
+    }
+    assert_eq!(manifest["session"]["cti_call_id"], "call-4712");
+    assert_eq!(
+        manifest["session"]["mic_reference"],
+        serde_json::json!({
+            "status": "read",
+            "packets": packets.len(),
+            "seconds": packets.len() as f64 * 0.02,
+        })
+    );
+    let mic = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["role"] == "mic_reference")
+        .expect("the reference is an input");
+    assert_eq!(
+        mic["file"],
+        format!("session {}/mic_reference", stored.session)
+    );
+    assert!(
+        manifest["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["role"] != "mic_reference"),
+        "the reference is never muxed"
+    );
+    // Nothing of it in the clear on disk: no WAV made of it, no Opus packet as sent.
+    for (path, bytes) in files(data_dir(&stored)) {
+        assert!(
+            !contains(&bytes, b"WAVEfmt") && !contains(&bytes, &packets[100].2),
+            "{} holds plaintext",
+            path.display()
+        );
+    }
+}
+
+/// What is wrong with a microphone reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spoilt {
+    /// Sealed under another session's key.
+    AnotherKey,
+    /// Its sixth packet is not Opus.
+    NotOpus,
+    /// One packet: too short to say anything.
+    OnePacket,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_or_useless_microphone_reference_leaves_the_call_record_as_it_is() {
+    // Each time the recording is made, the call record (right here) places the CTI, and the
+    // manifest says what became of the reference.
+    for spoilt in [Spoilt::AnotherKey, Spoilt::NotOpus, Spoilt::OnePacket] {
+        let stored = stored_session(Camera::Clip, true).await;
+        let mut packets = mic_packets(&stored);
+        let mut key = stored.key.clone();
+        match spoilt {
+            Spoilt::AnotherKey => key = SessionKey::generate(),
+            Spoilt::NotOpus => packets[5].2 = vec![0x03, 0x00], // code 3, no frame
+            Spoilt::OnePacket => packets.truncate(1),
+        }
+        write_track_log(
+            data_dir(&stored),
+            stored.session,
+            &key,
+            Track::MicReference,
+            &packets,
+        );
+        let (manifest, sync_ms) = mux_and_measure(&stored, &format!("{spoilt:?}")).await;
+        let clock = &manifest["clock"];
+        let status = &manifest["session"]["mic_reference"];
+        println!(
+            "REFERENCE worker, {spoilt:?}: {status}; clock: {}; audio − video {sync_ms:+.3?} ms",
+            clock["method"]
+        );
+        let offset = clock["audio_offset_s"].as_f64().unwrap();
+        assert!((offset + CTI_LEAD_S).abs() < 1e-3, "{spoilt:?}: {offset} s");
+        for sync in &sync_ms {
+            assert!(sync.abs() < 1.0, "{spoilt:?}: audio − video = {sync} ms");
+        }
+        let expected = match spoilt {
+            Spoilt::OnePacket => {
+                assert_eq!(status["status"], "read", "{spoilt:?}: {status}");
+                assert_eq!(clock["refined_by_ms"], 0.0, "{spoilt:?}");
+                assert!(
+                    clock["method"]
+                        .as_str()
+                        .unwrap()
+                        .contains("overlaps the call too little"),
+                    "{spoilt:?}: {clock}"
+                );
+                continue;
+            }
+            Spoilt::NotOpus => "packet 6 (0.100 s in) is not an Opus packet",
+            Spoilt::AnotherKey => "frame 1:",
+        };
+        assert_eq!(status["status"], "skipped", "{spoilt:?}: {status}");
+        let reason = status["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with(&format!("session {}/mic_reference: ", stored.session))
+                && reason.contains(expected),
+            "{spoilt:?}: {reason}"
+        );
+        assert!(clock["refined_by_ms"].is_null(), "{spoilt:?}: {clock}");
+    }
 }
 
 /// A long session's first segments are in the blob store while its last log is still in this

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! idv agent --server URL [--ca FILE] --code 123456 [--camera …] [--screen …]
-//!           [--blind x,y,w,h]… [--consent …] [--mic-reference …]
+//!           [--blind x,y,w,h]… [--consent …]
+//!           [--mic-reference test|file:PATH|alsa[:DEVICE]|pulse[:DEVICE]|none]
 //! ```
 //!
 //! It runs until the session ends (either side) or it gets SIGINT/SIGTERM, then sends what the
@@ -14,7 +15,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use agent::config::parse_consent;
-use agent::{AgentConfig, CustomerAction, Region, VideoSource};
+use agent::{AgentConfig, CustomerAction, MicSource, Region, VideoSource};
 use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::mpsc;
@@ -48,9 +49,11 @@ pub struct AgentArgs {
     /// What the customer consents to (camera,screen,recording,…); asked when absent.
     #[arg(long)]
     consent: Option<String>,
-    /// A microphone to send as the low-rate alignment reference (not supported yet).
-    #[arg(long)]
-    mic_reference: Option<String>,
+    /// Microphone reference, a low-rate Opus recording that lets the muxer place the call
+    /// centre's audio exactly (needs the `recording` consent): test, file:PATH,
+    /// alsa[:DEVICE], pulse[:DEVICE], none.
+    #[arg(long, default_value = "none")]
+    mic_reference: MicSource,
     /// Camera frames per second.
     #[arg(long, default_value_t = 30)]
     camera_fps: u32,
@@ -66,9 +69,6 @@ pub struct AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    if args.mic_reference.is_some() {
-        anyhow::bail!("--mic-reference is not supported by this agent yet");
-    }
     let server = url::Url::parse(&args.server)
         .with_context(|| format!("--server {:?} is not a URL", args.server))?;
     let mut config = AgentConfig::new(server, args.code);
@@ -81,6 +81,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     config.screen.fps = args.screen_fps;
     config.screen.bitrate_kbps = args.screen_kbps;
     config.screen_codec = args.screen_codec;
+    config.mic_reference = args.mic_reference;
     config.blinds = args.blinds;
     config.consent = Some(match args.consent {
         Some(scopes) => parse_consent(&scopes)?,
@@ -108,10 +109,14 @@ fn ask_consent(
             "consent is required: run on a terminal to be asked, or pass --consent camera,screen,recording"
         );
     }
-    let mut questions = vec![(
-        proto::ConsentScope::Recording,
-        "record this session for the bank",
-    )];
+    let recording = if config.mic_reference.is_some() {
+        // The microphone is recorded under this consent: the customer hears it asked.
+        "record this session for the bank, with a low-quality recording of your microphone \
+         used only to time the call's audio"
+    } else {
+        "record this session for the bank"
+    };
+    let mut questions = vec![(proto::ConsentScope::Recording, recording)];
     if config.camera.source.is_some() {
         questions.push((proto::ConsentScope::Camera, "send your camera"));
     }

@@ -112,3 +112,13 @@ impl Server {
         assert!(status.success(), "{status}");
     }
 }
+
+impl Drop for Server {
+    /// A test that failed before [`Server::stop`] does not leave its server running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,12 +1,13 @@
 //! Reading the inputs: video containers and frame streams ([`video`], [`frames`]; JPEG stills
-//! checked in `jpeg`), CTI recordings ([`audio`]; Ogg Opus in `opus`), and the SHA-256 every
-//! input is identified by in the manifest.
+//! checked in `jpeg`), CTI recordings ([`audio`]; Ogg Opus in `opus`), the agent's microphone
+//! reference track ([`mic`]), and the SHA-256 every input is identified by in the manifest.
 
 pub mod audio;
 pub mod bytes;
 pub mod frames;
 pub mod g711;
 mod jpeg;
+pub mod mic;
 mod opus;
 pub mod sealed;
 mod streamed_wav;

@@ -1,6 +1,8 @@
 //! A session's stored media as mux inputs: its track logs (sealed frames, opened in memory
 //! under the session media key, agent time mapped to UTC through the session's clock-sync
-//! exchanges) and its CTI recording (a sealed archive in the blob store, decrypted as read).
+//! exchanges), its CTI recording (a sealed archive in the blob store, decrypted as read) and,
+//! when both are there, its microphone reference (Opus packets kept in memory, read by the
+//! muxer as a WAV made as it reads: [`MicReference`]).
 //! The logs are read from the segments ingest rolled them into in the blob store, so any node
 //! can mux; a session whose logs were not rolled (the roll failed) is read from the local
 //! spool.
@@ -15,9 +17,11 @@ use storage::db::{ClockSample, CtiRecording, MediaTrack, MuxJob};
 use storage::{Access, ArchiveLocation, SealedBlob, Vault};
 
 use super::JobError;
+use crate::align::ReferenceInput;
 use crate::audio::AudioInput;
 use crate::input::bytes::{ByteSource, InputBytes, InputReader};
 use crate::input::frames::{FrameCodec, FrameFormat, FrameSource};
+use crate::input::mic::MicReference;
 use crate::input::sealed::SealedTrack;
 use crate::input::tiles::{self, ScreenTiles};
 use crate::mux::{Layout, MuxRequest, OutputFormat};
@@ -33,10 +37,33 @@ pub struct SessionInputs {
     pub group: String,
     /// The CTI call muxed, if any.
     pub cti_call_id: Option<String>,
+    /// What became of the microphone reference (for the manifest); `None` without one, or
+    /// without a CTI recording for it to place.
+    pub reference_status: Option<ReferenceStatus>,
     videos: Vec<VideoInput>,
     audio: Option<AudioInput>,
+    reference: Option<ReferenceInput>,
     clock: ClockMapping,
     clock_samples: usize,
+}
+
+/// What the session's microphone reference track gave.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReferenceStatus {
+    /// Read, and handed to the mux to refine the CTI's offset.
+    Read {
+        /// Opus packets.
+        packets: usize,
+        /// Length, seconds (gaps included).
+        seconds: f64,
+    },
+    /// There, but unreadable (a frame that does not open, a packet that is not Opus): left
+    /// out, so the call record alone places the CTI — the recording is not lost for it.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl SessionInputs {
@@ -82,6 +109,7 @@ impl SessionInputs {
                 logs.push((track, role, segments));
             }
         }
+        let reference_key = key.clone();
         let videos = tokio::task::spawn_blocking(move || open_tracks(logs, session_id, key, clock))
             .await
             .map_err(|e| JobError::Transient(e.to_string()))??;
@@ -120,11 +148,19 @@ impl SessionInputs {
             };
             (Some(audio), Some(cti.call_id))
         };
+        // The reference only places a CTI recording: without one it is not read.
+        let (reference, reference_status) = if audio.is_some() {
+            read_reference(vault, spool_dir, session_id, reference_key, clock).await?
+        } else {
+            (None, None)
+        };
         Ok(Self {
             group: session.group,
             cti_call_id,
+            reference_status,
             videos,
             audio,
+            reference,
             clock,
             clock_samples: samples.len(),
         })
@@ -140,7 +176,7 @@ impl SessionInputs {
                 .expect("gather refuses a session without video"),
             screen: videos.next(),
             audio: self.audio.clone(),
-            reference: None,
+            reference: self.audio.as_ref().and(self.reference.clone()),
             in_point: None,
             out_point: None,
             format,
@@ -201,6 +237,60 @@ async fn track_segments(
             .map(|l| InputBytes::File(l.path)),
     );
     Ok(segments)
+}
+
+/// The session's microphone reference, read into memory, and what became of it; `(None,
+/// None)` without the track. Storage failures are the job's (it is retried); a reference that
+/// cannot be read is skipped with a warning, never failing the recording.
+async fn read_reference(
+    vault: &Vault,
+    spool_dir: &Path,
+    session: uuid::Uuid,
+    key: SessionKey,
+    clock: ClockMapping,
+) -> Result<(Option<ReferenceInput>, Option<ReferenceStatus>), JobError> {
+    let track = Track::MicReference;
+    // As for the video tracks: the segments in the blob store, then what is still spooled here.
+    let segments = match track_segments(vault, spool_dir, session, track).await {
+        Ok(segments) if segments.is_empty() => return Ok((None, None)),
+        Ok(segments) => segments,
+        Err(JobError::Unmuxable(reason)) => return Ok(skipped(session, reason)),
+        Err(e) => return Err(e),
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let source = SealedTrack {
+            segments,
+            session,
+            track,
+            key,
+            // Not used: the packets are taken as they are.
+            format: FrameFormat::new(FrameCodec::H264AnnexB),
+            max_payload: MAX_STORED_FRAME,
+            clock: Some(clock),
+        };
+        MicReference::read(source.label(), source.frames()?)
+    })
+    .await
+    .map_err(|e| JobError::Transient(e.to_string()))?;
+    Ok(match read {
+        Ok(Some(reference)) => {
+            let status = ReferenceStatus::Read {
+                packets: reference.packets(),
+                seconds: reference.frames() as f64 / f64::from(crate::input::mic::RATE_HZ),
+            };
+            (Some(reference.into_input()), Some(status))
+        }
+        Ok(None) => (None, None),
+        Err(e) => skipped(session, e.to_string()),
+    })
+}
+
+fn skipped(
+    session: uuid::Uuid,
+    reason: String,
+) -> (Option<ReferenceInput>, Option<ReferenceStatus>) {
+    tracing::warn!(%session, reason, "the microphone reference is skipped: the call record alone places the CTI");
+    (None, Some(ReferenceStatus::Skipped { reason }))
 }
 
 /// The camera and screen logs that hold at least one frame with media, in that order, each

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::mux::OutputFormat;
-pub use inputs::SessionInputs;
+pub use inputs::{ReferenceStatus, SessionInputs};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -343,6 +343,7 @@ impl Worker {
             "attempt": job.attempts,
             "worker": self.config.id,
             "cti_call_id": inputs.cti_call_id,
+            "mic_reference": inputs.reference_status,
         });
         // A key of its own per run: a released job is claimed again under the same attempt
         // number, and the loser of a lease discards its archive by key.
