@@ -4,7 +4,9 @@
 //!
 //! Built so far: accounts ([`accounts`], `idv user add`), logins with argon2id passwords, an
 //! optional TOTP second factor and per-user or per-group allowed addresses ([`auth`]), and
-//! the login, logout and home pages with CSRF protection ([`http`]).
+//! the login, logout and home pages with CSRF protection ([`http`]); recordings found, opened
+//! for a stated reason, played, and their manifests shown in words and as a timeline
+//! ([`recordings`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
