@@ -249,9 +249,7 @@ impl Browser {
     /// (packets, decoded pictures) of `track` so far.
     fn counts(&self, track: &str) -> (u64, u64) {
         let tracks = self.tracks.lock().unwrap();
-        tracks
-            .get(track)
-            .map_or((0, 0), |r| (r.packets, r.decoded))
+        tracks.get(track).map_or((0, 0), |r| (r.packets, r.decoded))
     }
 
     /// Waits until `check` holds of what was received (or panics after `within`).
@@ -435,6 +433,33 @@ async fn watch(server: &Server, session: Uuid) -> (Browser, LiveView) {
     (browser, view)
 }
 
+/// A plain feed subscriber beside the views: how old each frame is when it reaches the
+/// console, per track.
+async fn watch_feed(
+    server: &Server,
+    session: Uuid,
+) -> Arc<Mutex<BTreeMap<proto::Track, Vec<f64>>>> {
+    let ages: Arc<Mutex<BTreeMap<proto::Track, Vec<f64>>>> = Arc::default();
+    let mut feed = console::live::Feed::connect(&server.feed(session))
+        .await
+        .unwrap();
+    let recorded = ages.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(message)) = feed.next().await {
+            if let proto::LiveMessage::Frame(frame) = message {
+                let age = agent::clock::now_ns() - frame.header().captured_at_ns;
+                recorded
+                    .lock()
+                    .unwrap()
+                    .entry(frame.header().track)
+                    .or_default()
+                    .push(age as f64 / 1e6);
+            }
+        }
+    });
+    ages
+}
+
 fn decoded_both(at_least: u64) -> impl Fn(&BTreeMap<String, Received>) -> bool {
     move |tracks| {
         ["camera", "screen"]
@@ -453,20 +478,28 @@ async fn an_operator_watches_camera_and_screen_over_webrtc() {
     let (actions, actions_rx) = mpsc::channel(4);
     let agent = tokio::spawn(agent::run(server.agent_config(&code), actions_rx));
 
-    // 1. Both tracks arrive and decode; the screen's pictures change; latency is measured.
+    // 1. Both tracks arrive and decode; the screen's pictures change; latency is measured —
+    // and, for comparison, how old each frame is when the feed delivers it to the console.
+    let feed_ages = watch_feed(&server, session).await;
     let (browser, view) = watch(&server, session).await;
     assert_eq!(view.session(), session);
     browser
-        .wait_for("camera and screen decode", Duration::from_secs(30), |tracks| {
-            decoded_both(1)(tracks)
-        })
+        .wait_for(
+            "camera and screen decode",
+            Duration::from_secs(30),
+            |tracks| decoded_both(1)(tracks),
+        )
         .await;
     // Steady state: some seconds of both.
     browser
-        .wait_for("5 s of camera, 5 s of screen", Duration::from_secs(30), |t| {
-            t.get("camera").is_some_and(|r| r.latencies_ms.len() >= 75)
-                && t.get("screen").is_some_and(|r| r.latencies_ms.len() >= 50)
-        })
+        .wait_for(
+            "5 s of camera, 5 s of screen",
+            Duration::from_secs(30),
+            |t| {
+                t.get("camera").is_some_and(|r| r.latencies_ms.len() >= 75)
+                    && t.get("screen").is_some_and(|r| r.latencies_ms.len() >= 50)
+            },
+        )
         .await;
     {
         let tracks = browser.tracks.lock().unwrap();
@@ -494,6 +527,16 @@ async fn an_operator_watches_camera_and_screen_over_webrtc() {
                 sorted.len(),
             );
         }
+        for (track, ages) in feed_ages.lock().unwrap().iter_mut() {
+            ages.sort_by(f64::total_cmp);
+            println!(
+                "LIVE feed {}: capture→console (before decoding) p50 {:.1} ms, p95 {:.1} ms over {} frames",
+                track.name(),
+                percentile(ages, 50.0),
+                percentile(ages, 95.0),
+                ages.len()
+            );
+        }
         let screen = &tracks["screen"];
         assert!(
             screen.distinct.len() >= 10,
@@ -515,9 +558,11 @@ async fn an_operator_watches_camera_and_screen_over_webrtc() {
     );
     actions.send(CustomerAction::Resume).await.unwrap();
     browser
-        .wait_for("both tracks after the resume", Duration::from_secs(20), |t| {
-            t["camera"].decoded >= paused.0 + 15 && t["screen"].decoded >= paused.1 + 10
-        })
+        .wait_for(
+            "both tracks after the resume",
+            Duration::from_secs(20),
+            |t| t["camera"].decoded >= paused.0 + 15 && t["screen"].decoded >= paused.1 + 10,
+        )
         .await;
 
     // 3. The console stops the view: the browser receives nothing more.
@@ -538,7 +583,11 @@ async fn an_operator_watches_camera_and_screen_over_webrtc() {
     // 4. A browser that leaves ends its view.
     let (browser, mut view) = watch(&server, session).await;
     browser
-        .wait_for("the second view decodes", Duration::from_secs(30), decoded_both(5))
+        .wait_for(
+            "the second view decodes",
+            Duration::from_secs(30),
+            decoded_both(5),
+        )
         .await;
     browser.peer.close().await.unwrap();
     let ending = tokio::time::timeout(Duration::from_secs(20), view.ended())
@@ -549,7 +598,11 @@ async fn an_operator_watches_camera_and_screen_over_webrtc() {
     // 5. The session ends: the view ends with the reason, and so does the agent.
     let (browser, mut view) = watch(&server, session).await;
     browser
-        .wait_for("the third view decodes", Duration::from_secs(30), decoded_both(5))
+        .wait_for(
+            "the third view decodes",
+            Duration::from_secs(30),
+            decoded_both(5),
+        )
         .await;
     server.end(session).await;
     let ending = tokio::time::timeout(Duration::from_secs(10), view.ended())
@@ -587,12 +640,17 @@ async fn bad_input_gets_a_clear_error() {
     let e = console::live::answer(server.feed(unknown), offer.clone())
         .await
         .unwrap_err();
-    assert!(matches!(e, LiveError::SessionNotFound(s) if s == unknown), "{e:?}");
+    assert!(
+        matches!(e, LiveError::SessionNotFound(s) if s == unknown),
+        "{e:?}"
+    );
     assert!(e.to_string().contains(&unknown.to_string()), "{e}");
 
     let mut plain = server.feed(session);
     plain.server = format!("http://{}", server.server.addr()).parse().unwrap();
-    let e = console::live::answer(plain, offer.clone()).await.unwrap_err();
+    let e = console::live::answer(plain, offer.clone())
+        .await
+        .unwrap_err();
     assert!(matches!(e, LiveError::Config(_)), "{e:?}");
 
     let mut other_ca = server.feed(session);
@@ -638,4 +696,61 @@ async fn bad_input_gets_a_clear_error() {
     assert!(answer.contains("H264"), "{answer}");
     assert!(matches!(view.close().await, Ending::Stopped));
     browser.peer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_view_leaves_no_task_behind() {
+    let server = Server::start().await;
+    let (session, _code) = server.create().await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+
+    /// A browser watches until connected; then the view and the browser close. The most
+    /// tasks alive meanwhile.
+    async fn watch_and_close(server: &Server, session: Uuid) -> usize {
+        let browser = Browser::new().await;
+        let offer = browser.offer(2, 0).await;
+        let (answer, view) = console::live::answer(server.feed(session), offer)
+            .await
+            .unwrap();
+        browser.accept(answer).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while browser.peer.connection_state() != RTCPeerConnectionState::Connected {
+            assert!(Instant::now() < deadline, "the browser connects");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let running = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert!(matches!(view.close().await, Ending::Stopped));
+        browser.peer.close().await.unwrap();
+        running
+    }
+
+    // A first round starts whatever the server starts on first use; then the count settles.
+    watch_and_close(&server, session).await;
+    let mut before = tasks();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = before.max(tasks());
+    }
+    let running = watch_and_close(&server, session).await;
+    assert!(running > before, "a view runs tasks: {running} > {before}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tasks() > before {
+        assert!(
+            Instant::now() < deadline,
+            "tasks left running after the view and the browser closed: {} (before: {before}, \
+             while watching: {running})",
+            tasks()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "LIVE tasks: {before} before, {running} while watching, {} after",
+        tasks()
+    );
 }

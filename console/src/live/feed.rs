@@ -94,10 +94,9 @@ impl Feed {
             tungstenite::Error::Http(response) => match response.status().as_u16() {
                 401 => LiveError::Unauthorised,
                 403 | 404 => LiveError::SessionNotFound(config.session),
-                status => LiveError::FeedUnavailable(format!(
-                    "{} answered HTTP {status}",
-                    config.server
-                )),
+                status => {
+                    LiveError::FeedUnavailable(format!("{} answered HTTP {status}", config.server))
+                }
             },
             other => LiveError::FeedUnavailable(format!("{}: {other}", config.server)),
         })?;
@@ -108,9 +107,10 @@ impl Feed {
                 media_key,
             })) if session_id == config.session => {
                 let media_key = Zeroizing::new(media_key);
-                let bytes = Zeroizing::new(hex::decode(media_key.as_bytes()).map_err(|_| {
-                    LiveError::Protocol("the session media key is not hex".into())
-                })?);
+                let bytes =
+                    Zeroizing::new(hex::decode(media_key.as_bytes()).map_err(|_| {
+                        LiveError::Protocol("the session media key is not hex".into())
+                    })?);
                 let key = SessionKey::from_slice(&bytes).ok_or_else(|| {
                     LiveError::Protocol("the session media key is not 32 bytes".into())
                 })?;
@@ -168,21 +168,21 @@ impl Feed {
 
 /// The next message on the live WebSocket; `None` once closed.
 async fn read(socket: &mut Socket) -> Result<Option<LiveMessage>> {
-        loop {
-            let wire = match socket.next().await {
-                None | Some(Ok(Message::Close(_))) => return Ok(None),
-                Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
-                    return Ok(None);
-                }
-                Some(Err(e)) => return Err(LiveError::FeedUnavailable(e.to_string())),
-                Some(Ok(Message::Binary(bytes))) => WireMessage::Binary(bytes),
-                Some(Ok(Message::Text(text))) => WireMessage::Text(text.to_string()),
-                Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
-            };
-            return LiveMessage::from_wire(wire, MAX_PAYLOAD)
-                .map(Some)
-                .map_err(|e| LiveError::Protocol(e.to_string()));
-        }
+    loop {
+        let wire = match socket.next().await {
+            None | Some(Ok(Message::Close(_))) => return Ok(None),
+            Some(Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)) => {
+                return Ok(None);
+            }
+            Some(Err(e)) => return Err(LiveError::FeedUnavailable(e.to_string())),
+            Some(Ok(Message::Binary(bytes))) => WireMessage::Binary(bytes),
+            Some(Ok(Message::Text(text))) => WireMessage::Text(text.to_string()),
+            Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings itself
+        };
+        return LiveMessage::from_wire(wire, MAX_PAYLOAD)
+            .map(Some)
+            .map_err(|e| LiveError::Protocol(e.to_string()));
+    }
 }
 
 /// `wss://host:port/api/v1/sessions/{id}/live` from the server's `https://` base URL.
@@ -209,8 +209,8 @@ fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert
-            .map_err(|e| LiveError::Config(format!("the CA is not a PEM certificate ({e})")))?;
+        let cert =
+            cert.map_err(|e| LiveError::Config(format!("the CA is not a PEM certificate ({e})")))?;
         roots
             .add(cert)
             .map_err(|e| LiveError::Config(format!("the CA certificate is unusable: {e}")))?;
@@ -259,11 +259,15 @@ mod tests {
     #[test]
     fn the_live_url_is_the_sessions_websocket_under_the_base() {
         assert_eq!(
-            live_url(&config("https://127.0.0.1:8443")).unwrap().as_str(),
+            live_url(&config("https://127.0.0.1:8443"))
+                .unwrap()
+                .as_str(),
             "wss://127.0.0.1:8443/api/v1/sessions/00000000-0000-0000-0000-000000000000/live"
         );
         assert_eq!(
-            live_url(&config("https://ingest.example/idv/")).unwrap().as_str(),
+            live_url(&config("https://ingest.example/idv/"))
+                .unwrap()
+                .as_str(),
             "wss://ingest.example/idv/api/v1/sessions/00000000-0000-0000-0000-000000000000/live"
         );
         let plain = live_url(&config("http://127.0.0.1:8443")).unwrap_err();

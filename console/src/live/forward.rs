@@ -156,7 +156,9 @@ impl Forwarder {
                     .send(&picture.access_unit, picture.captured_at_ns)
                     .await
                     .map(|()| None),
-                Event::Encoded(None) => Err(LiveError::Encoder("the screen encoder stopped".into())),
+                Event::Encoded(None) => {
+                    Err(LiveError::Encoder("the screen encoder stopped".into()))
+                }
                 Event::Feed(Ok(Some(LiveMessage::Frame(frame)))) => {
                     self.on_frame(&frame).await.map(|()| None)
                 }
@@ -279,7 +281,9 @@ impl Forwarder {
                     self.latest = Latest::Still(still);
                     self.on_screen(ScreenChange::Changed, captured_at_ns)?;
                 }
-                Err(e) => tracing::warn!(seq = header.seq, error = %e, "a screenshot does not decode"),
+                Err(e) => {
+                    tracing::warn!(seq = header.seq, error = %e, "a screenshot does not decode")
+                }
             },
             track => {
                 // H.264: the camera, or a screen the agent encodes as H.264.
@@ -298,7 +302,10 @@ impl Forwarder {
         captured_at_ns: i64,
     ) -> Result<(), LiveError> {
         if self.connected {
-            return self.track_mut(track).send(&access_unit, captured_at_ns).await;
+            return self
+                .track_mut(track)
+                .send(&access_unit, captured_at_ns)
+                .await;
         }
         let backlog = self.backlog.entry(track).or_default();
         if keyframe {

@@ -157,9 +157,7 @@ async fn new_peer_connection() -> Result<RTCPeerConnection> {
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
         .build();
-    Ok(api
-        .new_peer_connection(RTCConfiguration::default())
-        .await?)
+    Ok(api.new_peer_connection(RTCConfiguration::default()).await?)
 }
 
 /// Adds the tracks, answers `offer` and gathers the candidates; the forwarder to run and the
@@ -175,7 +173,10 @@ async fn negotiate(
     let screen = VideoTrack::new("screen", &stream);
     let (asks, keyframe_asks) = mpsc::channel(8);
     let mut readers = JoinSet::new();
-    for (track, local) in [(Track::Camera, camera.local()), (Track::Screen, screen.local())] {
+    for (track, local) in [
+        (Track::Camera, camera.local()),
+        (Track::Screen, screen.local()),
+    ] {
         let sender = peer.add_track(local).await?;
         readers.spawn(read_rtcp(sender, track, asks.clone()));
     }
@@ -225,13 +226,20 @@ async fn forward(
     mut readers: JoinSet<()>,
 ) -> Ending {
     let ending = forwarder.run().await;
-    tracing::info!(?ending, camera_frames = forwarder.camera.frames(), screen_frames = forwarder.screen.frames(), "live view ended");
+    tracing::info!(
+        ?ending,
+        camera_frames = forwarder.camera.frames(),
+        screen_frames = forwarder.screen.frames(),
+        "live view ended"
+    );
     if let Err(e) = peer.close().await {
         tracing::debug!(error = %e, "closing the peer connection");
     }
-    if tokio::time::timeout(CLOSING, async { while readers.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(CLOSING, async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         readers.shutdown().await;
     }

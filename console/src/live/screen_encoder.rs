@@ -307,7 +307,9 @@ mod tests {
             assert!(picture.access_unit.starts_with(&[0, 0, 0, 1]));
         }
         encoder.request_keyframe();
-        encoder.push(&pixels, w as usize * 4, w, h, 6_000_000_000).unwrap();
+        encoder
+            .push(&pixels, w as usize * 4, w, h, 6_000_000_000)
+            .unwrap();
         let picture = encoder.next().await.unwrap();
         assert!(picture.keyframe, "a keyframe on request");
     }

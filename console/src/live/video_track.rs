@@ -29,7 +29,8 @@ const PAYLOAD_MTU: usize = 1200;
 /// The H.264 flavour offered to the browser: constrained baseline, packetization mode 1 —
 /// what every WebRTC browser decodes. (The agent's camera is x264's default profile; browsers'
 /// H.264 decoders take it in practice, see `docs/CONSOLE.md`.)
-pub const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
 /// The RTP timestamp (90 kHz, wrapping) of a frame captured at `captured_at_ns` on the agent's
 /// monotonic clock.
@@ -148,7 +149,10 @@ mod tests {
         let wrap_ns = (1i64 << 32) * 100_000 / 9;
         let at = 123_456_789_000;
         let later = rtp_timestamp(at + wrap_ns);
-        assert!(later.wrapping_sub(rtp_timestamp(at)).wrapping_add(1) <= 2, "{later}");
+        assert!(
+            later.wrapping_sub(rtp_timestamp(at)).wrapping_add(1) <= 2,
+            "{later}"
+        );
         assert_eq!(rtp_timestamp(-1_000_000_000), 0u32.wrapping_sub(90_000));
     }
 }
