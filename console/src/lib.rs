@@ -6,13 +6,15 @@
 //! optional TOTP second factor and per-user or per-group allowed addresses ([`auth`]), and
 //! the login, logout and home pages with CSRF protection ([`http`]); recordings found, opened
 //! for a stated reason, played, and their manifests shown in words and as a timeline
-//! ([`recordings`]).
+//! ([`recordings`]); the live view republished to the operator's browser over WebRTC
+//! ([`live`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounts;
 pub mod auth;
 pub mod http;
+pub mod live;
 pub mod recordings;
 
 pub use http::{ConsoleState, router};
