@@ -23,7 +23,11 @@ fn add_user(data: &Path, name: &str, args: &[&str]) -> String {
         .env_remove("IDV_BLOB_URL")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let password = text
         .lines()
@@ -33,8 +37,10 @@ fn add_user(data: &Path, name: &str, args: &[&str]) -> String {
 }
 
 fn screenshots() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
     let dir = target.join("browser-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -46,13 +52,20 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
     let data = dir.path().join("data");
     let compliance = add_user(&data, "carla", &["--role", "compliance"]);
     let operator = add_user(&data, "otto", &["--role", "operator"]);
-    let faraway = add_user(&data, "fay", &["--role", "operator", "--allow", "10.0.0.0/8"]);
+    let faraway = add_user(
+        &data,
+        "fay",
+        &["--role", "operator", "--allow", "10.0.0.0/8"],
+    );
     let server = Server::start(&data, 2);
 
     // A real recording: the agent's test camera for a few seconds, no CTI audio in time.
     let created = server.idv_out(&["session", "create", "--server", &server.url]);
     let mut words = created.split_whitespace();
-    let (session, code) = (words.next().unwrap().to_owned(), words.next().unwrap().to_owned());
+    let (session, code) = (
+        words.next().unwrap().to_owned(),
+        words.next().unwrap().to_owned(),
+    );
     let mut agent = Command::new(env!("CARGO_BIN_EXE_idv"))
         .args(["agent", "--server", &server.url, "--ca"])
         .arg(data.join("tls/cert.pem"))
@@ -65,9 +78,17 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(6));
     server.idv(&["session", "end", "--server", &server.url, &session]);
-    assert!(agent.wait().unwrap().success(), "the agent stops when the session ends");
+    assert!(
+        agent.wait().unwrap().success(),
+        "the agent stops when the session ends"
+    );
     let (status, _) = server.wait_recording(&session);
-    assert_eq!(status, "video-only", "{}", server.idv_out(&["recordings", "list", "--server", &server.url]));
+    assert_eq!(
+        status,
+        "video-only",
+        "{}",
+        server.idv_out(&["recordings", "list", "--server", &server.url])
+    );
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/browser-tests/console.mjs");
     let out = Command::new("node")
