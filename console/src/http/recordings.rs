@@ -19,7 +19,9 @@ use uuid::Uuid;
 use super::pages::{Nav, render, render_with, utc};
 use super::{ConsoleState, Viewer};
 use crate::recordings::access::{self, AccessError, Grant};
+use crate::recordings::manifest_view::ManifestView;
 use crate::recordings::media;
+use crate::recordings::timeline::timeline_svg;
 use crate::recordings::search::{self, SearchFilter, Status};
 
 /// The search form as sent (kept to fill the form again).
@@ -73,6 +75,10 @@ struct RecordingPage {
     grant: String,
     reason: String,
     manifest: String,
+    /// The manifest in words (escaped by the template).
+    view: ManifestView,
+    /// The timeline picture: SVG escaped by its maker, inserted as is.
+    timeline: String,
     verified: Option<(bool, String)>,
 }
 
@@ -211,9 +217,17 @@ async fn recording_page(
     .await
     .map_err(|e| e.to_string())
     .and_then(|m| m);
-    let manifest = match manifest {
-        Ok(m) => serde_json::to_string_pretty(&m).unwrap_or_default(),
-        Err(e) => format!("the manifest cannot be read: {e}"),
+    let (manifest, view, timeline) = match manifest {
+        Ok(m) => (
+            serde_json::to_string_pretty(&m).unwrap_or_default(),
+            ManifestView::from_manifest(&m),
+            timeline_svg(&m),
+        ),
+        Err(e) => (
+            format!("the manifest cannot be read: {e}"),
+            ManifestView::from_manifest(&serde_json::Value::Null),
+            String::new(),
+        ),
     };
     render(&RecordingPage {
         nav: Nav::of(viewer),
@@ -221,6 +235,8 @@ async fn recording_page(
         grant: grant.id,
         reason: grant.reason,
         manifest,
+        view,
+        timeline,
         verified,
     })
 }
