@@ -3,7 +3,8 @@
 //! recording (`idv agent` on the test camera, muxed video-only) — then the script signs in
 //! from a disallowed address and is refused, an operator is refused the recording, and a
 //! compliance officer finds it, opens it for a reason, plays it, seeks, verifies it and finds
-//! every step in the audit log. Screenshots land in `$CARGO_TARGET_DIR/browser-screenshots`.
+//! every step in the audit log; and an operator watches a running session live over WebRTC.
+//! Screenshots land in `$CARGO_TARGET_DIR/browser-screenshots`.
 
 mod support;
 
@@ -110,5 +111,70 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
     let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     println!("BROWSER {result}");
     assert_eq!(result["ok"], true);
+    server.stop();
+}
+
+/// Runs a browser script with `vars`; its last line, parsed.
+fn run_script(name: &str, vars: &[(&str, &str)]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("console/browser-tests")
+        .join(name);
+    let mut command = Command::new("node");
+    command.arg(&script).env("IDV_SCREENSHOTS", screenshots());
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    let out = command
+        .output()
+        .expect("node runs (scripts/bootstrap.sh installs playwright-core)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn an_operator_watches_a_running_session_live_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let operator = add_user(&data, "otto", &["--role", "operator"]);
+    let server = Server::start(&data, 2);
+    let created = server.idv_out(&["session", "create", "--server", &server.url]);
+    let mut words = created.split_whitespace();
+    let (session, code) = (
+        words.next().unwrap().to_owned(),
+        words.next().unwrap().to_owned(),
+    );
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .args(["agent", "--server", &server.url, "--ca"])
+        .arg(data.join("tls/cert.pem"))
+        .args(["--code", &code, "--camera", "test", "--screen", "none"])
+        .args(["--consent", "camera,recording", "--camera-fps", "15"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let result = run_script(
+        "live.mjs",
+        &[
+            ("IDV_URL", &server.url),
+            ("IDV_SESSION", &session),
+            ("IDV_OPERATOR", &operator),
+        ],
+    );
+    println!("BROWSER live {result}");
+    assert_eq!(result["ok"], true);
+    server.idv(&["session", "end", "--server", &server.url, &session]);
+    assert!(agent.wait().unwrap().success());
+    let log = server.idv_out(&["audit", "list"]);
+    assert!(
+        log.contains("session.watch"),
+        "the watch is audited:\n{log}"
+    );
     server.stop();
 }

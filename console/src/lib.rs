@@ -17,4 +17,4 @@ pub mod http;
 pub mod live;
 pub mod recordings;
 
-pub use http::{ConsoleState, router};
+pub use http::{ConsoleState, LiveSource, router};

@@ -136,14 +136,28 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     } else if role == Role::Console {
         serve_console(&config, vault).await?;
     } else {
+        let console = (role == Role::All).then(|| console::ConsoleState::new(vault.clone()));
         let config = ingest::ServeConfig {
-            extra_routes: (role == Role::All)
-                .then(|| console::router(console::ConsoleState::new(vault.clone()))),
+            extra_routes: console.clone().map(console::router),
             ..config
         };
+        let data_dir = config.data_dir.clone();
         let server = ingest::start(config, vault)
             .await
             .context("cannot start the server")?;
+        if let Some(console) = console {
+            // The console watches live sessions through this server's own fan-out.
+            let source = console::LiveSource {
+                server: server.url().parse().context("the server's URL")?,
+                ca_pem: std::fs::read(data_dir.join("tls/cert.pem"))
+                    .context("cannot read the server's certificate")?,
+                token: std::fs::read_to_string(data_dir.join("operator.token"))
+                    .context("cannot read the operator token")?
+                    .trim()
+                    .to_owned(),
+            };
+            let _ = console.live_source.set(source);
+        }
         println!("listening on {}", server.url());
         let stop = server.shutdown_handle();
         tokio::spawn(async move {

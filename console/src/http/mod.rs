@@ -6,6 +6,7 @@
 //! console only), no framing, no referrer and no caching.
 
 mod audit;
+mod live;
 mod login;
 mod pages;
 mod recordings;
@@ -21,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use storage::Vault;
 
+pub use live::LiveSource;
 pub use viewer::Viewer;
 
 use crate::auth::Authenticator;
@@ -33,6 +35,9 @@ pub struct ConsoleState {
     pub vault: Vault,
     /// Recordings opened for a stated reason.
     pub grants: crate::recordings::access::Grants,
+    /// Where live sessions are watched from, once known (`idv serve` sets it when its
+    /// listener is up).
+    pub live_source: std::sync::OnceLock<LiveSource>,
 }
 
 impl ConsoleState {
@@ -43,6 +48,7 @@ impl ConsoleState {
             auth: Authenticator::new(vault.clone()),
             vault,
             grants: crate::recordings::access::Grants::default(),
+            live_source: std::sync::OnceLock::new(),
         })
     }
 }
@@ -65,7 +71,10 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             get(recordings::export_sealed),
         )
         .route("/audit", get(audit::page))
+        .route("/sessions/{session}/watch", get(live::page))
+        .route("/sessions/{session}/live", post(live::offer))
         .route("/console.css", get(stylesheet))
+        .route("/console.js", get(script))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -78,13 +87,21 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../console.js"),
+    )
+        .into_response()
+}
+
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; \
+            "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; \
              frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
         ),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -21,8 +21,8 @@ use super::{ConsoleState, Viewer};
 use crate::recordings::access::{self, AccessError, Grant};
 use crate::recordings::manifest_view::ManifestView;
 use crate::recordings::media;
-use crate::recordings::timeline::timeline_svg;
 use crate::recordings::search::{self, SearchFilter, Status};
+use crate::recordings::timeline::timeline_svg;
 
 /// The search form as sent (kept to fill the form again).
 #[derive(Debug, Default, serde::Deserialize)]
