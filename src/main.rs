@@ -77,8 +77,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::user::UserCommand,
     },
-    /// Run the main job on the embedded defaults and say what happened.
-    Demo,
+    /// Run the whole flow on the embedded defaults and say what happened: server, accounts,
+    /// a session with the agent, a CTI recording, the sealed result, the console's address.
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +130,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recordings { command } => commands::recordings::run(&ctx, command).await,
         Command::Agent(args) => commands::agent::run(args).await,
         Command::User { command } => commands::user::run(&ctx, command).await,
-        Command::Demo => commands::demo::run(&ctx).await,
+        Command::Demo(args) => commands::demo::run(&ctx, args).await,
     }
 }

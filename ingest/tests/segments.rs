@@ -180,8 +180,9 @@ async fn a_running_session_rolls_its_full_logs_into_the_blob_store() {
     }
     drop(agent);
 
-    // Rolled while the session runs: the spool keeps only what is not rolled yet.
-    let rolled = wait_for_segments(&h, &joined, MediaTrack::Camera, 3).await;
+    // Rolled while the session runs: the spool keeps only what is not rolled yet. (A log is
+    // closed after the batch that takes it past 4 KiB: 16 KB of frames close at least two.)
+    let rolled = wait_for_segments(&h, &joined, MediaTrack::Camera, 2).await;
     let seqs = recorded_seqs(&h, &joined, MediaTrack::Camera).await;
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let spool = h.dir.path().join("spool");
@@ -239,7 +240,8 @@ async fn a_running_session_rolls_its_full_logs_into_the_blob_store() {
     );
     let segments = h.vault.db().segments(joined.session, None).await.unwrap();
     println!("300 frames in {} camera segments", segments.len());
-    assert!(segments.len() >= 6, "{} segments", segments.len());
+    // 24 KB of frames in logs of 4 to 5.6 KiB.
+    assert!(segments.len() >= 4, "{} segments", segments.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
