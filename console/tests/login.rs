@@ -264,3 +264,42 @@ async fn an_account_with_a_second_factor_needs_the_current_code() {
     let wrapped = stored.totp_wrapped.unwrap();
     assert!(!wrapped.windows(32).any(|w| w == secret.expose()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_a_password_is_stopped_after_five_failures_and_audited() {
+    let console = Console::start().await;
+    let (password, _) = console.add("gus", &[Role::Operator], &[], false).await;
+    let browser = console.browser();
+    for guess in 0..5 {
+        let wrong = console
+            .sign_in(&browser, "gus", &format!("guess number {guess}"), "")
+            .await;
+        assert_eq!(wrong.status(), 401);
+    }
+    // Even the right password is refused now, without being checked.
+    let locked = console.sign_in(&browser, "gus", &password, "").await;
+    assert_eq!(locked.status(), 429);
+    assert!(
+        locked
+            .text()
+            .await
+            .unwrap()
+            .contains("too many failed sign-ins")
+    );
+    let logins = console.logins().await;
+    assert_eq!(logins.len(), 6);
+    assert!(
+        logins
+            .last()
+            .unwrap()
+            .2
+            .contains("too many failed sign-ins"),
+        "{logins:?}"
+    );
+    // Another account is not locked out by it.
+    let (other, _) = console.add("hal", &[Role::Operator], &[], false).await;
+    assert_eq!(
+        console.sign_in(&browser, "hal", &other, "").await.status(),
+        303
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod addresses;
 pub mod password;
+pub mod throttle;
 pub mod totp;
 
 use std::net::IpAddr;
@@ -39,6 +40,9 @@ pub enum LoginError {
     /// The one-time code is missing or wrong.
     #[error("the one-time code is missing or wrong")]
     SecondFactor,
+    /// Too many failed sign-ins for this name or from this address: wait.
+    #[error("too many failed sign-ins: try again in 15 minutes")]
+    TooManyAttempts,
     /// The database, keyring or audit log failed.
     #[error("the console cannot check logins now: {0}")]
     Storage(#[from] storage::Error),
@@ -112,13 +116,17 @@ fn decoy_hash() -> String {
 #[derive(Clone)]
 pub struct Authenticator {
     vault: Vault,
+    throttle: std::sync::Arc<throttle::Throttle>,
 }
 
 impl Authenticator {
     /// Logins against `vault`'s users.
     #[must_use]
     pub fn new(vault: Vault) -> Self {
-        Self { vault }
+        Self {
+            vault,
+            throttle: std::sync::Arc::default(),
+        }
     }
 
     /// Logs `name` in from `source`, auditing the outcome either way.
@@ -132,7 +140,18 @@ impl Authenticator {
         otp: Option<&str>,
         source: IpAddr,
     ) -> Result<NewLogin, LoginError> {
-        let checked = self.check(name, password, otp, source).await;
+        let now = std::time::Instant::now();
+        let checked = if self.throttle.refuses(name, source, now) {
+            Err(LoginError::TooManyAttempts)
+        } else {
+            let checked = self.check(name, password, otp, source).await;
+            match &checked {
+                Ok(_) => self.throttle.succeeded(name),
+                Err(LoginError::Storage(_)) => {}
+                Err(_) => self.throttle.failed(name, source, now),
+            }
+            checked
+        };
         let (outcome, reason) = match &checked {
             Ok(_) => (Outcome::Success, format!("from {source}")),
             Err(LoginError::Storage(e)) => (Outcome::Failed, format!("from {source}: {e}")),

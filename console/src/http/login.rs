@@ -112,6 +112,7 @@ pub async fn submit(
         Err(e) => {
             let status = match &e {
                 LoginError::AddressNotAllowed(_) => StatusCode::FORBIDDEN,
+                LoginError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
                 LoginError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::UNAUTHORIZED,
             };
