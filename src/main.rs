@@ -72,6 +72,11 @@ enum Command {
     /// The customer's agent: redeem a code, consent, stream camera and screen until the
     /// session ends.
     Agent(commands::agent::AgentArgs),
+    /// Retention: each group's period, legal holds, a shredding pass now.
+    Retention {
+        #[command(subcommand)]
+        command: commands::retention::RetentionCommand,
+    },
     /// Console accounts: add (prints the password once), list.
     User {
         #[command(subcommand)]
@@ -130,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recordings { command } => commands::recordings::run(&ctx, command).await,
         Command::Agent(args) => commands::agent::run(args).await,
         Command::User { command } => commands::user::run(&ctx, command).await,
+        Command::Retention { command } => commands::retention::run(&ctx, command).await,
         Command::Demo(args) => commands::demo::run(&ctx, args).await,
     }
 }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod keys;
 pub mod mux;
 pub mod recordings;
+pub mod retention;
 pub mod serve;
 mod serve_settings;
 pub mod session;

@@ -124,6 +124,13 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let vault = ctx.vault().await?;
+    // Crypto-shredding what is past its group's retention, hourly, where the console runs.
+    let retention = matches!(role, Role::All | Role::Console).then(|| {
+        tokio::spawn(console::recordings::retention::run(
+            vault.clone(),
+            std::time::Duration::from_secs(3600),
+        ))
+    });
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let worker = matches!(role, Role::All | Role::Muxer).then(|| {
         let worker = muxer::worker::Worker::new(vault.clone(), worker_config);
@@ -166,6 +173,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             stop.shutdown();
         });
         server.wait().await.context("the server failed")?;
+    }
+    if let Some(retention) = retention {
+        retention.abort();
     }
     let _ = stop_workers.send(true);
     if let Some(worker) = worker {

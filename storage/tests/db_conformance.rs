@@ -113,6 +113,7 @@ on_both_backends!(
     users_are_unique_by_name_and_keep_their_roles,
     group_address_lists_are_set_and_replaced,
     console_logins_expire_and_log_out,
+    retention_periods_and_legal_holds,
 );
 
 fn random_secret() -> [u8; 32] {

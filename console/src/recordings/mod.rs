@@ -6,5 +6,6 @@
 pub mod access;
 pub mod manifest_view;
 pub mod media;
+pub mod retention;
 pub mod search;
 pub mod timeline;

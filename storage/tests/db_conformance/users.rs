@@ -105,3 +105,55 @@ pub async fn console_logins_expire_and_log_out(f: Fixture) -> anyhow::Result<()>
     );
     Ok(())
 }
+
+pub async fn retention_periods_and_legal_holds(f: Fixture) -> anyhow::Result<()> {
+    let db = &f.db;
+    db.set_group_cidrs("branch-7", &["10.0.0.0/8".into()])
+        .await?;
+    db.set_group_retention("branch-7", Some(90)).await?;
+    db.set_group_retention("branch-8", Some(30)).await?;
+    db.set_group_retention("branch-9", None).await?;
+    ensure!(
+        db.group_retentions().await? == [("branch-7".to_owned(), 90), ("branch-8".to_owned(), 30)],
+        "{:?}",
+        db.group_retentions().await?
+    );
+    ensure!(
+        db.group_cidrs("branch-7").await? == ["10.0.0.0/8"],
+        "the address list stays"
+    );
+    ensure!(matches!(
+        db.set_group_retention("branch-7", Some(0)).await,
+        Err(DbError::EmptyField { .. })
+    ));
+    db.set_group_retention("branch-8", None).await?;
+    ensure!(db.group_retentions().await?.len() == 1);
+
+    let session = Uuid::new_v4();
+    db.create_session(&storage::db::NewSession {
+        session_id: session,
+        group: "branch-7".into(),
+        created_by: "op".into(),
+        created_at: datetime!(2026-11-21 09:00 UTC),
+        wrapped_media_key: vec![1; 40],
+    })
+    .await?;
+    let hold = storage::db::LegalHold {
+        session_id: session,
+        placed_by: "user:carla".into(),
+        reason: "litigation 2026-77".into(),
+        placed_at: datetime!(2026-11-21 10:00 UTC),
+    };
+    db.place_legal_hold(&hold).await?;
+    let mut second = hold.clone();
+    second.reason = "another".into();
+    db.place_legal_hold(&second).await?;
+    ensure!(
+        db.legal_hold(session).await? == Some(hold),
+        "the first hold stays"
+    );
+    ensure!(db.release_legal_hold(session).await?);
+    ensure!(!db.release_legal_hold(session).await?);
+    ensure!(db.legal_hold(session).await?.is_none());
+    Ok(())
+}
