@@ -9,7 +9,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::Server;
@@ -47,6 +47,25 @@ fn screenshots() -> PathBuf {
     dir
 }
 
+/// A session created with `idv session create` and `idv agent` streaming the test camera into
+/// it (15 fps, no screen).
+fn session_with_agent(server: &Server) -> (String, Child) {
+    let created = server.idv_out(&["session", "create", "--server", &server.url]);
+    let mut words = created.split_whitespace();
+    let (session, code) = (words.next().unwrap(), words.next().unwrap());
+    let agent = Command::new(env!("CARGO_BIN_EXE_idv"))
+        .args(["agent", "--server", &server.url, "--ca"])
+        .arg(server.data.join("tls/cert.pem"))
+        .args(["--code", code, "--camera", "test", "--screen", "none"])
+        .args(["--consent", "camera,recording", "--camera-fps", "15"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    (session.to_owned(), agent)
+}
+
 #[test]
 fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,22 +80,7 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
     let server = Server::start(&data, 2);
 
     // A real recording: the agent's test camera for a few seconds, no CTI audio in time.
-    let created = server.idv_out(&["session", "create", "--server", &server.url]);
-    let mut words = created.split_whitespace();
-    let (session, code) = (
-        words.next().unwrap().to_owned(),
-        words.next().unwrap().to_owned(),
-    );
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_idv"))
-        .args(["agent", "--server", &server.url, "--ca"])
-        .arg(data.join("tls/cert.pem"))
-        .args(["--code", &code, "--camera", "test", "--screen", "none"])
-        .args(["--consent", "camera,recording", "--camera-fps", "15"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let (session, mut agent) = session_with_agent(&server);
     std::thread::sleep(Duration::from_secs(6));
     server.idv(&["session", "end", "--server", &server.url, &session]);
     assert!(
@@ -91,24 +95,16 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
         server.idv_out(&["recordings", "list", "--server", &server.url])
     );
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/browser-tests/console.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .env("IDV_URL", &server.url)
-        .env("IDV_SESSION", &session)
-        .env("IDV_SCREENSHOTS", screenshots())
-        .env("IDV_COMPLIANCE", &compliance)
-        .env("IDV_OPERATOR", &operator)
-        .env("IDV_FARAWAY", &faraway)
-        .output()
-        .expect("node runs (scripts/bootstrap.sh installs playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let result = run_script(
+        "console.mjs",
+        &[
+            ("IDV_URL", &server.url),
+            ("IDV_SESSION", &session),
+            ("IDV_COMPLIANCE", &compliance),
+            ("IDV_OPERATOR", &operator),
+            ("IDV_FARAWAY", &faraway),
+        ],
     );
-    let result: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     println!("BROWSER {result}");
     assert_eq!(result["ok"], true);
     server.stop();
@@ -142,22 +138,7 @@ fn an_operator_watches_a_running_session_live_in_chromium() {
     let data = dir.path().join("data");
     let operator = add_user(&data, "otto", &["--role", "operator"]);
     let server = Server::start(&data, 2);
-    let created = server.idv_out(&["session", "create", "--server", &server.url]);
-    let mut words = created.split_whitespace();
-    let (session, code) = (
-        words.next().unwrap().to_owned(),
-        words.next().unwrap().to_owned(),
-    );
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_idv"))
-        .args(["agent", "--server", &server.url, "--ca"])
-        .arg(data.join("tls/cert.pem"))
-        .args(["--code", &code, "--camera", "test", "--screen", "none"])
-        .args(["--consent", "camera,recording", "--camera-fps", "15"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let (session, mut agent) = session_with_agent(&server);
     std::thread::sleep(Duration::from_secs(2));
     let result = run_script(
         "live.mjs",

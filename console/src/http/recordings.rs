@@ -182,6 +182,43 @@ fn grant_of(state: &ConsoleState, viewer: &Viewer, id: &str, session: Uuid) -> O
     state.grants.get(id, &viewer.0, session)
 }
 
+/// The answer to a use of a recording without an open grant.
+fn no_grant() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "open the recording first, stating why",
+    )
+        .into_response()
+}
+
+/// Audits a use of an opened recording with the grant's reason; the 503 to answer instead
+/// when the audit log fails (then the use must not happen).
+async fn audit_use(
+    state: &ConsoleState,
+    viewer: &Viewer,
+    action: &str,
+    grant: &Grant,
+    outcome: Outcome,
+) -> Result<(), Response> {
+    access::audit(
+        &state.vault,
+        &viewer.0,
+        action,
+        grant.session_id,
+        &grant.reason,
+        outcome,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot write the audit log");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable",
+        )
+            .into_response()
+    })
+}
+
 /// `GET /recordings/{session}`: the reason form, or the recording with `?grant=`.
 pub async fn page(
     State(state): State<Arc<ConsoleState>>,
@@ -299,29 +336,13 @@ pub async fn media(
     headers: HeaderMap,
 ) -> Response {
     let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
-        return (
-            StatusCode::FORBIDDEN,
-            "open the recording first, stating why",
-        )
-            .into_response();
+        return no_grant();
     };
     if state.grants.first_play(&grant.id)
-        && let Err(e) = access::audit(
-            &state.vault,
-            &viewer.0,
-            "recording.play",
-            session,
-            &grant.reason,
-            Outcome::Success,
-        )
-        .await
+        && let Err(unavailable) =
+            audit_use(&state, &viewer, "recording.play", &grant, Outcome::Success).await
     {
-        tracing::error!(error = %e, "cannot write the audit log");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the audit log is unavailable",
-        )
-            .into_response();
+        return unavailable;
     }
     let len = grant.payload_len;
     let asked = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -389,11 +410,7 @@ pub async fn verify(
         return refused.into_response();
     }
     let Some(grant) = grant_of(&state, &viewer, &form.grant, session) else {
-        return (
-            StatusCode::FORBIDDEN,
-            "open the recording first, stating why",
-        )
-            .into_response();
+        return no_grant();
     };
     let sealed = grant.sealed.clone();
     let report = tokio::task::spawn_blocking(move || {
@@ -415,22 +432,9 @@ pub async fn verify(
     } else {
         Outcome::Failed
     };
-    if let Err(e) = access::audit(
-        &state.vault,
-        &viewer.0,
-        "recording.verify",
-        session,
-        &grant.reason,
-        outcome,
-    )
-    .await
+    if let Err(unavailable) = audit_use(&state, &viewer, "recording.verify", &grant, outcome).await
     {
-        tracing::error!(error = %e, "cannot write the audit log");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the audit log is unavailable",
-        )
-            .into_response();
+        return unavailable;
     }
     recording_page(&viewer, grant, Some((ok, text))).await
 }
@@ -443,28 +447,18 @@ pub async fn export_sealed(
     Query(query): Query<GrantQuery>,
 ) -> Response {
     let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
-        return (
-            StatusCode::FORBIDDEN,
-            "open the recording first, stating why",
-        )
-            .into_response();
+        return no_grant();
     };
-    if let Err(e) = access::audit(
-        &state.vault,
-        &viewer.0,
+    if let Err(unavailable) = audit_use(
+        &state,
+        &viewer,
         "recording.export",
-        session,
-        &grant.reason,
+        &grant,
         Outcome::Success,
     )
     .await
     {
-        tracing::error!(error = %e, "cannot write the audit log");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the audit log is unavailable",
-        )
-            .into_response();
+        return unavailable;
     }
     let stream = match state.vault.blobs().get_stream(grant.sealed.key()).await {
         Ok(stream) => stream,
