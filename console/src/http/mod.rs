@@ -5,6 +5,7 @@
 //! Every response carries a strict Content-Security-Policy (scripts and styles from the
 //! console only), no framing, no referrer and no caching.
 
+mod admin;
 mod audit;
 mod live;
 mod login;
@@ -71,6 +72,8 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             get(recordings::export_sealed),
         )
         .route("/audit", get(audit::page))
+        .route("/users", get(admin::users).post(admin::add))
+        .route("/groups", post(admin::group))
         .route("/sessions/{session}/watch", get(live::page))
         .route("/sessions/{session}/live", post(live::offer))
         .route("/console.css", get(stylesheet))
