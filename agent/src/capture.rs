@@ -382,11 +382,6 @@ fn add_source(
     source: &VideoSource,
     convert: &gst::Element,
 ) -> Result<(), String> {
-    let make = |factory: &str| {
-        gst::ElementFactory::make(factory)
-            .build()
-            .map_err(|_| format!("GStreamer element {factory} is not installed"))
-    };
     let link = |chain: &[&gst::Element]| -> Result<(), String> {
         pipeline.add_many(chain).map_err(|e| e.to_string())?;
         gst::Element::link_many(chain.iter().copied().chain([convert])).map_err(|e| e.to_string())
@@ -419,38 +414,54 @@ fn add_source(
             src.set_property("show-pointer", true);
             link(&[&src])
         }
-        VideoSource::File(path) => {
-            if !path.is_file() {
-                return Err(format!("{} does not exist", path.display()));
-            }
-            let src = make("filesrc")?;
-            src.set_property("location", path.to_string_lossy().as_ref());
-            let decode = make("decodebin")?;
-            pipeline
-                .add_many([&src, &decode])
-                .map_err(|e| e.to_string())?;
-            src.link(&decode).map_err(|e| e.to_string())?;
-            let convert = convert.downgrade();
-            decode.connect_pad_added(move |_, pad| {
-                let is_video = pad
-                    .current_caps()
-                    .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("video/")))
-                    .unwrap_or(false);
-                if let Some(convert) = convert.upgrade()
-                    && is_video
-                    && let Some(sink) = convert.static_pad("sink")
-                    && !sink.is_linked()
-                {
-                    let _ = pad.link(&sink);
-                }
-            });
-            Ok(())
-        }
+        VideoSource::File(path) => decode_file(pipeline, path, convert, "video/"),
         VideoSource::None => Err("no source".into()),
     }
 }
 
 /// Paints the blinds over each raw frame leaving `raw_caps`, before the encoder sees it.
+/// A GStreamer element of `factory`, or why not (a source's error names it).
+pub(super) fn make(factory: &str) -> Result<gst::Element, String> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| format!("GStreamer element {factory} is not installed"))
+}
+
+/// Plays the media file at `path` into `convert` (already in `pipeline`): `filesrc` →
+/// `decodebin`, whose first pad of `media` (`video/`, `audio/`) is linked to `convert`.
+pub(super) fn decode_file(
+    pipeline: &gst::Pipeline,
+    path: &std::path::Path,
+    convert: &gst::Element,
+    media: &'static str,
+) -> Result<(), String> {
+    if !path.is_file() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let src = make("filesrc")?;
+    src.set_property("location", path.to_string_lossy().as_ref());
+    let decode = make("decodebin")?;
+    pipeline
+        .add_many([&src, &decode])
+        .map_err(|e| e.to_string())?;
+    src.link(&decode).map_err(|e| e.to_string())?;
+    let convert = convert.downgrade();
+    decode.connect_pad_added(move |_, pad| {
+        let wanted = pad
+            .current_caps()
+            .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with(media)))
+            .unwrap_or(false);
+        if let Some(convert) = convert.upgrade()
+            && wanted
+            && let Some(sink) = convert.static_pad("sink")
+            && !sink.is_linked()
+        {
+            let _ = pad.link(&sink);
+        }
+    });
+    Ok(())
+}
+
 fn install_blinder(raw_caps: &gst::Element, blinds: Blinds) {
     let Some(pad) = raw_caps.static_pad("src") else {
         return;

@@ -25,7 +25,7 @@ use gstreamer_audio as gst_audio;
 use proto::Track;
 use tokio::sync::mpsc;
 
-use super::{Capture, Captured, Gate, Quality, capture_time, element, play};
+use super::{Capture, Captured, Gate, Quality, capture_time, decode_file, element, make, play};
 use crate::config::MicSource;
 use crate::error::AgentError;
 
@@ -105,11 +105,6 @@ fn add_source(
     source: &MicSource,
     convert: &gst::Element,
 ) -> Result<(), String> {
-    let make = |factory: &str| {
-        gst::ElementFactory::make(factory)
-            .build()
-            .map_err(|_| format!("GStreamer element {factory} is not installed"))
-    };
     let link = |src: &gst::Element| -> Result<(), String> {
         pipeline.add(src).map_err(|e| e.to_string())?;
         src.link(convert).map_err(|e| e.to_string())
@@ -137,33 +132,7 @@ fn add_source(
             }
             link(&src)
         }
-        MicSource::File(path) => {
-            if !path.is_file() {
-                return Err(format!("{} does not exist", path.display()));
-            }
-            let src = make("filesrc")?;
-            src.set_property("location", path.to_string_lossy().as_ref());
-            let decode = make("decodebin")?;
-            pipeline
-                .add_many([&src, &decode])
-                .map_err(|e| e.to_string())?;
-            src.link(&decode).map_err(|e| e.to_string())?;
-            let convert = convert.downgrade();
-            decode.connect_pad_added(move |_, pad| {
-                let is_audio = pad
-                    .current_caps()
-                    .and_then(|caps| caps.structure(0).map(|s| s.name().starts_with("audio/")))
-                    .unwrap_or(false);
-                if let Some(convert) = convert.upgrade()
-                    && is_audio
-                    && let Some(sink) = convert.static_pad("sink")
-                    && !sink.is_linked()
-                {
-                    let _ = pad.link(&sink);
-                }
-            });
-            Ok(())
-        }
+        MicSource::File(path) => decode_file(pipeline, path, convert, "audio/"),
         MicSource::None => Err("no source".into()),
     }
 }
