@@ -86,17 +86,7 @@ fn the_agent_streams_an_x11_screen_and_a_sigterm_ends_the_session_cleanly() {
     let (status, _) = server.wait_recording(session);
     assert_eq!(status, "video-only");
     let sealed = dir.path().join("session.idvr");
-    server.idv(&[
-        "recordings",
-        "get",
-        "--server",
-        &server.url,
-        session,
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&server.idv_out(&["manifest", sealed.to_str().unwrap()])).unwrap();
+    let manifest = server.sealed_recording(session, &sealed);
     let roles: Vec<&str> = manifest["inputs"]
         .as_array()
         .unwrap()

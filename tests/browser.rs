@@ -8,44 +8,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::Server;
-
-fn add_user(data: &Path, name: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_idv"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["user", "add", name])
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("IDV_BLOB_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let password = text
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap();
-    format!("{name}:{password}")
-}
-
-fn screenshots() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-        PathBuf::from,
-    );
-    let dir = target.join("browser-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use support::browser::{add_user, run_script, run_script_talking, terminal_lines};
 
 /// A session created with `idv session create` and `idv agent` streaming the test camera into
 /// it (15 fps, no screen).
@@ -110,52 +77,98 @@ fn compliance_plays_a_recording_in_chromium_and_others_are_refused() {
     server.stop();
 }
 
-/// Runs a browser script with `vars`; its last line, parsed.
-fn run_script(name: &str, vars: &[(&str, &str)]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("console/browser-tests")
-        .join(name);
-    let mut command = Command::new("node");
-    command.arg(&script).env("IDV_SCREENSHOTS", screenshots());
-    for (k, v) in vars {
-        command.env(k, v);
-    }
-    let out = command
-        .output()
-        .expect("node runs (scripts/bootstrap.sh installs playwright-core)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
 #[test]
-fn an_operator_watches_a_running_session_live_in_chromium() {
+fn an_operator_runs_a_session_in_chromium_live_view_chat_pause_blinds_and_end() {
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let operator = add_user(&data, "otto", &["--role", "operator"]);
     let server = Server::start(&data, 2);
-    let (session, mut agent) = session_with_agent(&server);
-    std::thread::sleep(Duration::from_secs(2));
-    let result = run_script(
-        "live.mjs",
-        &[
-            ("IDV_URL", &server.url),
-            ("IDV_SESSION", &session),
-            ("IDV_OPERATOR", &operator),
-        ],
+    let mut agent: Option<Child> = None;
+    let mut terminal = None;
+    let result = run_script_talking(
+        "operator.mjs",
+        &[("IDV_URL", &server.url), ("IDV_OPERATOR", &operator)],
+        |line| match line["step"].as_str() {
+            // The code read off the page: the customer's agent joins with it.
+            Some("code") => {
+                let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
+                    .args(["agent", "--server", &server.url, "--ca"])
+                    .arg(server.data.join("tls/cert.pem"))
+                    .args(["--code", line["code"].as_str().unwrap()])
+                    .args(["--camera", "test", "--screen", "none"])
+                    .args(["--consent", "camera,recording", "--camera-fps", "15"])
+                    .env("IDV_LOG", "agent=info")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let lines = terminal_lines(&mut child);
+                // Where the agent's clock starts, in wall-clock time: the script turns the
+                // frames' RTP timestamps (the capture clock) into capture times with it.
+                let origin = loop {
+                    let line = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+                    if let Some((_, ns)) = line.split_once("clock_origin_unix_ns=") {
+                        break ns.trim().parse::<i128>().unwrap();
+                    }
+                };
+                terminal = Some(lines);
+                agent = Some(child);
+                Some(serde_json::json!({ "clock_origin_unix_ms": origin as f64 / 1e6 }))
+            }
+            // The operator wrote: the customer reads it on the terminal, answers, pauses,
+            // resumes and hides a region.
+            Some("chat_sent") => {
+                let lines = terminal.as_ref().unwrap();
+                let shown = loop {
+                    let line = lines.recv_timeout(Duration::from_secs(20)).unwrap();
+                    if line.contains("Hello from the bank") {
+                        break line;
+                    }
+                };
+                assert!(shown.contains("otto"), "the sender is named: {shown}");
+                let stdin = agent.as_mut().unwrap().stdin.as_mut().unwrap();
+                for command in [
+                    "say Hello from the customer",
+                    "pause",
+                    "resume",
+                    "blind 0,0,64,64",
+                ] {
+                    writeln!(stdin, "{command}").unwrap();
+                    stdin.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                None
+            }
+            _ => None,
+        },
     );
-    println!("BROWSER live {result}");
+    println!("BROWSER operator {result}");
     assert_eq!(result["ok"], true);
-    server.idv(&["session", "end", "--server", &server.url, &session]);
-    assert!(agent.wait().unwrap().success());
-    let log = server.idv_out(&["audit", "list"]);
+    let mut agent = agent.expect("the script showed a code");
     assert!(
-        log.contains("session.watch"),
-        "the watch is audited:\n{log}"
+        agent.wait().unwrap().success(),
+        "the agent stops when the operator ends the session"
     );
+    let session = result["session"].as_str().unwrap();
+    let log = server.idv_out(&["audit", "list", "--limit", "200"]);
+    let object = format!("session:{session}");
+    for (actor, action) in [
+        ("user:otto", "session.create"),
+        ("user:otto", "session.follow"),
+        ("user:otto", "session.watch"),
+        ("user:otto", "session.chat"),
+        ("customer:agent", "session.chat"),
+        ("customer:agent", "session.pause"),
+        ("customer:agent", "session.blinds"),
+        ("user:otto", "session.end"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(actor) && l.contains(action) && l.contains(&object)),
+            "{actor} {action} is audited:\n{log}"
+        );
+    }
     server.stop();
 }

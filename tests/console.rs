@@ -108,14 +108,13 @@ async fn a_user_made_on_the_command_line_signs_in_beside_the_api() {
     server.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_role_serves_the_pages_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// `idv serve ARGS…` on `data`, once it says where it listens: the process and its URL.
+fn serve(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_idv"))
         .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--role", "console", "--listen", "127.0.0.1:0"])
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("IDV_BLOB_URL")
         .stdout(Stdio::piped())
@@ -129,6 +128,14 @@ async fn the_console_role_serves_the_pages_alone() {
             break url.to_owned();
         }
     };
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_role_serves_the_pages_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = serve(&data, &["--role", "console"]);
     let browser = browser(&data);
     let login = browser.get(format!("{url}/login")).send().await.unwrap();
     assert_eq!(login.status(), 200);
@@ -140,4 +147,142 @@ async fn the_console_role_serves_the_pages_alone() {
     assert_eq!(api.status(), 404, "no ingest API in the console role");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A console on its own node (`--role console` with `[console]` naming the ingest nodes)
+/// reaches a live session through ingest's fan-out, as a console in role `all` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_alone_watches_live_sessions_through_the_ingest_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let otto = support::browser::add_user(&data, "otto", &["--role", "operator"]);
+    let password = otto.split_once(':').unwrap().1;
+    let (mut ingest, ingest_url) = serve(&data, &["--role", "ingest"]);
+    let config = dir.path().join("console.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[console]\ningest_url = \"{ingest_url}\"\ningest_ca = \"{}\"\ningest_token_file = \"{}\"\n",
+            data.join("tls/cert.pem").display(),
+            data.join("operator.token").display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (mut console, url) = serve(&data, &["--role", "console", "--config", config]);
+
+    let created = idv(
+        &data,
+        &["session", "create", "--server", &ingest_url, "--ca"]
+            .into_iter()
+            .chain([data.join("tls/cert.pem").to_str().unwrap()])
+            .chain(["--token", data.join("operator.token").to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    let session = String::from_utf8(created.stdout).unwrap();
+    let session = session.split_whitespace().next().unwrap().to_owned();
+    let browser = browser(&data);
+    assert_eq!(sign_in(&browser, &url, "otto", password).await, 303);
+    let page = browser
+        .get(format!("{url}/sessions/{session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at = page.find("data-csrf=\"").expect("the page's CSRF token") + 11;
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    // An offer without media: the console must reach the session at ingest before it can
+    // answer anything (alone and unconfigured, it answers 503).
+    let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    let answered = browser
+        .post(format!("{url}/sessions/{session}/live"))
+        .header("x-csrf-token", csrf)
+        .json(&serde_json::json!({ "sdp": offer }))
+        .send()
+        .await
+        .unwrap();
+    let status = answered.status().as_u16();
+    let body = answered.text().await.unwrap();
+    assert_ne!(status, 503, "the console reached ingest: {body}");
+    let log = String::from_utf8(idv(&data, &["audit", "list", "--limit", "50"]).stdout).unwrap();
+    let object = format!("session:{session}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("user:otto") && l.contains("session.watch") && l.contains(&object)),
+        "the console audits its user's watch:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("operator:bootstrap")
+            && l.contains("session.watch")
+            && l.contains(&object)),
+        "ingest audits the console's subscription:\n{log}"
+    );
+    for child in [&mut console, &mut ingest] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_disabled_on_the_command_line_is_signed_out_at_once_and_enabled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bo = support::browser::add_user(&data, "bo", &["--role", "operator"]);
+    let password = bo.split_once(':').unwrap().1;
+    let server = Server::start(&data, 60);
+    let browser = browser(&data);
+    assert_eq!(sign_in(&browser, &server.url, "bo", password).await, 303);
+    let me = || async {
+        browser
+            .get(format!("{}/console/me", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(me().await, 200);
+
+    let disabled = server.idv(&["user", "disable", "bo"]);
+    assert!(disabled.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&disabled.stdout).trim(),
+        "user bo disabled; 1 console logins ended"
+    );
+    assert_eq!(me().await, 401, "signed out at once");
+    assert_eq!(sign_in(&browser, &server.url, "bo", password).await, 401);
+    assert!(
+        server
+            .idv_out(&["user", "list"])
+            .trim_end()
+            .ends_with("\tdisabled")
+    );
+    let nobody = idv(&data, &["user", "disable", "nobody"]);
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("there is no user called \"nobody\""));
+
+    let enabled = server.idv_out(&["user", "enable", "bo"]);
+    assert_eq!(enabled.trim(), "user bo enabled");
+    assert_eq!(sign_in(&browser, &server.url, "bo", password).await, 303);
+    assert_eq!(me().await, 200);
+    server.stop();
+
+    let vault = storage::Vault::open(&storage::StorageConfig::embedded(&data))
+        .await
+        .unwrap();
+    let log = vault.audit().latest(50).await.unwrap();
+    for (action, reason) in [
+        ("user.disable", "1 console logins ended"),
+        ("user.enable", "may log in again"),
+    ] {
+        assert!(
+            log.iter().any(|e| e.action == action
+                && e.object == "user:bo"
+                && e.actor.starts_with("cli:")
+                && e.reason.as_deref() == Some(reason)),
+            "{action} audited"
+        );
+    }
 }

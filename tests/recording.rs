@@ -213,17 +213,7 @@ async fn a_session_becomes_a_sealed_recording_in_sync_through_the_cli() {
     assert_eq!(silent_status, "video-only");
 
     let sealed = dir.path().join("recording.idvr");
-    server.idv(&[
-        "recordings",
-        "get",
-        "--server",
-        &server.url,
-        &session,
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&server.idv_out(&["manifest", sealed.to_str().unwrap()])).unwrap();
+    let manifest = server.sealed_recording(&session, &sealed);
     assert_eq!(manifest["session"]["session_id"], session.as_str());
     assert_eq!(manifest["video_only"], false);
     assert_eq!(manifest["clock"]["agent_clock"]["samples"], 10);
@@ -339,17 +329,7 @@ fn the_agents_microphone_reference_corrects_a_wrong_call_record_end_to_end() {
     let (status, _) = server.wait_recording(session);
     assert_eq!(status, "muxed");
     let sealed = dir.path().join("talk.idvr");
-    server.idv(&[
-        "recordings",
-        "get",
-        "--server",
-        &server.url,
-        session,
-        "-o",
-        sealed.to_str().unwrap(),
-    ]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&server.idv_out(&["manifest", sealed.to_str().unwrap()])).unwrap();
+    let manifest = server.sealed_recording(session, &sealed);
     let input = |role: &str| {
         manifest["inputs"]
             .as_array()

@@ -7,7 +7,8 @@
 //! Sources: `videotestsrc` (a moving ball, with a running clock drawn on it when the pango
 //! plugin is there), `filesrc ! decodebin` played in real time, `v4l2src`, `ximagesrc`. The
 //! encoder is x264 tuned for zero latency, a keyframe at least every two seconds and on
-//! request. The microphone reference has a pipeline of its own ([`audio`]: Opus). Each
+//! request. The microphone reference has a pipeline of its own ([`audio`]: Opus); a track a
+//! browser sends over WebRTC is fed in as RTP packets ([`rtp`]) and encoded the same way. Each
 //! encoded unit leaves through a [`Gate`] (pause, gaps, keyframe waits) into a bounded
 //! channel; the streaming thread never waits on the network.
 
@@ -28,6 +29,7 @@ use crate::config::{TrackSettings, VideoSource};
 use crate::error::AgentError;
 
 pub mod audio;
+pub mod rtp;
 
 /// One encoded unit, stamped on the agent clock.
 #[derive(Debug)]
@@ -168,8 +170,31 @@ impl Capture {
         blinds: Option<Blinds>,
         out: mpsc::Sender<Captured>,
     ) -> Result<Self, AgentError> {
-        gst::init().map_err(|e| AgentError::Config(format!("GStreamer: {e}")))?;
         let source_name = name_of(track, &settings.source);
+        Self::start_from(
+            track,
+            settings,
+            encoding,
+            blinds,
+            out,
+            source_name,
+            |pipeline, convert| add_source(pipeline, &settings.source, convert),
+        )
+    }
+
+    /// [`Capture::start`] with the source elements added by `add_source` (which links them
+    /// to the `convert` it is given, already in the pipeline); errors are named
+    /// `source_name`.
+    fn start_from(
+        track: Track,
+        settings: &TrackSettings,
+        encoding: Encoding,
+        blinds: Option<Blinds>,
+        out: mpsc::Sender<Captured>,
+        source_name: String,
+        add_source: impl FnOnce(&gst::Pipeline, &gst::Element) -> Result<(), String>,
+    ) -> Result<Self, AgentError> {
+        gst::init().map_err(|e| AgentError::Config(format!("GStreamer: {e}")))?;
         let fail = |reason: String| AgentError::Capture {
             source_name: source_name.clone(),
             reason,
@@ -255,7 +280,7 @@ impl Capture {
         ];
         pipeline.add_many(chain).map_err(|e| fail(e.to_string()))?;
         gst::Element::link_many(chain).map_err(|e| fail(e.to_string()))?;
-        add_source(&pipeline, &settings.source, &convert).map_err(&fail)?;
+        add_source(&pipeline, &convert).map_err(&fail)?;
 
         if let Some(blinds) = blinds {
             install_blinder(&raw_caps, blinds);

@@ -16,6 +16,18 @@ pub fn now_ns() -> i64 {
     i64::try_from(origin().elapsed().as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// The wall-clock time (ns since the Unix epoch) of this clock's zero, as read now: for
+/// diagnostics and measurements on one machine (the server never relies on it; it maps agent
+/// time with the clock-sync samples).
+#[must_use]
+pub fn origin_unix_ns() -> i128 {
+    let since_origin = i128::from(now_ns());
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    wall - since_origin
+}
+
 /// The agent time of something that happened `ago_ns` before now.
 #[must_use]
 pub fn ns_before(ago_ns: u64) -> i64 {

@@ -58,6 +58,16 @@ pub enum Inbound {
     StreamingRestored,
     /// Someone started watching a track live, or lost frames of it: a keyframe is wanted.
     Keyframe(Track),
+    /// An operator wrote to the customer.
+    Chat {
+        /// Who (as the customer sees them).
+        from: String,
+        /// What.
+        text: String,
+    },
+    /// The server accepted the session token (`welcome`, on every connection) for this
+    /// session.
+    Welcomed(uuid::Uuid),
 }
 
 /// Why a connection attempt failed.
@@ -248,7 +258,10 @@ impl Link {
                 Err(_) => return Connection::Lost("no welcome within 10 s".into()),
             };
         let mut sent = match welcome {
-            ServerControl::Welcome { acked, .. } => {
+            ServerControl::Welcome {
+                acked, session_id, ..
+            } => {
+                let _ = inbound.try_send(Inbound::Welcomed(session_id));
                 let mut outbox = shared.outbox.lock().expect("outbox lock");
                 for (track, seq) in acked.iter() {
                     if seq < state.acked.get(track) {
@@ -338,6 +351,9 @@ impl Link {
                     }
                     Ok(ServerControl::Keyframe { track }) => {
                         let _ = inbound.try_send(Inbound::Keyframe(track));
+                    }
+                    Ok(ServerControl::Chat { from, text }) => {
+                        let _ = inbound.try_send(Inbound::Chat { from, text });
                     }
                     Ok(other) => tracing::debug!(?other, "ignored"),
                     Err(lost) => return lost,

@@ -29,7 +29,29 @@ pub fn show(session: Uuid, sending: &[Track], paused: bool, hidden_regions: usiz
     let _ = writeln!(
         err,
         "● REMOTE SUPPORT IN PROGRESS — session {session} — {state}{hidden}. \
-         Commands: pause, resume, blind x,y,w,h[;…], unblind, end (or Ctrl-C)."
+         Commands: pause, resume, blind x,y,w,h[;…], unblind, say TEXT, end (or Ctrl-C)."
+    );
+}
+
+/// Shows a chat message from an operator. Control characters were refused by the server,
+/// but the terminal is the customer's: anything that is not printable is shown escaped.
+pub fn chat(from: &str, text: &str) {
+    let printable = |s: &str| -> String {
+        s.chars()
+            .flat_map(|c| {
+                if c.is_control() && c != '\n' {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    };
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "✉ {} (bank): {}",
+        printable(from),
+        printable(text)
     );
 }
 

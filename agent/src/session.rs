@@ -34,6 +34,8 @@ pub enum CustomerAction {
     Resume,
     /// Hide exactly these screen regions from now on (empty: hide nothing).
     Blind(Vec<Region>),
+    /// Write to the operator.
+    Chat(String),
     /// End the session.
     End,
 }
@@ -182,6 +184,10 @@ pub async fn run(
     };
     let mut paused = false;
     let mut screenshots: Option<Screenshots> = None;
+    tracing::info!(
+        clock_origin_unix_ns = clock::origin_unix_ns(),
+        "agent clock zero (frames are stamped in ns since it)"
+    );
     notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
     let mut watch_captures = tokio::time::interval(Duration::from_millis(250));
     let mut forced_keys = ForcedKeyframes::default();
@@ -220,8 +226,20 @@ pub async fn run(
                 CustomerAction::Pause | CustomerAction::Resume => {}
                 CustomerAction::Blind(regions) => {
                     blinds.set(regions);
-                    notice::show(joined.session_id, &tracks, paused, blinds.regions().len());
+                    let count = blinds.regions().len();
+                    let told = AgentControl::Blinds {
+                        regions: u32::try_from(count).unwrap_or(u32::MAX),
+                        at_ns: clock::now_ns(),
+                    };
+                    let _ = commands.send(Command::Control(told)).await;
+                    notice::show(joined.session_id, &tracks, paused, count);
                 }
+                CustomerAction::Chat(text) => match proto::control::chat_text(&text) {
+                    Ok(text) => {
+                        let _ = commands.send(Command::Control(AgentControl::Chat { text })).await;
+                    }
+                    Err(why) => eprintln!("● Not sent: {why}."),
+                },
             },
             Some(request) = inbound.recv() => {
                 let refusal = match request {
@@ -249,7 +267,12 @@ pub async fn run(
                         }
                         None
                     }
+                    Inbound::Welcomed(_) => None,
                     Inbound::LiftBlinds => Some(("lift blinds", "only the customer can lift a blind")),
+                    Inbound::Chat { from, text } => {
+                        notice::chat(&from, &text);
+                        None
+                    }
                     Inbound::Input(events) => match &remote_control {
                         Some(control) => {
                             control.operator(events);
@@ -325,8 +348,9 @@ pub async fn run(
 
 /// Seals each captured frame into the outbox, in capture order; lowers quality while the
 /// outbox fills and drops (declared as a gap) only when it is full. When told to stop it seals
-/// what is already captured and returns how many frames were dropped.
-async fn seal_frames(
+/// what is already captured and returns how many frames were dropped. (Public for agents
+/// built on other captures, such as the console's bridge for a customer's browser.)
+pub async fn seal_frames(
     mut frames: mpsc::Receiver<Captured>,
     cipher: SessionCipher,
     shared: Arc<Shared>,

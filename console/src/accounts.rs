@@ -1,6 +1,8 @@
-//! Making accounts: `idv user add` (the first admin is made this way) and, later, the admin
-//! pages. A password is generated when none is given and shown once; a second factor is an
-//! `otpauth://` link shown once. Every account made is audited (`user.add`).
+//! Making accounts: `idv user add` (the first admin is made this way) and the admins' page.
+//! A password is generated when none is given and shown once; a second factor is an
+//! `otpauth://` link shown once. Every account made is audited (`user.add`). Disabling one
+//! (`idv user disable`, the admins' page) refuses its logins and ends the ones it has at once;
+//! enabling lets it log in again; both are audited (`user.disable`, `user.enable`).
 
 use storage::Vault;
 use storage::archive::FileKey;
@@ -157,4 +159,83 @@ mod tests {
         assert!(!usable_name("<script>"));
         assert!(!usable_name(&"a".repeat(65)));
     }
+}
+
+/// What [`set_disabled`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisableOutcome {
+    /// Whether the account was disabled before.
+    pub was_disabled: bool,
+    /// Console logins ended (disabling only).
+    pub logins_ended: u64,
+}
+
+/// Why an account was not disabled or enabled.
+#[derive(Debug, thiserror::Error)]
+pub enum DisableError {
+    /// No account of that name.
+    #[error("there is no user called {0:?}")]
+    NoSuchUser(String),
+    /// Storage.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+impl From<storage::db::DbError> for DisableError {
+    fn from(e: storage::db::DbError) -> Self {
+        Self::Storage(e.into())
+    }
+}
+
+/// Disables (`disable`) or enables the account `name` as `by` (the audit actor), audited as
+/// `user.disable` / `user.enable`. Disabling ends every console login of the account at once
+/// (their next request is refused); logging in again is refused until it is enabled. Whether
+/// `by` may do this (admins only, never themselves) is the caller's check.
+///
+/// # Errors
+/// [`DisableError`].
+pub async fn set_disabled(
+    vault: &Vault,
+    name: &str,
+    disable: bool,
+    by: &str,
+) -> Result<DisableOutcome, DisableError> {
+    let db = vault.db();
+    let user = db
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| DisableError::NoSuchUser(name.to_owned()))?;
+    if !db.set_user_disabled(name, disable).await? {
+        return Err(DisableError::NoSuchUser(name.to_owned()));
+    }
+    let logins_ended = if disable {
+        db.delete_console_sessions_of(user.user_id).await?
+    } else {
+        0
+    };
+    let reason = match (disable, user.disabled) {
+        (true, true) => format!("was disabled already; {logins_ended} console logins ended"),
+        (true, false) => format!("{logins_ended} console logins ended"),
+        (false, true) => "may log in again".to_owned(),
+        (false, false) => "was not disabled".to_owned(),
+    };
+    vault
+        .audit()
+        .append(AuditEvent {
+            actor: by.to_owned(),
+            action: if disable {
+                "user.disable"
+            } else {
+                "user.enable"
+            }
+            .into(),
+            object: format!("user:{name}"),
+            reason: Some(reason),
+            outcome: Outcome::Success,
+        })
+        .await?;
+    Ok(DisableOutcome {
+        was_disabled: user.disabled,
+        logins_ended,
+    })
 }

@@ -7,13 +7,15 @@
 //! the login, logout and home pages with CSRF protection ([`http`]); recordings found, opened
 //! for a stated reason, played, and their manifests shown in words and as a timeline
 //! ([`recordings`]); the live view republished to the operator's browser over WebRTC
-//! ([`live`]).
+//! ([`live`]); the customer join page, whose browser sends its camera and screen over WebRTC
+//! into the session through a bridge that is the session's agent ([`join`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounts;
 pub mod auth;
 pub mod http;
+pub mod join;
 pub mod live;
 pub mod recordings;
 

@@ -9,6 +9,8 @@
 //! time in the RTP timestamp (90 kHz), and the client compares it with the same clock when the
 //! picture comes out of its decoder. Printed, not asserted (machines are noisy).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,13 +25,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use webrtc::api::APIBuilder;
-use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::MediaEngine;
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::interceptor::registry::Registry;
 use webrtc::peer_connection::RTCPeerConnection;
-use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtp::codecs::h264::H264Packet;
@@ -176,23 +173,9 @@ struct Browser {
 impl Browser {
     async fn new() -> Self {
         gst::init().unwrap();
-        // DTLS needs the process's rustls provider (ring and aws-lc-rs are both compiled in).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut media = MediaEngine::default();
         media.register_default_codecs().unwrap();
-        let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
-        let mut settings = SettingEngine::default();
-        settings.set_include_loopback_candidate(true);
-        let api = APIBuilder::new()
-            .with_media_engine(media)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(settings)
-            .build();
-        let peer = Arc::new(
-            api.new_peer_connection(RTCConfiguration::default())
-                .await
-                .unwrap(),
-        );
+        let peer = common::test_peer(media).await;
         let tracks: Tracks = Arc::default();
         // Agent-clock time the connection came up: latency counts frames captured after it
         // (the ones kept while connecting are older by design).

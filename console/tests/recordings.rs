@@ -7,59 +7,15 @@
 mod common;
 
 use common::{Console, hidden_csrf};
-use storage::Access;
-use storage::db::{NewSession, Role};
+use storage::db::Role;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A session of group `branch-7` run by `operator`, muxed into a sealed archive of `plain`.
 async fn recorded_session(console: &Console, operator: &str, plain: &[u8]) -> Uuid {
-    let db = console.vault.db();
-    let session = Uuid::new_v4();
-    db.create_session(&NewSession {
-        session_id: session,
-        group: "branch-7".into(),
-        created_by: operator.into(),
-        created_at: OffsetDateTime::now_utc(),
-        wrapped_media_key: vec![1; 40],
-    })
-    .await
-    .unwrap();
-    db.enqueue_mux_job(session, false, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    let job = db
-        .claim_mux_job(
-            "test-worker",
-            OffsetDateTime::now_utc(),
-            std::time::Duration::from_secs(60),
-        )
-        .await
-        .unwrap()
-        .unwrap();
     let manifest =
         serde_json::json!({"kind": "idv recording", "container": "mp4", "note": "<b>escaped?</b>"});
-    let archive = console
-        .vault
-        .seal_to_blob(
-            std::io::Cursor::new(plain.to_vec()),
-            &format!("recordings/{session}.idvr"),
-            manifest,
-            &Access::new("muxer@test", None),
-        )
-        .await
-        .unwrap();
-    assert!(
-        db.complete_mux_job(
-            job.job_id,
-            "test-worker",
-            archive.archive_id,
-            OffsetDateTime::now_utc()
-        )
-        .await
-        .unwrap()
-    );
-    session
+    console.recorded_session(operator, plain, manifest).await
 }
 
 fn plaintext() -> Vec<u8> {
@@ -85,7 +41,7 @@ async fn a_compliance_officer_finds_opens_plays_verifies_and_exports_for_a_reaso
         303
     );
 
-    // Search: by operator, by session prefix, by status.
+    // Search: by operator, by case reference, by session prefix, by status.
     let found = |query: &'static str| {
         let browser = browser.clone();
         let url = format!("{}/recordings?{query}", console.url);
@@ -95,6 +51,15 @@ async fn a_compliance_officer_finds_opens_plays_verifies_and_exports_for_a_reaso
     assert!(
         html.contains(&session.to_string()) && !html.contains(&other.to_string()),
         "{html}"
+    );
+    let html = found("case=kyc-OP-BO").await;
+    assert!(
+        html.contains(&other.to_string()) && !html.contains(&session.to_string()),
+        "by any part of the case reference, in any case: {html}"
+    );
+    assert!(
+        html.contains("Case KYC-op-bo"),
+        "the case is listed: {html}"
     );
     let html = found("status=failed").await;
     assert!(html.contains("No recording matches."));
@@ -338,5 +303,64 @@ async fn an_operator_is_refused_recordings_and_the_audit_log_and_it_is_audited()
     assert!(
         !log.iter().any(|e| e.action == "archive.open"),
         "nothing was opened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_opened_on_one_console_node_plays_on_another() {
+    let console = Console::start().await;
+    let plain = plaintext();
+    let session = recorded_session(&console, "op-ana", &plain).await;
+    let (password, _) = console.add("carla", &[Role::Compliance], &[], false).await;
+    let (dora_pw, _) = console.add("dora", &[Role::Compliance], &[], false).await;
+    let (browser, grant) = console
+        .open_for("carla", &password, session, "dispute 2026-881 review")
+        .await;
+
+    // The player's next range lands on another node (same database, same blob store).
+    let other = console.another_node().await;
+    let range = |node: &str, grant: &str| {
+        browser
+            .get(format!("{node}/recordings/{session}/media?grant={grant}"))
+            .header("range", "bytes=1000-1999")
+            .send()
+    };
+    for node in [other.as_str(), console.url.as_str(), other.as_str()] {
+        let answer = range(node, &grant).await.unwrap();
+        assert_eq!(answer.status(), 206, "{node}");
+        assert_eq!(&answer.bytes().await.unwrap()[..], &plain[1000..2000]);
+    }
+    assert_eq!(range(&other, "0000").await.unwrap().status(), 403);
+    // Another officer cannot use carla's grant on either node.
+    let dora = console.browser();
+    assert_eq!(
+        console.sign_in(&dora, "dora", &dora_pw, "").await.status(),
+        303
+    );
+    let stolen = dora
+        .get(format!("{other}/recordings/{session}/media?grant={grant}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 403);
+
+    let log = console.vault.audit().latest(100).await.unwrap();
+    let count = |action: &str| {
+        log.iter()
+            .filter(|e| e.action == action && e.object.contains(&session.to_string()))
+            .count()
+    };
+    assert_eq!(
+        count("recording.play"),
+        1,
+        "playing is audited once per grant"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == "archive.open"
+                && e.reason.as_deref() == Some("dispute 2026-881 review"))
+            .count(),
+        2,
+        "each node opened the archive once, for the grant's reason"
     );
 }

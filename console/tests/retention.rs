@@ -17,6 +17,7 @@ async fn ended_recording(console: &Console, group: &str, days_ago: i64) -> (Uuid
     let session = Uuid::new_v4();
     let ended = OffsetDateTime::now_utc() - time::Duration::days(days_ago);
     db.create_session(&NewSession {
+        case_reference: None,
         session_id: session,
         group: group.into(),
         created_by: "op".into(),

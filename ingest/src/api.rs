@@ -23,7 +23,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/openapi.json", get(openapi))
-        .route("/sessions", post(create_session))
+        .route("/sessions", post(create_session).get(crate::status::open))
+        .route("/sessions/{id}", get(crate::status::one))
         .route("/sessions/{id}/end", post(end_session))
         .route("/sessions/{id}/live", get(crate::live::subscribe))
         .route("/join", post(join))
@@ -46,8 +47,13 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// The operator the presented token stands for.
-async fn whoami(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Json<Operator>> {
-    state.operator(&headers).map(Json)
+async fn whoami(operator: Operator) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": operator.name,
+        "group": operator.group,
+        "actor": operator.actor(),
+        "credential": operator.credential,
+    }))
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -57,12 +63,23 @@ async fn openapi() -> Json<serde_json::Value> {
     )
 }
 
+/// What an operator may say about a new session.
+#[derive(serde::Deserialize, Default)]
+struct CreateRequest {
+    /// The case or customer reference (compliance searches recordings by it).
+    case_reference: Option<String>,
+}
+
 async fn create_session(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    operator: Operator,
+    body: Option<Json<CreateRequest>>,
 ) -> Result<(StatusCode, Json<CreatedSession>)> {
-    let operator = state.operator(&headers)?;
-    let created = state.sessions.create(&operator).await?;
+    let request = body.map(|b| b.0).unwrap_or_default();
+    let created = state
+        .sessions
+        .create(&operator, request.case_reference.as_deref())
+        .await?;
     state
         .metrics
         .sessions_created
@@ -77,11 +94,10 @@ struct EndRequest {
 
 async fn end_session(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(id): Path<Uuid>,
     body: Option<Json<EndRequest>>,
 ) -> Result<Json<serde_json::Value>> {
-    let operator = state.operator(&headers)?;
     let reason = body
         .and_then(|b| b.0.reason)
         .unwrap_or_else(|| "ended by the operator".into());
@@ -98,11 +114,12 @@ async fn join(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(request): Json<JoinRequest>,
 ) -> Result<Json<JoinedSession>> {
-    state
+    let joined = state
         .sessions
         .join(&request.code, &request.group, request.session_id, peer.ip())
-        .await
-        .map(Json)
+        .await?;
+    crate::status::announce(&state, joined.session_id).await;
+    Ok(Json(joined))
 }
 
 /// The session an agent's bearer token stands for.
@@ -148,6 +165,7 @@ async fn consent(
         .sessions
         .consent(session, &scopes, &request.granted_by)
         .await?;
+    crate::status::announce(&state, session).await;
     Ok(Json(
         serde_json::json!({ "session_id": session, "consented": request.scopes }),
     ))

@@ -162,8 +162,12 @@ impl OperatorClient {
     ///
     /// # Errors
     /// Transport failures or a refusal.
-    pub async fn create_session(&self) -> Result<CreatedSession, ClientError> {
-        let body = self.post("/sessions", None).await?;
+    pub async fn create_session(
+        &self,
+        case_reference: Option<&str>,
+    ) -> Result<CreatedSession, ClientError> {
+        let request = case_reference.map(|c| serde_json::json!({ "case_reference": c }));
+        let body = self.post("/sessions", request).await?;
         serde_json::from_value(body)
             .map_err(|e| ClientError::Setup(format!("unexpected answer: {e}")))
     }

@@ -26,6 +26,7 @@ mod secret_file;
 pub mod segments;
 pub mod server;
 pub mod session;
+pub mod status;
 pub mod tls;
 
 pub use error::{IngestError, Result};

@@ -17,8 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use proto::{LiveFrame, LiveMessage, LiveNotice, OperatorRequest, Track, WireMessage};
@@ -27,6 +26,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::error::{IngestError, Result};
+use crate::operator::Operator;
 use crate::server::AppState;
 
 /// Messages a subscriber may have queued before it starts losing frames (about two seconds
@@ -41,6 +41,9 @@ pub struct LiveFeeds {
 
 struct Subscriber {
     queue: mpsc::Sender<LiveMessage>,
+    /// Whether it takes frames (a notices-only subscriber follows the session: chat, state,
+    /// pauses, control).
+    frames: bool,
     /// Frames lost per track since the last one delivered: first and last seq.
     lost: BTreeMap<Track, (u64, u64)>,
 }
@@ -49,6 +52,9 @@ impl Subscriber {
     /// Queues `message`, first telling of any frames lost before it; `false` once the
     /// subscriber is gone.
     fn offer(&mut self, message: LiveMessage) -> bool {
+        if !self.frames && matches!(message, LiveMessage::Frame(_)) {
+            return !self.queue.is_closed();
+        }
         while let Some((&track, &(from_seq, to_seq))) = self.lost.iter().next() {
             let gap = LiveMessage::Notice(LiveNotice::Gap {
                 track,
@@ -89,8 +95,8 @@ impl Subscriber {
 }
 
 impl LiveFeeds {
-    /// A new subscriber to `session`.
-    fn subscribe(&self, session: Uuid) -> mpsc::Receiver<LiveMessage> {
+    /// A new subscriber to `session` (to its frames too, or only to its notices).
+    fn subscribe(&self, session: Uuid, frames: bool) -> mpsc::Receiver<LiveMessage> {
         let (queue, receiver) = mpsc::channel(QUEUE);
         self.sessions
             .lock()
@@ -99,14 +105,25 @@ impl LiveFeeds {
             .or_default()
             .push(Subscriber {
                 queue,
+                frames,
                 lost: BTreeMap::new(),
             });
         receiver
     }
 
-    /// Whether anyone watches `session` (so the media connection can skip the copy).
+    /// Whether anyone watches `session`'s frames (so the media connection can skip the copy).
     #[must_use]
     pub fn watched(&self, session: Uuid) -> bool {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .get(&session)
+            .is_some_and(|s| s.iter().any(|s| s.frames))
+    }
+
+    /// Whether anyone follows `session` at all (frames or notices).
+    #[must_use]
+    pub fn subscribed(&self, session: Uuid) -> bool {
         self.sessions
             .lock()
             .expect("not poisoned")
@@ -148,18 +165,52 @@ impl LiveFeeds {
     }
 }
 
-/// `GET /api/v1/sessions/{id}/live`: an operator of the session's group subscribes.
+/// What a subscription asks for.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct SubscribeQuery {
+    /// `none`: notices only (chat, state, pauses, control) — no frames and no media key, for
+    /// a page that shows the video some other way (the console's WebRTC view).
+    #[serde(default)]
+    frames: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{id}/live[?frames=none]`: an operator of the session's group
+/// subscribes (audited: `session.watch`, or `session.follow` for notices only).
 ///
 /// # Errors
-/// [`IngestError::Unauthorised`] without a valid token; [`IngestError::NotFound`] for a
+/// [`IngestError::Unauthorised`] without valid credentials; [`IngestError::NotFound`] for a
 /// session of another group or one that has ended.
 pub async fn subscribe(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(session): Path<Uuid>,
+    Query(query): Query<SubscribeQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response> {
-    let operator = state.operator(&headers)?;
+    let frames = match query.frames.as_deref() {
+        None | Some("all") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(IngestError::BadRequest(format!(
+                "frames={other:?}: expected all or none"
+            )));
+        }
+    };
+    // A browser never holds a session's media key: people see the video through the
+    // console's WebRTC view, and follow the session here with notices only.
+    if frames && operator.credential == crate::operator::Credential::ConsoleLogin {
+        let why = "a console login follows a session with frames=none; the video is shown \
+                   over WebRTC";
+        let refused = AuditEvent {
+            actor: operator.actor(),
+            action: "session.watch".into(),
+            object: format!("session:{session}"),
+            reason: Some(why.into()),
+            outcome: Outcome::Denied,
+        };
+        state.sessions.vault().audit().append(refused).await?;
+        return Err(IngestError::Forbidden(why.into()));
+    }
     let db = state.sessions.vault().db();
     let record = db
         .session(session)
@@ -169,8 +220,13 @@ pub async fn subscribe(
         .as_ref()
         .is_some_and(|r| r.state != storage::db::SessionState::Ended);
     let audit = AuditEvent {
-        actor: format!("operator:{}", operator.name),
-        action: "session.watch".into(),
+        actor: operator.actor(),
+        action: if frames {
+            "session.watch"
+        } else {
+            "session.follow"
+        }
+        .into(),
         object: format!("session:{session}"),
         reason: None,
         outcome: if allowed {
@@ -184,15 +240,19 @@ pub async fn subscribe(
     let Some(record) = record.filter(|_| allowed) else {
         return Err(IngestError::NotFound("no such live session".into()));
     };
-    let key = state
-        .sessions
-        .media_key(session, record.wrapped_media_key.as_deref())
-        .await?;
-    let receiver = state.feeds.subscribe(session);
-    let welcome = LiveMessage::Notice(LiveNotice::Subscribed {
-        session_id: session,
-        media_key: hex::encode(key.expose()),
-    });
+    let welcome = if frames {
+        let key = state
+            .sessions
+            .media_key(session, record.wrapped_media_key.as_deref())
+            .await?;
+        LiveMessage::Notice(LiveNotice::Subscribed {
+            session_id: session,
+            media_key: hex::encode(key.expose()),
+        })
+    } else {
+        LiveMessage::Notice(crate::status::notice(&state, session).await?)
+    };
+    let receiver = state.feeds.subscribe(session, frames);
     Ok(ws
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -200,21 +260,26 @@ pub async fn subscribe(
         .on_upgrade(move |socket| {
             let watcher = Watcher {
                 session,
-                operator: operator.name,
+                operator,
+                frames,
             };
             relay(state, watcher, socket, welcome, receiver)
         }))
 }
 
-/// An operator watching a session, who may ask things of its agent.
+/// An operator following a session, who may ask things of its agent and chat with the
+/// customer.
 struct Watcher {
     session: Uuid,
-    operator: String,
+    operator: Operator,
+    frames: bool,
 }
 
 impl Watcher {
     /// Passes a request to the agent; what to tell this watcher back if it cannot go. The
-    /// first input of a subscription and every request to lift a blind are audited.
+    /// first input of a subscription, every request to lift a blind and every chat message
+    /// are audited (a chat message's text is not: it is personal data the audit log would
+    /// keep past the recording's retention).
     async fn request(
         &self,
         state: &AppState,
@@ -227,24 +292,29 @@ impl Watcher {
                 reason,
             }))
         };
-        let request = match OperatorRequest::from_json(text) {
+        let mut request = match OperatorRequest::from_json(text) {
             Ok(request) => request,
             Err(e) => return refused("unknown", format!("not a request: {e}")),
         };
-        let (name, audit_it) = match &request {
-            OperatorRequest::Input { .. } => ("input", !*controlling),
-            OperatorRequest::LiftBlinds => ("lift blinds", true),
-            _ => ("unknown", true),
+        if let OperatorRequest::Chat { text } = &mut request {
+            match proto::control::chat_text(text) {
+                Ok(clean) => *text = clean,
+                Err(why) => return refused("chat", why.to_owned()),
+            }
+        }
+        let (name, action, audit_it) = match &request {
+            OperatorRequest::Input { .. } => ("input", "session.control.input", !*controlling),
+            OperatorRequest::LiftBlinds => ("lift blinds", "session.blinds.lift_request", true),
+            OperatorRequest::Chat { .. } => ("chat", "session.chat", true),
+            _ => ("unknown", "session.request", true),
         };
-        let sent = state.inboxes.send(self.session, request.to_agent());
+        let sent = state
+            .inboxes
+            .send(self.session, request.to_agent(&self.operator.name));
         if audit_it {
             let event = AuditEvent {
-                actor: format!("operator:{}", self.operator),
-                action: match request {
-                    OperatorRequest::LiftBlinds => "session.blinds.lift_request",
-                    _ => "session.control.input",
-                }
-                .into(),
+                actor: self.operator.actor(),
+                action: action.into(),
                 object: format!("session:{}", self.session),
                 reason: sent.err().map(str::to_owned),
                 outcome: if sent.is_ok() {
@@ -257,14 +327,30 @@ impl Watcher {
                 tracing::error!(error = %e, "cannot write the audit log");
             }
         }
-        match sent {
-            Ok(()) => {
+        match (sent, request) {
+            (Ok(()), OperatorRequest::Chat { text }) => {
+                // Every follower sees it, the sender too (their confirmation).
+                publish_chat(state, self.session, self.operator.actor(), text);
+                None
+            }
+            (Ok(()), _) => {
                 *controlling |= name == "input";
                 None
             }
-            Err(reason) => refused(name, reason.to_owned()),
+            (Err(reason), _) => refused(name, reason.to_owned()),
         }
     }
+}
+
+/// Shows a chat message to everyone following `session`.
+pub fn publish_chat(state: &AppState, session: Uuid, from: String, text: String) {
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    state.feeds.publish(
+        session,
+        &LiveMessage::Notice(LiveNotice::Chat { from, text, at }),
+    );
 }
 
 /// Asks the session's agent for a keyframe of `track` (best effort: with no agent connected
@@ -286,8 +372,10 @@ async fn relay(
     let mut next = Some(welcome);
     let mut controlling = false;
     // A new watcher needs a keyframe of each track to start from.
-    for track in [Track::Camera, Track::Screen] {
-        ask_keyframe(&state, watcher.session, track);
+    if watcher.frames {
+        for track in [Track::Camera, Track::Screen] {
+            ask_keyframe(&state, watcher.session, track);
+        }
     }
     loop {
         let Some(message) = next.take() else {

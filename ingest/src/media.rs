@@ -91,6 +91,15 @@ impl LiveConnections {
         }
     }
 
+    /// Whether an agent connection serves `session` now.
+    pub fn is_connected(&self, session: Uuid) -> bool {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .get(&session)
+            .is_some_and(|e| e.owner.try_lock().is_err())
+    }
+
     /// Drops what is kept for an ended session (unless a connection still holds it).
     pub fn forget(&self, session: Uuid) {
         let mut sessions = self.sessions.lock().expect("not poisoned");
@@ -313,6 +322,7 @@ impl<'a> Connection<'a> {
                 close(CloseCode::ProtocolError, "the agent went away"),
             ));
         }
+        crate::status::announce(state, session).await;
         Ok(Self {
             state,
             socket,
@@ -519,6 +529,7 @@ impl<'a> Connection<'a> {
                     .await
                     .map_err(|e| close(CloseCode::SessionEnded, e.to_string()))?;
                 self.consented = scopes;
+                crate::status::announce(self.state, self.session).await;
                 Ok(())
             }
             // The pause itself is on the timeline (frames flagged `paused`); the audit log
@@ -586,6 +597,38 @@ impl<'a> Connection<'a> {
                 .await;
                 let notice = proto::LiveNotice::Refused { request, reason };
                 (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
+                Ok(())
+            }
+            AgentControl::Blinds { regions, at_ns } => {
+                let why = format!("the customer hides {regions} region(s) of the screen");
+                audit_agent(
+                    self.state,
+                    self.session,
+                    "customer:agent",
+                    "session.blinds",
+                    &why,
+                    storage::audit::Outcome::Success,
+                )
+                .await;
+                let notice = proto::LiveNotice::Blinds { regions, at_ns };
+                (self.state.feeds).publish(self.session, &proto::LiveMessage::Notice(notice));
+                Ok(())
+            }
+            AgentControl::Chat { text } => {
+                // A bad message is the customer's typing, not a broken agent: not sent on.
+                let Ok(text) = proto::control::chat_text(&text) else {
+                    return Ok(());
+                };
+                audit_agent(
+                    self.state,
+                    self.session,
+                    "customer:agent",
+                    "session.chat",
+                    "a message from the customer",
+                    storage::audit::Outcome::Success,
+                )
+                .await;
+                crate::live::publish_chat(self.state, self.session, "customer".into(), text);
                 Ok(())
             }
             AgentControl::Hello { .. } => {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use storage::ArchiveLocation;
 use storage::audit::{AuditEvent, Outcome};
@@ -17,6 +17,7 @@ use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
 use crate::error::{IngestError, Result};
+use crate::operator::Operator;
 use crate::server::AppState;
 
 /// One line of the list.
@@ -43,9 +44,9 @@ fn status(job: &MuxJob) -> &'static str {
 /// `GET /api/v1/recordings`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    operator: Operator,
 ) -> Result<axum::Json<Vec<RecordingStatus>>> {
-    let operator = state.operator(&headers)?;
+    operator.require_token()?;
     let db = state.sessions.vault().db();
     let sessions = db
         .sessions(&SessionFilter {
@@ -69,12 +70,14 @@ pub async fn list(
 /// `GET /api/v1/recordings/{session}/archive`.
 pub async fn archive(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    operator: Operator,
     Path(session): Path<Uuid>,
 ) -> Result<Response> {
-    let operator = state.operator(&headers)?;
-    let actor = format!("operator:{}", operator.name);
-    let result = find_archive(&state, &operator.group, session).await;
+    let actor = operator.actor();
+    let result = match operator.require_token() {
+        Ok(()) => find_archive(&state, &operator.group, session).await,
+        Err(refused) => Err(refused),
+    };
     let event = AuditEvent {
         actor,
         action: "recording.download".into(),

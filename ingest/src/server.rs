@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +24,7 @@ use crate::cti::CtiIntake;
 use crate::error::{IngestError, Result};
 use crate::media::LiveConnections;
 use crate::metrics::Metrics;
-use crate::operator::{Operator, OperatorTokens};
+use crate::operator::OperatorTokens;
 use crate::session::Sessions;
 use crate::tls::TlsFiles;
 
@@ -118,18 +118,6 @@ pub struct AppState {
     pub inboxes: crate::remote::AgentInboxes,
     /// Rolls closed track logs into the blob store.
     pub roller: Arc<crate::segments::Roller>,
-}
-
-impl AppState {
-    /// The operator behind a request, counting refusals.
-    ///
-    /// # Errors
-    /// [`IngestError::Unauthorised`].
-    pub fn operator(&self, headers: &HeaderMap) -> Result<Operator> {
-        self.operators.authenticate(headers).inspect_err(|_| {
-            self.metrics.unauthorised.fetch_add(1, Ordering::Relaxed);
-        })
-    }
 }
 
 /// A started server.

@@ -108,7 +108,15 @@ impl Sessions {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn create(&self, operator: &Operator) -> Result<CreatedSession> {
+    pub async fn create(
+        &self,
+        operator: &Operator,
+        case_reference: Option<&str>,
+    ) -> Result<CreatedSession> {
+        let case_reference = case_reference
+            .map(checked_case_reference)
+            .transpose()?
+            .flatten();
         let session_id = Uuid::new_v4();
         let created_at = now();
         let key = FileKey::generate();
@@ -116,6 +124,7 @@ impl Sessions {
         self.vault
             .db()
             .create_session(&NewSession {
+                case_reference: case_reference.clone(),
                 session_id,
                 group: operator.group.clone(),
                 created_by: operator.name.clone(),
@@ -147,10 +156,10 @@ impl Sessions {
             }
         };
         self.audit(
-            &format!("operator:{}", operator.name),
+            &operator.actor(),
             "session.create",
             format!("session:{session_id}"),
-            None,
+            case_reference.map(|c| format!("case {c}")),
             Outcome::Success,
         )
         .await;
@@ -364,7 +373,7 @@ impl Sessions {
         let record = db.session(session).await?;
         let Some(record) = record.filter(|r| r.group == operator.group) else {
             self.audit(
-                &format!("operator:{}", operator.name),
+                &operator.actor(),
                 "session.end",
                 format!("session:{session}"),
                 Some("not found in the operator's group".into()),
@@ -374,8 +383,7 @@ impl Sessions {
             return Err(IngestError::NotFound("no such session".into()));
         };
         if record.state != SessionState::Ended {
-            self.end_as(&format!("operator:{}", operator.name), session, reason)
-                .await?;
+            self.end_as(&operator.actor(), session, reason).await?;
         }
         Ok(record.state)
     }
@@ -474,4 +482,30 @@ impl Sessions {
         }
         Ok(())
     }
+}
+
+/// The longest case or customer reference, in characters.
+pub const MAX_CASE_REFERENCE: usize = 128;
+
+/// A case or customer reference as stored: trimmed, `None` if blank; at most
+/// [`MAX_CASE_REFERENCE`] characters of printable text.
+///
+/// # Errors
+/// [`IngestError::BadRequest`] saying what is wrong with it.
+pub fn checked_case_reference(text: &str) -> Result<Option<String>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if text.chars().count() > MAX_CASE_REFERENCE {
+        return Err(IngestError::BadRequest(format!(
+            "a case reference is at most {MAX_CASE_REFERENCE} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(IngestError::BadRequest(
+            "a case reference cannot hold control characters".into(),
+        ));
+    }
+    Ok(Some(text.to_owned()))
 }

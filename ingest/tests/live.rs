@@ -6,69 +6,34 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Harness;
 use futures::StreamExt;
 use proto::{LiveMessage, LiveNotice, SessionCipher, SessionKey, Track, WireMessage};
-use rustls::pki_types::pem::PemObject;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Subscribes to `session` with `token`; the HTTP status if refused.
 async fn watch(h: &Harness, session: uuid::Uuid, token: Option<&str>) -> Result<Socket, u16> {
-    let url = format!("wss://{}/api/v1/sessions/{session}/live", h.server().addr());
-    let mut request = url.into_client_request().unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&h.cert()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    match tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        None,
-        false,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
-    )
-    .await
-    {
-        Ok((socket, _)) => Ok(socket),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            Err(response.status().as_u16())
-        }
-        Err(e) => panic!("cannot connect: {e}"),
-    }
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    common::websocket(h, &format!("/sessions/{session}/live"), &headers).await
 }
 
-/// The next message to the watcher (`None` once closed).
+/// The next message to the watcher (`None` once closed), passing over where the session
+/// stands (the agent connecting: `live`).
 async fn next(watcher: &mut Socket) -> Option<LiveMessage> {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(20), watcher.next())
-            .await
-            .expect("the feed answers in time")?
-            .ok()?;
-        let wire = match message {
-            Message::Text(text) => WireMessage::Text(text.to_string()),
-            Message::Binary(bytes) => WireMessage::Binary(bytes),
-            Message::Close(_) => return None,
-            _ => continue,
-        };
-        return Some(LiveMessage::from_wire(wire, 1 << 20).unwrap());
+        match common::next_live(watcher).await {
+            Some(LiveMessage::Notice(LiveNotice::Session { .. })) => {}
+            other => return other,
+        }
     }
 }
 

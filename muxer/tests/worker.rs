@@ -89,6 +89,7 @@ async fn stored_session(camera: Camera, with_cti: bool) -> Stored {
     vault
         .db()
         .create_session(&NewSession {
+            case_reference: None,
             session_id: session,
             group: "branch-7".into(),
             created_by: "operator-1".into(),

@@ -26,6 +26,31 @@ use crate::progress::TrackSeqs;
 /// The longest control or notice message accepted, in bytes: far above any real message,
 /// small enough that parsing it costs nothing.
 pub const MAX_CONTROL_LEN: usize = 16 * 1024;
+/// The longest chat message, in characters (a message of up to 4 bytes a character stays far
+/// under [`MAX_CONTROL_LEN`]).
+pub const MAX_CHAT_CHARS: usize = 2000;
+
+/// A chat message as sent: trimmed, not empty, at most [`MAX_CHAT_CHARS`] characters, no
+/// control characters but newlines and tabs.
+///
+/// # Errors
+/// Why the text is not a chat message, in words for the person who typed it.
+pub fn chat_text(text: &str) -> std::result::Result<String, &'static str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("an empty message is not sent");
+    }
+    if text.chars().count() > MAX_CHAT_CHARS {
+        return Err("a message is at most 2000 characters");
+    }
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err("a message cannot hold control characters");
+    }
+    Ok(text.to_owned())
+}
 /// The longest close reason, in bytes: a WebSocket close frame's payload is at most 125
 /// bytes, two of which are the code.
 pub const MAX_CLOSE_REASON: usize = 123;
@@ -232,6 +257,20 @@ pub enum AgentControl {
         /// Why it is refused.
         reason: String,
     },
+    /// The customer changed what they hide from the screen: `regions` blinds now (zero:
+    /// nothing hidden). Where they are is not said: the operator sees them blurred.
+    Blinds {
+        /// How many regions are hidden now.
+        regions: u32,
+        /// Agent monotonic ns of the change.
+        at_ns: i64,
+    },
+    /// A chat message from the customer to the operators (at most [`MAX_CHAT_CHARS`]
+    /// characters, not empty).
+    Chat {
+        /// What the customer wrote.
+        text: String,
+    },
     /// The agent is leaving (e.g. the customer ended the session).
     Close(Close),
 }
@@ -279,6 +318,13 @@ pub enum ServerControl {
     /// The operator asks to lift the customer's blinds. The agent always refuses: only the
     /// customer lifts them.
     LiftBlinds,
+    /// A chat message from an operator to the customer.
+    Chat {
+        /// Who wrote it, as the customer should see it (e.g. `alice`).
+        from: String,
+        /// What they wrote (at most [`MAX_CHAT_CHARS`] characters).
+        text: String,
+    },
     /// Someone started watching `track` live, or lost frames of it: start a new keyframe
     /// soon so their view can begin. The agent may coalesce requests (at most one forced
     /// keyframe a second per track is plenty).

@@ -123,6 +123,33 @@ pub enum LiveNotice {
         /// Why not.
         reason: String,
     },
+    /// The customer changed what they hide from the screen (see
+    /// [`crate::control::AgentControl::Blinds`]).
+    Blinds {
+        /// How many regions are hidden now (zero: nothing).
+        regions: u32,
+        /// Agent monotonic ns of the change.
+        at_ns: i64,
+    },
+    /// A chat message, from the customer or from an operator (every subscriber sees every
+    /// message, its sender too: that is the sender's confirmation).
+    Chat {
+        /// `customer`, or the operator's audit name (`user:alice`, `operator:bootstrap`).
+        from: String,
+        /// What was written.
+        text: String,
+        /// When the server received it (RFC 3339, UTC).
+        at: String,
+    },
+    /// The session moved on: the customer joined, consented (to `scopes`), or the agent
+    /// connected (`live`). Sent to whoever is subscribed when it happens.
+    Session {
+        /// `joined`, `consented` or `live`.
+        state: String,
+        /// The scopes consented to so far.
+        #[serde(default)]
+        scopes: Vec<String>,
+    },
     /// The session ended; no more messages follow.
     Ended {
         /// Why, for the operator.
@@ -143,6 +170,11 @@ pub enum OperatorRequest {
     },
     /// Lift the customer's blinds (the agent always refuses; the request is audited).
     LiftBlinds,
+    /// A chat message to the customer (see [`crate::control::chat_text`]).
+    Chat {
+        /// What the operator wrote.
+        text: String,
+    },
 }
 
 impl OperatorRequest {
@@ -166,14 +198,18 @@ impl OperatorRequest {
         serde_json::to_string(self).expect("requests always serialize")
     }
 
-    /// What the agent is told.
+    /// What the agent is told; `operator` is how the customer sees the sender.
     #[must_use]
-    pub fn to_agent(&self) -> crate::control::ServerControl {
+    pub fn to_agent(&self, operator: &str) -> crate::control::ServerControl {
         match self {
             OperatorRequest::Input { events } => crate::control::ServerControl::Input {
                 events: events.clone(),
             },
             OperatorRequest::LiftBlinds => crate::control::ServerControl::LiftBlinds,
+            OperatorRequest::Chat { text } => crate::control::ServerControl::Chat {
+                from: operator.to_owned(),
+                text: text.clone(),
+            },
         }
     }
 }

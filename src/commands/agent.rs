@@ -148,6 +148,7 @@ fn spawn_terminal_controls(actions: mpsc::Sender<CustomerAction>) {
                 ("resume", _) => CustomerAction::Resume,
                 ("end", _) => CustomerAction::End,
                 ("unblind", _) => CustomerAction::Blind(Vec::new()),
+                ("say", text) => CustomerAction::Chat(text.to_owned()),
                 ("blind", regions) => match regions
                     .split(';')
                     .map(str::parse::<Region>)
@@ -162,7 +163,7 @@ fn spawn_terminal_controls(actions: mpsc::Sender<CustomerAction>) {
                 ("", _) => continue,
                 (other, _) => {
                     eprintln!(
-                        "unknown command {other:?} (pause, resume, blind x,y,w,h, unblind, end)"
+                        "unknown command {other:?} (pause, resume, blind x,y,w,h, unblind, say TEXT, end)"
                     );
                     continue;
                 }

@@ -141,7 +141,8 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         eprintln!("idv: shutting down (releasing the job in progress)");
     } else if role == Role::Console {
-        serve_console(&config, vault).await?;
+        let live = file.console.live_source()?;
+        serve_console(&config, vault, live).await?;
     } else {
         let console = (role == Role::All).then(|| console::ConsoleState::new(vault.clone()));
         let config = ingest::ServeConfig {
@@ -184,8 +185,14 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--role console`: the console's pages alone, on the data directory's certificate.
-async fn serve_console(config: &ingest::ServeConfig, vault: storage::Vault) -> anyhow::Result<()> {
+/// `--role console`: the console's pages alone, on the data directory's certificate; live
+/// views and the join page reach sessions through `live` (`[console]` in the config), else
+/// they answer 503.
+async fn serve_console(
+    config: &ingest::ServeConfig,
+    vault: storage::Vault,
+    live: Option<console::LiveSource>,
+) -> anyhow::Result<()> {
     let tls = ingest::tls::TlsFiles::under(&config.data_dir)
         .load_or_create(&config.tls_names)
         .context("cannot prepare the TLS certificate")?;
@@ -199,7 +206,11 @@ async fn serve_console(config: &ingest::ServeConfig, vault: storage::Vault) -> a
         axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(tls)),
     )?
     .handle(handle.clone());
-    let app = console::router(console::ConsoleState::new(vault));
+    let state = console::ConsoleState::new(vault);
+    if let Some(live) = live {
+        let _ = state.live_source.set(live);
+    }
+    let app = console::router(state);
     println!("listening on https://{addr}");
     let drain = config.drain;
     tokio::spawn(async move {

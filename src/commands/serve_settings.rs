@@ -26,6 +26,11 @@
 //! commit_interval_ms = 2         # least time between two journal syncs (group commit)
 //! checkpoint_seconds = 30        # track logs synced and the journal dropped this often…
 //! checkpoint_bytes = 1073741824  # … or once the journal is this large
+//!
+//! [console]                      # role console on its own node: where live sessions are
+//! ingest_url = "https://ingest.bank.example:8443"   # (the ingest nodes, behind their balancer)
+//! ingest_ca = "/etc/idv/ingest-ca.pem"              # their certificate (PEM)
+//! ingest_token_file = "/etc/idv/operator.token"     # a token they take for the live fan-out
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +60,8 @@ pub struct ServeFile {
     pub muxer: Muxer,
     #[serde(default)]
     pub spool: Spool,
+    #[serde(default)]
+    pub console: Console,
 }
 
 /// `[limits]`.
@@ -75,6 +82,48 @@ pub struct Spool {
     pub commit_interval_ms: Option<u64>,
     pub checkpoint_seconds: Option<u64>,
     pub checkpoint_bytes: Option<u64>,
+}
+
+/// `[console]`: where a console running alone (`--role console`) reaches live sessions. In
+/// role `all` the console uses its own process's ingest server and these are not needed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    pub ingest_url: Option<String>,
+    pub ingest_ca: Option<std::path::PathBuf>,
+    pub ingest_token_file: Option<std::path::PathBuf>,
+}
+
+impl Console {
+    /// The live source these settings name, if any: all three keys, or none.
+    ///
+    /// # Errors
+    /// Some keys but not all, a URL that does not parse, files that cannot be read.
+    pub fn live_source(&self) -> anyhow::Result<Option<console::LiveSource>> {
+        let (url, ca, token) = match (&self.ingest_url, &self.ingest_ca, &self.ingest_token_file) {
+            (None, None, None) => return Ok(None),
+            (Some(url), Some(ca), Some(token)) => (url, ca, token),
+            _ => anyhow::bail!(
+                "[console] needs ingest_url, ingest_ca and ingest_token_file together"
+            ),
+        };
+        Ok(Some(console::LiveSource {
+            server: url
+                .parse()
+                .with_context(|| format!("[console] ingest_url {url:?} is not a URL"))?,
+            ca_pem: std::fs::read(ca)
+                .with_context(|| format!("[console] ingest_ca: cannot read {}", ca.display()))?,
+            token: std::fs::read_to_string(token)
+                .with_context(|| {
+                    format!(
+                        "[console] ingest_token_file: cannot read {}",
+                        token.display()
+                    )
+                })?
+                .trim()
+                .to_owned(),
+        }))
+    }
 }
 
 /// `[muxer]`.

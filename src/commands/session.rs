@@ -38,7 +38,13 @@ impl ServerArgs {
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
     /// Create a session; prints its id and the one-time code to read to the customer.
-    Create(ServerArgs),
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The case or customer reference (compliance officers search recordings by it).
+        #[arg(long = "case")]
+        case_reference: Option<String>,
+    },
     /// End a session.
     End {
         #[command(flatten)]
@@ -53,10 +59,13 @@ pub enum SessionCommand {
 
 pub async fn run(ctx: &Context, command: SessionCommand) -> anyhow::Result<()> {
     match command {
-        SessionCommand::Create(server) => {
+        SessionCommand::Create {
+            server,
+            case_reference,
+        } => {
             let created = server
                 .client(ctx)?
-                .create_session()
+                .create_session(case_reference.as_deref())
                 .await
                 .context("cannot create a session")?;
             println!("{} {}", created.session_id, created.code);

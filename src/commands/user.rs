@@ -1,5 +1,5 @@
-//! `idv user add | list`: console accounts, made directly in the data directory's vault (the
-//! first admin is made this way; later ones too, until the admin pages exist).
+//! `idv user add | list | disable | enable`: console accounts, in the data directory's vault
+//! (the first admin is made this way; the admins' page does the same later).
 
 use std::io::Read as _;
 
@@ -35,6 +35,16 @@ pub enum UserCommand {
     },
     /// List the accounts.
     List,
+    /// Disable an account: logging in is refused and its console logins end now.
+    Disable {
+        /// The login name.
+        name: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The login name.
+        name: String,
+    },
 }
 
 pub async fn run(ctx: &Context, command: UserCommand) -> anyhow::Result<()> {
@@ -109,6 +119,25 @@ pub async fn run(ctx: &Context, command: UserCommand) -> anyhow::Result<()> {
                     if user.disabled { "\tdisabled" } else { "" }
                 );
             }
+        }
+        UserCommand::Disable { name } => {
+            let done = accounts::set_disabled(&vault, &name, true, &ctx.actor).await?;
+            println!(
+                "user {name} disabled{}; {} console logins ended",
+                if done.was_disabled { " (already)" } else { "" },
+                done.logins_ended
+            );
+        }
+        UserCommand::Enable { name } => {
+            let done = accounts::set_disabled(&vault, &name, false, &ctx.actor).await?;
+            println!(
+                "user {name} enabled{}",
+                if done.was_disabled {
+                    ""
+                } else {
+                    " (was not disabled)"
+                }
+            );
         }
     }
     Ok(())

@@ -113,7 +113,9 @@ on_both_backends!(
     users_are_unique_by_name_and_keep_their_roles,
     group_address_lists_are_set_and_replaced,
     console_logins_expire_and_log_out,
+    users_are_disabled_and_enabled_and_their_logins_ended,
     retention_periods_and_legal_holds,
+    recording_grants_expire_and_are_played_once,
 );
 
 fn random_secret() -> [u8; 32] {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -90,6 +92,21 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Downloads `session`'s sealed recording to `to` (`idv recordings get`, the CLI
+    /// contract) and reads its manifest (`idv manifest`).
+    pub fn sealed_recording(&self, session: &str, to: &Path) -> serde_json::Value {
+        self.idv(&[
+            "recordings",
+            "get",
+            "--server",
+            &self.url,
+            session,
+            "-o",
+            to.to_str().unwrap(),
+        ]);
+        serde_json::from_str(&self.idv_out(&["manifest", to.to_str().unwrap()])).unwrap()
     }
 
     pub fn stop(mut self) {

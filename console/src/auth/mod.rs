@@ -13,7 +13,6 @@ pub mod totp;
 
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
 use storage::Vault;
 use storage::audit::{AuditEvent, Outcome};
 use storage::db::{ConsoleSession, UserRecord};
@@ -99,10 +98,6 @@ fn random_hex() -> String {
     hex::encode(bytes)
 }
 
-fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 /// The hash of a random password nobody knows, verified when the name is unknown so that an
 /// unknown name takes as long as a known one.
 fn decoy_hash() -> String {
@@ -174,7 +169,7 @@ impl Authenticator {
         self.vault
             .db()
             .insert_console_session(&ConsoleSession {
-                token_hash: token_hash(&token),
+                token_hash: storage::db::login_token_hash(&token),
                 user_id: user.user_id,
                 csrf_token: csrf.clone(),
                 source: source.to_string(),
@@ -236,16 +231,15 @@ impl Authenticator {
     /// # Errors
     /// The database fails.
     pub async fn session(&self, token: &str) -> Result<Option<LoggedIn>, storage::Error> {
-        let hash = token_hash(token);
-        let db = self.vault.db();
-        let Some(login) = db.console_session(&hash, OffsetDateTime::now_utc()).await? else {
-            return Ok(None);
-        };
-        let user = db.user(login.user_id).await?.filter(|u| !u.disabled);
-        Ok(user.map(|user| LoggedIn {
-            user,
-            csrf: login.csrf_token,
-            token_hash: hash,
+        let login = self
+            .vault
+            .db()
+            .login(token, OffsetDateTime::now_utc())
+            .await?;
+        Ok(login.map(|login| LoggedIn {
+            user: login.user,
+            csrf: login.session.csrf_token,
+            token_hash: login.session.token_hash,
         }))
     }
 

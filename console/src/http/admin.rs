@@ -1,12 +1,13 @@
 //! The admins' page (`/users`): the accounts, a form to add one (its generated password and
-//! enrolment link shown once), and a group's allowed addresses and retention period. Admins
-//! only; every change, and every refusal, is audited.
+//! enrolment link shown once), a button to disable or enable each (never one's own), and a
+//! group's allowed addresses and retention period. Admins only; every change, and every
+//! refusal, is audited.
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use storage::audit::{AuditEvent, Outcome};
@@ -14,14 +15,26 @@ use storage::db::Role;
 
 use super::pages::{Nav, render_with};
 use super::{ConsoleState, Viewer};
-use crate::accounts::{self, AccountRequest};
+use crate::accounts::{self, AccountRequest, DisableError};
 use crate::auth::addresses::AllowedAddresses;
+
+/// One account as the page lists it.
+struct UserRow {
+    name: String,
+    group: String,
+    roles: String,
+    allowed: String,
+    second_factor: &'static str,
+    disabled: bool,
+    /// The admin looking at the page (who cannot disable themselves).
+    is_viewer: bool,
+}
 
 #[derive(Template)]
 #[template(path = "users.html")]
 struct UsersPage {
     nav: Nav,
-    users: Vec<(String, String, String, String, &'static str)>,
+    users: Vec<UserRow>,
     message: Option<String>,
     ok: bool,
 }
@@ -98,17 +111,19 @@ async fn page(
             } else {
                 u.allowed_cidrs.join(", ")
             };
-            (
-                u.name,
-                u.group,
-                roles.join(", "),
+            UserRow {
+                is_viewer: u.user_id == viewer.0.user.user_id,
+                name: u.name,
+                group: u.group,
+                roles: roles.join(", "),
                 allowed,
-                if u.totp_wrapped.is_some() {
+                second_factor: if u.totp_wrapped.is_some() {
                     "TOTP"
                 } else {
                     "—"
                 },
-            )
+                disabled: u.disabled,
+            }
         })
         .collect();
     render_with(
@@ -306,4 +321,100 @@ pub async fn group(
         true,
     )
     .await
+}
+
+/// The disable and enable buttons' form.
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /users/{name}/disable`: the account can no longer log in, and its logins end now.
+pub async fn disable(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    set_disabled(&state, &viewer, &name, &form, true).await
+}
+
+/// `POST /users/{name}/enable`: the account may log in again.
+pub async fn enable(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    set_disabled(&state, &viewer, &name, &form, false).await
+}
+
+async fn set_disabled(
+    state: &ConsoleState,
+    viewer: &Viewer,
+    name: &str,
+    form: &CsrfForm,
+    disable: bool,
+) -> Response {
+    let action = if disable {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    if let Err(refused) = viewer.check_csrf(Some(&form.csrf)) {
+        return refused.into_response();
+    }
+    if let Err(refused) = admin_only(state, viewer, action).await {
+        return refused;
+    }
+    if disable && name == viewer.0.user.name {
+        let why = "an admin cannot disable their own account";
+        if let Err(unavailable) = audit(
+            state,
+            viewer,
+            action,
+            format!("user:{name}"),
+            format!("refused: {why}"),
+            Outcome::Denied,
+        )
+        .await
+        {
+            return unavailable;
+        }
+        return page(
+            state,
+            viewer,
+            StatusCode::BAD_REQUEST,
+            Some(format!("Not done: {why}.")),
+            false,
+        )
+        .await;
+    }
+    match accounts::set_disabled(&state.vault, name, disable, &viewer.0.actor()).await {
+        Ok(done) => {
+            let message = if disable {
+                format!(
+                    "{name} is disabled: {} console logins ended; logging in is refused.",
+                    done.logins_ended
+                )
+            } else {
+                format!("{name} is enabled and may log in again.")
+            };
+            page(state, viewer, StatusCode::OK, Some(message), true).await
+        }
+        Err(e @ DisableError::NoSuchUser(_)) => {
+            page(
+                state,
+                viewer,
+                StatusCode::NOT_FOUND,
+                Some(e.to_string()),
+                false,
+            )
+            .await
+        }
+        Err(e @ DisableError::Storage(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    }
 }

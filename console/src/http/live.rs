@@ -1,12 +1,11 @@
-//! The operator's live view: `GET /sessions/{id}/watch` (the page) and
-//! `POST /sessions/{id}/live` (the browser's WebRTC offer → the answer, see [`crate::live`]).
+//! The operator's live view: `POST /sessions/{id}/live` (the session page's WebRTC offer →
+//! the answer, see [`crate::live`]).
 //! Operators and supervisors of the session's group only; every watch is audited
 //! (`session.watch`), refusals too. The console reaches the session through ingest's live
 //! fan-out with the feed credentials it was given ([`LiveSource`]).
 
 use std::sync::Arc;
 
-use askama::Template;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +14,6 @@ use storage::audit::{AuditEvent, Outcome};
 use storage::db::{Role, SessionState};
 use uuid::Uuid;
 
-use super::pages::{Nav, render};
 use super::{ConsoleState, Viewer};
 use crate::live::{FeedConfig, LiveError};
 
@@ -29,13 +27,6 @@ pub struct LiveSource {
     pub ca_pem: Vec<u8>,
     /// A bearer token ingest accepts for the live fan-out.
     pub token: String,
-}
-
-#[derive(Template)]
-#[template(path = "watch.html")]
-struct WatchPage {
-    nav: Nav,
-    session: Uuid,
 }
 
 /// Whether `viewer` may watch `session` (role and group), audited either way.
@@ -77,22 +68,6 @@ async fn may_watch(state: &ConsoleState, viewer: &Viewer, session: Uuid) -> Resu
         Some(refused) => Err(refused.into_response()),
         None => Ok(()),
     }
-}
-
-/// `GET /sessions/{id}/watch`.
-pub async fn page(viewer: Viewer, Path(session): Path<Uuid>) -> Response {
-    let user = &viewer.0.user;
-    if !(user.has(Role::Operator) || user.has(Role::Supervisor)) {
-        return (
-            StatusCode::FORBIDDEN,
-            "only operators and supervisors watch sessions",
-        )
-            .into_response();
-    }
-    render(&WatchPage {
-        nav: Nav::of(&viewer),
-        session,
-    })
 }
 
 /// The browser's offer.

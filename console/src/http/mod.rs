@@ -7,10 +7,12 @@
 
 mod admin;
 mod audit;
+mod join;
 mod live;
 mod login;
 mod pages;
 mod recordings;
+mod sessions;
 mod viewer;
 
 use std::sync::Arc;
@@ -39,7 +41,13 @@ pub struct ConsoleState {
     /// Where live sessions are watched from, once known (`idv serve` sets it when its
     /// listener is up).
     pub live_source: std::sync::OnceLock<LiveSource>,
+    /// Watermarked MP4 exports that may run at once (each decodes and re-encodes: a 720p
+    /// export takes ~230 MB and both cores of a small node).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
+
+/// Watermarked MP4 exports one console runs at once; more are answered 503.
+pub const CONCURRENT_EXPORTS: usize = 2;
 
 impl ConsoleState {
     /// The console's state over `vault`.
@@ -50,6 +58,7 @@ impl ConsoleState {
             vault,
             grants: crate::recordings::access::Grants::default(),
             live_source: std::sync::OnceLock::new(),
+            exports: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_EXPORTS)),
         })
     }
 }
@@ -71,13 +80,22 @@ pub fn router(state: Arc<ConsoleState>) -> Router {
             "/recordings/{session}/archive",
             get(recordings::export_sealed),
         )
+        .route(
+            "/recordings/{session}/export.mp4",
+            get(recordings::export_mp4),
+        )
         .route("/audit", get(audit::page))
         .route("/users", get(admin::users).post(admin::add))
+        .route("/users/{name}/disable", post(admin::disable))
+        .route("/users/{name}/enable", post(admin::enable))
         .route("/groups", post(admin::group))
-        .route("/sessions/{session}/watch", get(live::page))
+        .route("/sessions", get(sessions::list))
+        .route("/sessions/{session}", get(sessions::page))
+        .route("/sessions/{session}/watch", get(sessions::watch))
         .route("/sessions/{session}/live", post(live::offer))
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
+        .merge(join::routes(state.clone()))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -1,5 +1,5 @@
 //! The compliance pages: search, open for a reason, play (decrypted range by range), verify,
-//! export the sealed archive. Only compliance officers of the recording's group get in;
+//! export the sealed archive or a watermarked MP4. Only compliance officers of the recording's group get in;
 //! every refusal and every use is audited (see [`crate::recordings::access`]).
 
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures::StreamExt;
 use storage::audit::Outcome;
 use storage::db::Role;
 use time::{Date, OffsetDateTime, Time};
@@ -19,10 +20,12 @@ use uuid::Uuid;
 use super::pages::{Nav, render, render_with, utc};
 use super::{ConsoleState, Viewer};
 use crate::recordings::access::{self, AccessError, Grant};
+use crate::recordings::export;
 use crate::recordings::manifest_view::ManifestView;
 use crate::recordings::media;
 use crate::recordings::search::{self, SearchFilter, Status};
 use crate::recordings::timeline::timeline_svg;
+use crate::recordings::watermark::Watermark;
 
 /// The search form as sent (kept to fill the form again).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -36,12 +39,15 @@ pub struct SearchForm {
     #[serde(default)]
     session: String,
     #[serde(default)]
+    case: String,
+    #[serde(default)]
     status: String,
 }
 
 struct Row {
     session: String,
     operator: String,
+    case: String,
     created: String,
     ended: String,
     status: &'static str,
@@ -100,6 +106,7 @@ fn filter_of(form: &SearchForm) -> Result<SearchFilter, String> {
         to: date(&form.to, "to")?.map(|d| d + time::Duration::days(1)),
         operator: non_empty(&form.operator),
         session: non_empty(&form.session),
+        case_reference: non_empty(&form.case),
         status: match form.status.trim() {
             "" => None,
             s => Some(Status::parse(s).ok_or_else(|| format!("unknown status {s:?}"))?),
@@ -155,6 +162,7 @@ pub async fn list(
         .map(|r| Row {
             session: r.session_id.to_string(),
             operator: r.operator,
+            case: r.case_reference.unwrap_or_default(),
             created: utc(r.created_at),
             ended: r.ended_at.map(utc).unwrap_or_default(),
             status: r.status.as_str(),
@@ -178,8 +186,8 @@ pub struct GrantQuery {
     grant: String,
 }
 
-fn grant_of(state: &ConsoleState, viewer: &Viewer, id: &str, session: Uuid) -> Option<Grant> {
-    state.grants.get(id, &viewer.0, session)
+async fn grant_of(state: &ConsoleState, viewer: &Viewer, id: &str, session: Uuid) -> Option<Grant> {
+    state.grants.get(&state.vault, id, &viewer.0, session).await
 }
 
 /// The answer to a use of a recording without an open grant.
@@ -200,23 +208,37 @@ async fn audit_use(
     grant: &Grant,
     outcome: Outcome,
 ) -> Result<(), Response> {
-    access::audit(
-        &state.vault,
-        &viewer.0,
+    audit_reason(
+        state,
+        viewer,
         action,
         grant.session_id,
         &grant.reason,
         outcome,
     )
     .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot write the audit log");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the audit log is unavailable",
-        )
-            .into_response()
-    })
+}
+
+/// Audits an action on `session`'s recording with `reason` as given; the 503 to answer
+/// instead when the audit log fails.
+async fn audit_reason(
+    state: &ConsoleState,
+    viewer: &Viewer,
+    action: &str,
+    session: Uuid,
+    reason: &str,
+    outcome: Outcome,
+) -> Result<(), Response> {
+    access::audit(&state.vault, &viewer.0, action, session, reason, outcome)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot write the audit log");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the audit log is unavailable",
+            )
+                .into_response()
+        })
 }
 
 /// `GET /recordings/{session}`: the reason form, or the recording with `?grant=`.
@@ -229,7 +251,7 @@ pub async fn page(
     if !viewer.0.user.has(Role::Compliance) {
         return not_compliance(&state, &viewer, "recording.view", Some(session)).await;
     }
-    match grant_of(&state, &viewer, &query.grant, session) {
+    match grant_of(&state, &viewer, &query.grant, session).await {
         Some(grant) => recording_page(&viewer, grant, None).await,
         None => render(&ReasonPage {
             nav: Nav::of(&viewer),
@@ -335,10 +357,10 @@ pub async fn media(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
+    let Some(grant) = grant_of(&state, &viewer, &query.grant, session).await else {
         return no_grant();
     };
-    if state.grants.first_play(&grant.id)
+    if state.grants.first_play(&state.vault, &grant.id).await
         && let Err(unavailable) =
             audit_use(&state, &viewer, "recording.play", &grant, Outcome::Success).await
     {
@@ -409,7 +431,7 @@ pub async fn verify(
     if let Err(refused) = viewer.check_csrf(Some(&form.csrf)) {
         return refused.into_response();
     }
-    let Some(grant) = grant_of(&state, &viewer, &form.grant, session) else {
+    let Some(grant) = grant_of(&state, &viewer, &form.grant, session).await else {
         return no_grant();
     };
     let sealed = grant.sealed.clone();
@@ -446,7 +468,7 @@ pub async fn export_sealed(
     Path(session): Path<Uuid>,
     Query(query): Query<GrantQuery>,
 ) -> Response {
-    let Some(grant) = grant_of(&state, &viewer, &query.grant, session) else {
+    let Some(grant) = grant_of(&state, &viewer, &query.grant, session).await else {
         return no_grant();
     };
     if let Err(unavailable) = audit_use(
@@ -476,4 +498,125 @@ pub async fn export_sealed(
         Body::from_stream(ReaderStream::new(stream)),
     )
         .into_response()
+}
+
+/// `GET /recordings/{session}/export.mp4?grant=`: the recording decrypted and encoded again
+/// with a watermark naming the exporter, the time, the session and the reason on every video
+/// frame (`recordings::export`), streamed as it is made (chunked: its length is not known
+/// before the end) as `SESSION-watermarked.mp4`. Audited as `recording.export` with the
+/// reason and what was drawn; an export that fails or is abandoned by the client is audited
+/// again as failed. One that fails before its first byte (not media, no video) is answered
+/// 422 with the reason instead of a download. A GET like the sealed archive's link: the
+/// grant in the address is a per-login secret another site cannot know, and the cookie is
+/// `SameSite=Strict`.
+pub async fn export_mp4(
+    State(state): State<Arc<ConsoleState>>,
+    viewer: Viewer,
+    Path(session): Path<Uuid>,
+    Query(query): Query<GrantQuery>,
+) -> Response {
+    const ACTION: &str = "recording.export";
+    if !viewer.0.user.has(Role::Compliance) {
+        return not_compliance(&state, &viewer, ACTION, Some(session)).await;
+    }
+    let Some(grant) = grant_of(&state, &viewer, &query.grant, session).await else {
+        let why = "refused: a watermarked MP4 without an open grant";
+        // A failure to audit is logged; the answer is a refusal either way.
+        let _ = audit_reason(&state, &viewer, ACTION, session, why, Outcome::Denied).await;
+        return no_grant();
+    };
+    let Ok(running) = Arc::clone(&state.exports).try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "60")],
+            "other exports are running: try again in a minute",
+        )
+            .into_response();
+    };
+    let watermark = Watermark {
+        exporter: viewer.0.actor(),
+        at: OffsetDateTime::now_utc(),
+        session,
+        reason: grant.reason.clone(),
+    };
+    let detail = format!(
+        "{} [decrypted MP4, watermarked \"exported by {} · {}\"]",
+        grant.reason,
+        watermark.exporter,
+        watermark.when()
+    );
+    if let Err(unavailable) =
+        audit_reason(&state, &viewer, ACTION, session, &detail, Outcome::Success).await
+    {
+        return unavailable;
+    }
+    let export::Export { mut body, finished } =
+        export::start(grant.sealed.clone(), grant.payload_len, &watermark);
+    tokio::spawn(audit_if_unfinished(
+        state.vault.clone(),
+        viewer.0.clone(),
+        session,
+        detail,
+        finished,
+    ));
+    // The first piece (the MP4's header) decides the answer: a recording that cannot be
+    // exported at all gets an error page, not a download that breaks at once.
+    let first = match body.recv().await {
+        Some(Ok(first)) => first,
+        Some(Err(e)) => {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the recording cannot be exported: {e}"),
+            )
+                .into_response();
+        }
+        None => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the export stopped").into_response();
+        }
+    };
+    // The export holds its place until the body is done or dropped (the client left).
+    let rest = futures::stream::poll_fn(move |cx| {
+        let _running = &running;
+        body.poll_recv(cx)
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "video/mp4".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{session}-watermarked.mp4\""),
+            ),
+        ],
+        Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest)),
+    )
+        .into_response()
+}
+
+/// Waits for an export to stop; one that failed or whose client left is audited again
+/// (`recording.export`, failed, with why), one that completed is only logged.
+async fn audit_if_unfinished(
+    vault: storage::Vault,
+    login: crate::auth::LoggedIn,
+    session: Uuid,
+    detail: String,
+    finished: tokio::task::JoinHandle<Result<export::Report, export::ExportError>>,
+) {
+    let stopped = match finished.await {
+        Ok(Ok(report)) if !report.client_left => {
+            tracing::info!(%session, bytes = report.bytes, frames = report.frames,
+                seconds = report.elapsed.as_secs_f64(), "watermarked MP4 exported");
+            return;
+        }
+        Ok(Ok(report)) => format!("the client left after {} bytes were made", report.bytes),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("the export stopped: {e}"),
+    };
+    tracing::warn!(%session, %stopped, "watermarked MP4 export did not complete");
+    let reason = format!("{detail} — not completed: {stopped}");
+    let failed = Outcome::Failed;
+    if let Err(e) =
+        access::audit(&vault, &login, "recording.export", session, &reason, failed).await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
 }

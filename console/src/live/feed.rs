@@ -204,7 +204,7 @@ fn live_url(config: &FeedConfig) -> Result<url::Url> {
 }
 
 /// TLS that trusts exactly the certificates in `ca_pem` (rustls on ring, as the agent does).
-fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
+pub(crate) fn tls_config(ca_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

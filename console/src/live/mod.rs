@@ -33,5 +33,6 @@ pub mod video_track;
 pub use error::{LiveError, Result};
 pub use feed::{Feed, FeedConfig};
 pub use forward::Ending;
+pub(crate) use peer::loopback_peer;
 pub use peer::{LiveView, answer};
 pub use video_track::rtp_timestamp;

@@ -137,13 +137,22 @@ pub async fn answer(feed: FeedConfig, offer_sdp: String) -> Result<(String, Live
 /// A peer connection for one browser: H.264 (and the browser's other codecs), the default
 /// interceptors (NACK, RTCP reports), host candidates including loopback, no STUN or TURN.
 async fn new_peer_connection() -> Result<RTCPeerConnection> {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs()?;
+    Ok(loopback_peer(media).await?)
+}
+
+/// A peer connection for `media`'s codecs: the default interceptors (NACK, RTCP reports),
+/// host candidates including loopback, no STUN or TURN, the browser given up on after
+/// [`ICE_FAILED`] without traffic. The live view's and the join page's.
+pub(crate) async fn loopback_peer(
+    mut media: MediaEngine,
+) -> std::result::Result<RTCPeerConnection, webrtc::Error> {
     // webrtc's DTLS verifies certificates with rustls's process-wide crypto provider. With
     // both ring and aws-lc-rs compiled in (object_store brings the latter into the `idv`
     // binary) rustls cannot pick one and panics; so pick ring, the house provider, unless
     // the process has already chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut media = MediaEngine::default();
-    media.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut media)?;
     let mut settings = SettingEngine::default();
     settings.set_include_loopback_candidate(true);
@@ -157,7 +166,7 @@ async fn new_peer_connection() -> Result<RTCPeerConnection> {
         .with_interceptor_registry(registry)
         .with_setting_engine(settings)
         .build();
-    Ok(api.new_peer_connection(RTCConfiguration::default()).await?)
+    api.new_peer_connection(RTCConfiguration::default()).await
 }
 
 /// Adds the tracks, answers `offer` and gathers the candidates; the forwarder to run and the

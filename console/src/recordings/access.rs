@@ -5,12 +5,17 @@
 //! `recording.view`, `recording.play` (once per grant), `recording.verify`,
 //! `recording.export`. Anyone else is refused, and the refusal is audited too.
 //!
-//! Grants live in this console process's memory: a console behind a load balancer needs
-//! sticky sessions for the player (or grants in the database; not done).
+//! Grants are kept in the database (`recording_grants`, only the hash of the id), so any
+//! console node behind a load balancer serves a grant another opened: a node that has not
+//! opened the archive yet opens it once itself (audited `archive.open` with the grant's
+//! reason) and keeps it in memory until the grant expires.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use storage::db::{RecordingGrant, grant_hash};
+use time::OffsetDateTime;
 
 use storage::audit::{AuditEvent, Outcome};
 use storage::db::Role;
@@ -41,9 +46,8 @@ pub struct Grant {
     pub sealed: SealedBlob,
     /// Its plaintext length.
     pub payload_len: u64,
-    /// Whether playing was audited already.
-    pub played: bool,
-    opened: Instant,
+    /// Until when it may be used.
+    pub expires_at: OffsetDateTime,
 }
 
 /// Why a recording was not opened.
@@ -72,10 +76,36 @@ impl From<storage::db::DbError> for AccessError {
     }
 }
 
-/// The grants of this console process.
+/// The grants this console process has opened archives for (the grants themselves are in the
+/// database).
 #[derive(Default)]
 pub struct Grants {
     open: Mutex<HashMap<String, Grant>>,
+}
+
+/// Opens archive `archive_id` for `login` (audited `archive.open` with `reason` by the vault):
+/// the sealed blob and its plaintext length.
+async fn open_archive(
+    vault: &Vault,
+    login: &LoggedIn,
+    session: Uuid,
+    archive_id: Uuid,
+    reason: &str,
+) -> Result<(SealedBlob, u64), AccessError> {
+    let archive = vault
+        .db()
+        .archive(archive_id)
+        .await?
+        .ok_or(AccessError::NotFound(session))?;
+    if archive.state == storage::db::ArchiveState::Shredded {
+        return Err(AccessError::Shredded);
+    }
+    let Some(ArchiveLocation::Blob(key)) = ArchiveLocation::parse(&archive.location) else {
+        return Err(AccessError::NotFound(session));
+    };
+    let access = Access::new(login.actor(), Some(reason.to_owned()));
+    let sealed = vault.sealed_blob(&key, &access).await?;
+    Ok((sealed, archive.payload_len))
 }
 
 impl Grants {
@@ -104,6 +134,18 @@ impl Grants {
         };
         audit(vault, login, "recording.view", session, &stated, outcome).await?;
         let grant = opened?;
+        vault
+            .db()
+            .insert_recording_grant(&RecordingGrant {
+                grant_hash: grant_hash(&grant.id),
+                user_id: grant.user,
+                session_id: grant.session_id,
+                archive_id: grant.archive_id,
+                reason: grant.reason.clone(),
+                opened_at: OffsetDateTime::now_utc(),
+                expires_at: grant.expires_at,
+            })
+            .await?;
         self.open
             .lock()
             .expect("grants lock")
@@ -135,18 +177,7 @@ impl Grants {
             .await?
             .and_then(|job| job.archive_id)
             .ok_or(AccessError::NotFound(session))?;
-        let archive = db
-            .archive(archive_id)
-            .await?
-            .ok_or(AccessError::NotFound(session))?;
-        if archive.state == storage::db::ArchiveState::Shredded {
-            return Err(AccessError::Shredded);
-        }
-        let Some(ArchiveLocation::Blob(key)) = ArchiveLocation::parse(&archive.location) else {
-            return Err(AccessError::NotFound(session));
-        };
-        let access = Access::new(login.actor(), Some(reason.to_owned()));
-        let sealed = vault.sealed_blob(&key, &access).await?;
+        let (sealed, payload_len) = open_archive(vault, login, session, archive_id, reason).await?;
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the OS has randomness");
         Ok(Grant {
@@ -156,27 +187,69 @@ impl Grants {
             archive_id,
             reason: reason.to_owned(),
             sealed,
-            payload_len: archive.payload_len,
-            played: false,
-            opened: Instant::now(),
+            payload_len,
+            expires_at: OffsetDateTime::now_utc() + GRANT_LIFETIME,
         })
     }
 
-    /// The grant `id` of `login` for `session`, if it is still open.
-    #[must_use]
-    pub fn get(&self, id: &str, login: &LoggedIn, session: Uuid) -> Option<Grant> {
-        let mut open = self.open.lock().expect("grants lock");
-        open.retain(|_, g| g.opened.elapsed() < GRANT_LIFETIME);
-        open.get(id)
-            .filter(|g| g.user == login.user.user_id && g.session_id == session)
-            .cloned()
+    /// The grant `id` of `login` for `session`, if it is still open: this node's, or one
+    /// another node opened (then its archive is opened here too, audited with its reason).
+    /// `None` as well when the database or the archive cannot be read now (logged).
+    pub async fn get(
+        &self,
+        vault: &Vault,
+        id: &str,
+        login: &LoggedIn,
+        session: Uuid,
+    ) -> Option<Grant> {
+        let now = OffsetDateTime::now_utc();
+        let mine = |g: &Grant| g.user == login.user.user_id && g.session_id == session;
+        {
+            let mut open = self.open.lock().expect("grants lock");
+            open.retain(|_, g| g.expires_at > now);
+            if let Some(grant) = open.get(id) {
+                return Some(grant.clone()).filter(mine);
+            }
+        }
+        let stored = match vault.db().recording_grant(&grant_hash(id), now).await {
+            Ok(stored) => stored?,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a grant");
+                return None;
+            }
+        };
+        if stored.user_id != login.user.user_id || stored.session_id != session {
+            return None;
+        }
+        let opened = open_archive(vault, login, session, stored.archive_id, &stored.reason).await;
+        let (sealed, payload_len) = opened
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot open a granted recording"))
+            .ok()?;
+        let grant = Grant {
+            id: id.to_owned(),
+            user: stored.user_id,
+            session_id: stored.session_id,
+            archive_id: stored.archive_id,
+            reason: stored.reason,
+            sealed,
+            payload_len,
+            expires_at: stored.expires_at,
+        };
+        self.open
+            .lock()
+            .expect("grants lock")
+            .insert(grant.id.clone(), grant.clone());
+        Some(grant)
     }
 
-    /// Marks the grant played; whether it was the first time (then audit it).
-    pub fn first_play(&self, id: &str) -> bool {
-        let mut open = self.open.lock().expect("grants lock");
-        open.get_mut(id)
-            .is_some_and(|g| !std::mem::replace(&mut g.played, true))
+    /// Marks the grant played; whether it was the first time on any node (then audit it).
+    pub async fn first_play(&self, vault: &Vault, id: &str) -> bool {
+        vault
+            .db()
+            .mark_recording_grant_played(&grant_hash(id))
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "cannot mark a grant played"))
+            .unwrap_or(false)
     }
 }
 

@@ -94,5 +94,10 @@ pub async fn run(vault: Vault, every: std::time::Duration) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention could not run"),
         }
+        // Grants that expired are of no use to anyone: their rows go too.
+        let now = OffsetDateTime::now_utc();
+        if let Err(e) = vault.db().delete_expired_recording_grants(now).await {
+            tracing::error!(error = %e, "cannot forget expired grants");
+        }
     }
 }

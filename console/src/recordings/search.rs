@@ -66,6 +66,8 @@ pub struct RecordingRow {
     pub session_id: Uuid,
     /// The operator who ran the session.
     pub operator: String,
+    /// The case or customer reference given at its start.
+    pub case_reference: Option<String>,
     /// When the session was created.
     pub created_at: OffsetDateTime,
     /// When it ended.
@@ -89,6 +91,8 @@ pub struct SearchFilter {
     pub operator: Option<String>,
     /// A session id, or its first characters.
     pub session: Option<String>,
+    /// Part of the case or customer reference (any case).
+    pub case_reference: Option<String>,
     /// The outcome.
     pub status: Option<Status>,
 }
@@ -121,6 +125,10 @@ pub async fn search(
                 .session
                 .as_deref()
                 .is_some_and(|s| !session.session_id.to_string().starts_with(s.trim()))
+            || filter
+                .case_reference
+                .as_deref()
+                .is_some_and(|wanted| !mentions(session.case_reference.as_deref(), wanted))
         {
             continue;
         }
@@ -134,6 +142,7 @@ pub async fn search(
         rows.push(RecordingRow {
             session_id: session.session_id,
             operator: session.created_by,
+            case_reference: session.case_reference,
             created_at: session.created_at,
             ended_at: session.ended_at,
             status,
@@ -142,4 +151,9 @@ pub async fn search(
         });
     }
     Ok(rows)
+}
+
+/// Whether `reference` holds `wanted` (trimmed), in any case.
+fn mentions(reference: Option<&str>, wanted: &str) -> bool {
+    reference.is_some_and(|r| r.to_lowercase().contains(&wanted.trim().to_lowercase()))
 }

@@ -3,10 +3,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use console::accounts::{self, AccountRequest};
+use storage::Access;
 use storage::audit::Outcome;
-use storage::db::Role;
+use storage::db::{NewSession, Role};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 pub struct Console {
     pub url: String,
@@ -14,6 +18,7 @@ pub struct Console {
     cert: Vec<u8>,
     _dir: tempfile::TempDir,
     handle: axum_server::Handle<SocketAddr>,
+    tls: axum_server::tls_rustls::RustlsConfig,
 }
 
 impl Console {
@@ -36,7 +41,7 @@ impl Console {
         let addr = listener.local_addr().unwrap();
         let handle = axum_server::Handle::new();
         let app = console::router(console::ConsoleState::new(vault.clone()));
-        let server = axum_server::from_tcp_rustls(listener, tls)
+        let server = axum_server::from_tcp_rustls(listener, tls.clone())
             .unwrap()
             .handle(handle.clone());
         tokio::spawn(async move {
@@ -50,7 +55,57 @@ impl Console {
             cert: pem.into_bytes(),
             _dir: dir,
             handle,
+            tls,
         }
+    }
+
+    /// Signs `name` in and opens `session` for `reason`: the browser and the grant.
+    pub async fn open_for(
+        &self,
+        name: &str,
+        password: &str,
+        session: Uuid,
+        reason: &str,
+    ) -> (reqwest::Client, String) {
+        let browser = self.browser();
+        assert_eq!(
+            self.sign_in(&browser, name, password, "").await.status(),
+            303
+        );
+        let page = browser
+            .get(format!("{}/recordings/{session}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let csrf = hidden_csrf(&page);
+        let opened = browser
+            .post(format!("{}/recordings/{session}/open", self.url))
+            .form(&[("reason", reason), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), 303);
+        let location = opened.headers()["location"].to_str().unwrap().to_owned();
+        (browser, location.split("grant=").nth(1).unwrap().to_owned())
+    }
+
+    /// Another console node on the same vault (as behind a load balancer): its URL. It runs
+    /// until the test ends.
+    pub async fn another_node(&self) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = console::router(console::ConsoleState::new(self.vault.clone()));
+        let server = axum_server::from_tcp_rustls(listener, self.tls.clone()).unwrap();
+        tokio::spawn(async move {
+            server
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+        });
+        format!("https://localhost:{}", addr.port())
     }
 
     /// A browser-like client: its own cookies, trusting the console's certificate, no
@@ -118,6 +173,67 @@ impl Console {
             .unwrap()
     }
 
+    /// The data directory (database, keyring, blob store).
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// A session of group `branch-7` run by `operator`, muxed into a sealed archive of `plain`
+    /// with `manifest`.
+    pub async fn recorded_session(
+        &self,
+        operator: &str,
+        plain: &[u8],
+        manifest: serde_json::Value,
+    ) -> Uuid {
+        let db = self.vault.db();
+        let session = Uuid::new_v4();
+        db.create_session(&NewSession {
+            // The operator's customer, as they would type it: searchable by any part.
+            case_reference: Some(format!("Case KYC-{operator}")),
+            session_id: session,
+            group: "branch-7".into(),
+            created_by: operator.into(),
+            created_at: OffsetDateTime::now_utc(),
+            wrapped_media_key: vec![1; 40],
+        })
+        .await
+        .unwrap();
+        db.enqueue_mux_job(session, false, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let job = db
+            .claim_mux_job(
+                "test-worker",
+                OffsetDateTime::now_utc(),
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let archive = self
+            .vault
+            .seal_to_blob(
+                std::io::Cursor::new(plain.to_vec()),
+                &format!("recordings/{session}.idvr"),
+                manifest,
+                &Access::new("muxer@test", None),
+            )
+            .await
+            .unwrap();
+        assert!(
+            db.complete_mux_job(
+                job.job_id,
+                "test-worker",
+                archive.archive_id,
+                OffsetDateTime::now_utc()
+            )
+            .await
+            .unwrap()
+        );
+        session
+    }
+
     pub async fn logins(&self) -> Vec<(String, Outcome, String)> {
         self.vault
             .audit()
@@ -140,4 +256,31 @@ impl Drop for Console {
 pub fn hidden_csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+/// A test's own WebRTC peer (a browser stand-in) for `media`'s codecs: default interceptors,
+/// loopback host candidates.
+pub async fn test_peer(
+    mut media: webrtc::api::media_engine::MediaEngine,
+) -> std::sync::Arc<webrtc::peer_connection::RTCPeerConnection> {
+    use webrtc::api::APIBuilder;
+    use webrtc::api::interceptor_registry::register_default_interceptors;
+    use webrtc::api::setting_engine::SettingEngine;
+    use webrtc::interceptor::registry::Registry;
+    use webrtc::peer_connection::configuration::RTCConfiguration;
+    // DTLS needs the process's rustls provider (ring and aws-lc-rs are both compiled in).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = register_default_interceptors(Registry::new(), &mut media).unwrap();
+    let mut settings = SettingEngine::default();
+    settings.set_include_loopback_candidate(true);
+    let api = APIBuilder::new()
+        .with_media_engine(media)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(settings)
+        .build();
+    std::sync::Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    )
 }

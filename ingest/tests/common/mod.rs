@@ -336,3 +336,59 @@ fn rustls_pki_types_from_pem(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDe
         .map(Result::unwrap)
         .collect()
 }
+
+/// Opens a WebSocket to `path` (under `/api/v1`) with `headers`; the HTTP status if refused.
+pub async fn websocket(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("wss://{}/api/v1{path}", h.server().addr());
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&h.cert()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    match tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+    )
+    .await
+    {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("cannot connect: {e}"),
+    }
+}
+
+/// The next live message on `socket` (`None` once closed).
+pub async fn next_live(socket: &mut Socket) -> Option<proto::LiveMessage> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), socket.next())
+            .await
+            .expect("the feed answers in time")?
+            .ok()?;
+        let wire = match message {
+            Message::Text(text) => proto::WireMessage::Text(text.to_string()),
+            Message::Binary(bytes) => proto::WireMessage::Binary(bytes),
+            Message::Close(_) => return None,
+            _ => continue,
+        };
+        return Some(proto::LiveMessage::from_wire(wire, 1 << 20).unwrap());
+    }
+}

@@ -94,8 +94,15 @@ impl ClockMapping {
             .iter()
             .map(|s| (s.agent_mid() - mean_x) * (s.offset() - mean_y))
             .sum();
-        // Exchanges bunched in time say nothing about skew.
-        let skew = if sxx > (UtcNanos::SECOND as f64).powi(2) {
+        // Exchanges bunched in time say nothing about skew; nor do exchanges whose offsets
+        // (each known only to within half its round trip) could lean the line by more than a
+        // working clock drifts over the time they span — a short session's few exchanges on
+        // a busy machine. Then the offset alone is claimed.
+        let span = kept.iter().map(|s| s.agent_mid()).fold(f64::MIN, f64::max)
+            - kept.iter().map(|s| s.agent_mid()).fold(f64::MAX, f64::min);
+        let worst_round_trip = kept.iter().map(|s| s.round_trip()).max().unwrap_or(0) as f64;
+        let resolvable = span > 0.0 && worst_round_trip / span * 1e6 < MAX_PLAUSIBLE_SKEW_PPM;
+        let skew = if sxx > (UtcNanos::SECOND as f64).powi(2) && resolvable {
             sxy / sxx
         } else {
             0.0
@@ -233,6 +240,31 @@ mod tests {
             ClockMapping::fit(&[backwards]),
             Err(TimelineError::NoClockSync(_))
         ));
+    }
+
+    #[test]
+    fn a_short_sessions_jittery_exchanges_claim_an_offset_and_no_skew() {
+        // Ten exchanges over 3 s on a busy machine: 1–20 ms of queueing each way. A line
+        // through them would lean by thousands of ppm; none can be told from the noise.
+        let mut seed = 7;
+        let samples: Vec<SyncSample> = (0..10)
+            .map(|i| {
+                let t1 = 5 * S + i * 300 * MS;
+                let up = MS + (noise(&mut seed) * 20.0 * MS as f64) as i64;
+                let down = MS + (noise(&mut seed) * 20.0 * MS as f64) as i64;
+                let t2 = t1 + 3_200 * MS + up;
+                SyncSample {
+                    agent_sent: t1,
+                    server_received: UtcNanos(t2),
+                    server_sent: UtcNanos(t2),
+                    agent_received: t1 + up + down,
+                }
+            })
+            .collect();
+        let mapping = ClockMapping::fit(&samples).unwrap();
+        assert_eq!(mapping.skew_ppm(), 0.0);
+        let err = (mapping.to_utc(6 * S).0 - (6 * S + 3_200 * MS)).abs();
+        assert!(err <= 21 * MS, "offset error {} ms", err as f64 / MS as f64);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod consents;
 mod cti;
 mod cti_uploads;
 mod error;
+mod grants;
 mod keys;
 mod mux_jobs;
 mod retention;
@@ -41,12 +42,13 @@ pub use consents::{ConsentRecord, ConsentScope};
 pub use cti::CtiRecording;
 pub use cti_uploads::{CtiPart, CtiUpload, PartRecorded};
 pub use error::DbError;
+pub use grants::{RecordingGrant, grant_hash};
 pub use keys::RetentionKeyRecord;
 pub use mux_jobs::{MuxJob, MuxJobState};
 pub use retention::LegalHold;
 pub use segments::{MediaTrack, SegmentRecord};
 pub use sessions::{NewSession, SessionFilter, SessionRecord, SessionState};
-pub use users::{ConsoleSession, NewUser, Role, UserRecord};
+pub use users::{ConsoleSession, Login, NewUser, Role, UserRecord, login_token_hash};
 
 /// Result of a metadata database operation.
 pub type Result<T, E = DbError> = std::result::Result<T, E>;

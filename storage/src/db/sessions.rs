@@ -59,6 +59,8 @@ pub struct NewSession {
     /// The session media key, already wrapped by the caller (e.g. under a keyring KEK). Stored
     /// as opaque bytes; this crate never sees the key in clear.
     pub wrapped_media_key: Vec<u8>,
+    /// The case or customer reference the operator gave, if any.
+    pub case_reference: Option<String>,
 }
 
 impl fmt::Debug for NewSession {
@@ -98,6 +100,8 @@ pub struct SessionRecord {
     /// The wrapped session media key, or `None` once forgotten
     /// ([`MetadataDb::forget_session_media_key`]).
     pub wrapped_media_key: Option<Vec<u8>>,
+    /// The case or customer reference the operator gave, if any.
+    pub case_reference: Option<String>,
 }
 
 impl fmt::Debug for SessionRecord {
@@ -144,7 +148,7 @@ pub struct SessionFilter {
 macro_rules! session_columns {
     () => {
         "session_id, group_name, created_by, created_at, state, state_changed_at, ended_at, \
-         end_reason, media_key_wrapped"
+         end_reason, media_key_wrapped, case_reference"
     };
 }
 
@@ -159,10 +163,11 @@ type SessionRow = (
     Option<i64>,
     Option<String>,
     Option<Vec<u8>>,
+    Option<String>,
 );
 
 fn from_row(row: SessionRow) -> Result<SessionRecord> {
-    let (id, group, created_by, created_at, state, changed, ended_at, end_reason, key) = row;
+    let (id, group, created_by, created_at, state, changed, ended_at, end_reason, key, case) = row;
     Ok(SessionRecord {
         session_id: parse_uuid("session id", &id)?,
         group,
@@ -173,6 +178,7 @@ fn from_row(row: SessionRow) -> Result<SessionRecord> {
         ended_at: from_micros_opt("session end time", ended_at)?,
         end_reason,
         wrapped_media_key: key,
+        case_reference: case,
     })
 }
 
@@ -199,13 +205,15 @@ impl MetadataDb {
         let created_at = to_micros(new.created_at);
         let inserted = on_pool!(self, pool => sqlx::query(
             "INSERT INTO sessions (session_id, group_name, created_by, created_at, state, \
-             state_changed_at, media_key_wrapped) VALUES ($1, $2, $3, $4, 'created', $4, $5)",
+             state_changed_at, media_key_wrapped, case_reference) \
+             VALUES ($1, $2, $3, $4, 'created', $4, $5, $6)",
         )
         .bind(uuid_text(new.session_id))
         .bind(new.group.as_str())
         .bind(new.created_by.as_str())
         .bind(created_at)
         .bind(new.wrapped_media_key.as_slice())
+        .bind(new.case_reference.as_deref())
         .execute(pool)
         .await
         .map(|_| ()));
@@ -226,6 +234,7 @@ impl MetadataDb {
             ended_at: None,
             end_reason: None,
             wrapped_media_key: Some(new.wrapped_media_key.clone()),
+            case_reference: new.case_reference.clone(),
         })
     }
 

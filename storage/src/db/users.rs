@@ -139,6 +139,22 @@ impl fmt::Debug for ConsoleSession {
     }
 }
 
+/// A browser's login found by its cookie's token: the user (enabled) and the login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// Who.
+    pub user: UserRecord,
+    /// The login (its CSRF token, source, expiry).
+    pub session: ConsoleSession,
+}
+
+/// What the database keeps of a login cookie's token: its SHA-256.
+#[must_use]
+pub fn login_token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 fn join_list<T: AsRef<str>>(items: &[T]) -> String {
     items
         .iter()
@@ -273,6 +289,29 @@ impl MetadataDb {
         rows.into_iter().map(from_row).collect()
     }
 
+    /// Disables (`true`) or enables (`false`) the user called `name`; whether there is one.
+    /// Disabling does not end the user's logins: [`Self::delete_console_sessions_of`] does.
+    pub async fn set_user_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+        .bind(disabled)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected() > 0))
+        .map_err(self.query_error("disabling or enabling a user"))
+    }
+
+    /// Forgets every console login of `user_id` (every browser signed in as them); how many
+    /// there were.
+    pub async fn delete_console_sessions_of(&self, user_id: Uuid) -> Result<u64> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM console_sessions WHERE user_id = $1")
+        .bind(uuid_text(user_id))
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .map_err(self.query_error("ending a user's console logins"))
+    }
+
     /// Sets where the users of `group` may log in from (those without a list of their own);
     /// empty: anywhere.
     pub async fn set_group_cidrs(&self, group: &str, cidrs: &[String]) -> Result<()> {
@@ -346,6 +385,17 @@ impl MetadataDb {
             })
         })
         .transpose()
+    }
+
+    /// The login behind a cookie's `token`, if it is valid at `now` and its user is not
+    /// disabled. The console and the ingest API (which takes console logins for operators)
+    /// both look logins up here.
+    pub async fn login(&self, token: &str, now: OffsetDateTime) -> Result<Option<Login>> {
+        let Some(session) = self.console_session(&login_token_hash(token), now).await? else {
+            return Ok(None);
+        };
+        let user = self.user(session.user_id).await?.filter(|u| !u.disabled);
+        Ok(user.map(|user| Login { user, session }))
     }
 
     /// Forgets a login (logout); whether there was one.

@@ -29,6 +29,7 @@ fn minutes(n: i64) -> time::Duration {
 
 fn new_session(group: &str) -> NewSession {
     NewSession {
+        case_reference: None,
         session_id: Uuid::new_v4(),
         group: group.into(),
         created_by: "operator-17".into(),
@@ -66,9 +67,16 @@ fn code_for(session: &SessionRecord, code: &str) -> NewConnectionCode {
 pub(crate) async fn session_lifecycle_and_listing(f: Fixture) -> anyhow::Result<()> {
     use SessionState::*;
     let db = &f.db;
-    let new = new_session("branch-berlin");
+    let new = NewSession {
+        case_reference: Some("KYC-2026-0042 / Müller".into()),
+        ..new_session("branch-berlin")
+    };
     let created = db.create_session(&new).await?;
     assert_eq!(created.state, Created);
+    assert_eq!(
+        created.case_reference.as_deref(),
+        Some("KYC-2026-0042 / Müller")
+    );
     assert_eq!(created.state_changed_at, T0);
     assert_eq!(
         created.wrapped_media_key.as_deref(),
@@ -89,6 +97,7 @@ pub(crate) async fn session_lifecycle_and_listing(f: Fixture) -> anyhow::Result<
     );
     let error = db
         .create_session(&NewSession {
+            case_reference: None,
             group: " ".into(),
             ..new_session("x")
         })

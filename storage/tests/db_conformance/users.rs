@@ -106,6 +106,45 @@ pub async fn console_logins_expire_and_log_out(f: Fixture) -> anyhow::Result<()>
     Ok(())
 }
 
+pub async fn users_are_disabled_and_enabled_and_their_logins_ended(
+    f: Fixture,
+) -> anyhow::Result<()> {
+    let db = &f.db;
+    let (ana, bo) = (user("ana", &[Role::Operator]), user("bo", &[Role::Admin]));
+    db.insert_user(&ana).await?;
+    db.insert_user(&bo).await?;
+    let now = OffsetDateTime::now_utc();
+    for (hash, who) in [([5; 32], &ana), ([6; 32], &ana), ([7; 32], &bo)] {
+        db.insert_console_session(&ConsoleSession {
+            token_hash: hash,
+            user_id: who.user_id,
+            csrf_token: "csrf".into(),
+            source: "127.0.0.1".into(),
+            created_at: now,
+            expires_at: now + time::Duration::hours(8),
+        })
+        .await?;
+    }
+    ensure!(db.set_user_disabled("ana", true).await?);
+    ensure!(db.user_by_name("ana").await?.expect("ana").disabled);
+    ensure!(
+        !db.user_by_name("bo").await?.expect("bo").disabled,
+        "only ana"
+    );
+    ensure!(!db.set_user_disabled("nobody", true).await?, "no such user");
+    ensure!(db.delete_console_sessions_of(ana.user_id).await? == 2);
+    ensure!(db.console_session(&[5; 32], now).await?.is_none());
+    ensure!(db.console_session(&[6; 32], now).await?.is_none());
+    ensure!(
+        db.console_session(&[7; 32], now).await?.is_some(),
+        "bo's stays"
+    );
+    ensure!(db.delete_console_sessions_of(ana.user_id).await? == 0);
+    ensure!(db.set_user_disabled("ana", false).await?);
+    ensure!(!db.user_by_name("ana").await?.expect("ana").disabled);
+    Ok(())
+}
+
 pub async fn retention_periods_and_legal_holds(f: Fixture) -> anyhow::Result<()> {
     let db = &f.db;
     db.set_group_cidrs("branch-7", &["10.0.0.0/8".into()])
@@ -129,15 +168,7 @@ pub async fn retention_periods_and_legal_holds(f: Fixture) -> anyhow::Result<()>
     db.set_group_retention("branch-8", None).await?;
     ensure!(db.group_retentions().await?.len() == 1);
 
-    let session = Uuid::new_v4();
-    db.create_session(&storage::db::NewSession {
-        session_id: session,
-        group: "branch-7".into(),
-        created_by: "op".into(),
-        created_at: datetime!(2026-11-21 09:00 UTC),
-        wrapped_media_key: vec![1; 40],
-    })
-    .await?;
+    let session = session_of_branch_7(db).await?;
     let hold = storage::db::LegalHold {
         session_id: session,
         placed_by: "user:carla".into(),
@@ -156,4 +187,69 @@ pub async fn retention_periods_and_legal_holds(f: Fixture) -> anyhow::Result<()>
     ensure!(!db.release_legal_hold(session).await?);
     ensure!(db.legal_hold(session).await?.is_none());
     Ok(())
+}
+
+pub(crate) async fn recording_grants_expire_and_are_played_once(f: Fixture) -> anyhow::Result<()> {
+    let db = &f.db;
+    let carla = user("carla", &[Role::Compliance]);
+    db.insert_user(&carla).await?;
+    let session = session_of_branch_7(db).await?;
+    let grant = storage::db::RecordingGrant {
+        grant_hash: storage::db::grant_hash("the grant's id"),
+        user_id: carla.user_id,
+        session_id: session,
+        archive_id: Uuid::new_v4(),
+        reason: "dispute 2026-881".into(),
+        opened_at: datetime!(2026-11-21 10:00 UTC),
+        expires_at: datetime!(2026-11-21 10:30 UTC),
+    };
+    db.insert_recording_grant(&grant).await?;
+    let hash = grant.grant_hash;
+    ensure!(
+        db.recording_grant(&hash, datetime!(2026-11-21 10:29 UTC))
+            .await?
+            == Some(grant)
+    );
+    ensure!(
+        db.recording_grant(&hash, datetime!(2026-11-21 10:30 UTC))
+            .await?
+            .is_none(),
+        "expired"
+    );
+    ensure!(
+        db.recording_grant(
+            &storage::db::grant_hash("another id"),
+            datetime!(2026-11-21 10:01 UTC)
+        )
+        .await?
+        .is_none()
+    );
+    ensure!(db.mark_recording_grant_played(&hash).await?, "first play");
+    ensure!(!db.mark_recording_grant_played(&hash).await?, "played once");
+    ensure!(
+        db.delete_expired_recording_grants(datetime!(2026-11-21 10:29 UTC))
+            .await?
+            == 0
+    );
+    ensure!(
+        db.delete_expired_recording_grants(datetime!(2026-11-21 11:00 UTC))
+            .await?
+            == 1
+    );
+    Ok(())
+}
+
+/// A session of group `branch-7`.
+async fn session_of_branch_7(db: &storage::db::MetadataDb) -> anyhow::Result<Uuid> {
+    let session = Uuid::new_v4();
+    db.create_session(&storage::db::NewSession {
+        case_reference: None,
+        session_id: session,
+        group: "branch-7".into(),
+        created_by: "op".into(),
+        created_at: datetime!(2026-11-21 09:00 UTC),
+        wrapped_media_key: vec![1; 40],
+    })
+    .await?;
+    Ok(session)
 }
