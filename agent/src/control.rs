@@ -9,6 +9,12 @@
 //! included, where every input device is virtual) and catches a customer's move within one
 //! poll. The injection itself goes through the [`Injector`] trait; [`X11Injector`] uses the
 //! XTest extension.
+//!
+//! Looking, injecting and noting the result is one step the display does for nobody else in
+//! between ([`Injector::exclusive`]; a server grab on X, held for three round trips): a
+//! customer's event that landed between the look and the note would otherwise be taken for
+//! the operator's own, and one that landed between the look and the injection would be
+//! overwritten unseen.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +53,17 @@ pub trait Injector: Send {
     /// # Errors
     /// The display went away.
     fn state(&mut self) -> Result<InputState, String>;
+
+    /// While `on`, the display takes input requests from this injector only (other clients'
+    /// requests wait). The default does nothing, for displays where one client cannot race
+    /// another.
+    ///
+    /// # Errors
+    /// The display went away.
+    fn exclusive(&mut self, on: bool) -> Result<(), String> {
+        let _ = on;
+        Ok(())
+    }
 }
 
 /// XTest on an X display.
@@ -159,6 +176,17 @@ impl Injector for X11Injector {
             keys,
         })
     }
+
+    fn exclusive(&mut self, on: bool) -> Result<(), String> {
+        let cookie = if on {
+            self.conn.grab_server()
+        } else {
+            self.conn.ungrab_server()
+        };
+        cookie.map_err(|e| e.to_string())?;
+        // An ungrab must reach the server now, not with the next request seconds later.
+        self.conn.flush().map_err(|e| e.to_string())
+    }
 }
 
 /// A change of who has control, to tell the operator.
@@ -215,6 +243,15 @@ impl<I: Injector> Controller<I> {
     /// # Errors
     /// The display failed.
     pub fn operator(&mut self, events: &[InputEvent]) -> Result<Option<Change>, String> {
+        self.injector.exclusive(true)?;
+        let result = self.look_then_inject(events);
+        let released = self.injector.exclusive(false);
+        let change = result?;
+        released?;
+        Ok(change)
+    }
+
+    fn look_then_inject(&mut self, events: &[InputEvent]) -> Result<Option<Change>, String> {
         let change = self.poll()?;
         if self.holder == ControlHolder::Customer {
             self.suppressed += events.len() as u64;

@@ -67,7 +67,12 @@ fn the_customer_takes_control_back_at_once() {
             .unwrap();
             sender.send(Instant::now()).unwrap();
         });
+        let waiting = Instant::now();
         let change = loop {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(10),
+                "round {round}: the customer's move was never seen"
+            );
             // The operator keeps trying to move meanwhile.
             if let Some(change) = control
                 .operator(&[InputEvent::PointerMove { x: 120, y: 100 }])

@@ -28,7 +28,9 @@ impl Xvfb {
                 "0",
                 &format!("{width}x{height}x24"),
             ])
-            .args(["-nolisten", "tcp"])
+            // Without -noreset the server resets when its last client leaves (the readiness
+            // probe below), and a test connecting during that reset is refused.
+            .args(["-nolisten", "tcp", "-noreset"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
