@@ -222,10 +222,16 @@ impl Committer {
                     // The checkpoint interval counts from the generation's first record.
                     self.since = Instant::now();
                 }
-                self.journal
+                let started = Instant::now();
+                let written = self
+                    .journal
                     .append(batches.iter().flat_map(|(entries, _)| entries))
                     .and_then(|()| self.journal.sync())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                self.metrics
+                    .journal_commit_seconds
+                    .observe(started.elapsed());
+                written
             }
         };
         match written {
@@ -291,9 +297,17 @@ impl Committer {
         self.metrics
             .journal_checkpoints
             .fetch_add(1, Ordering::Relaxed);
+        let metrics = Arc::clone(&self.metrics);
         let spawned = std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || checkpoint(&root, &dir, &logs, generation));
+            .spawn(move || {
+                let started = Instant::now();
+                let done = checkpoint(&root, &dir, &logs, generation);
+                metrics
+                    .journal_checkpoint_seconds
+                    .observe(started.elapsed());
+                done
+            });
         match spawned {
             Ok(thread) => self.checkpoint = Some(thread),
             Err(e) => self.fail(&format!("checkpoint thread: {e}")),

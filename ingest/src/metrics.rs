@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The server's counters (monotonic) and gauges.
 #[derive(Debug, Default)]
@@ -22,6 +23,59 @@ pub struct Metrics {
     pub journal_syncs: AtomicU64,
     /// Journal checkpoints started (track logs synced, a generation removed).
     pub journal_checkpoints: AtomicU64,
+    /// How long each group commit took, from its batches' write to the end of the sync: what
+    /// every acknowledgement in it waited for the disk.
+    pub journal_commit_seconds: Histogram,
+    /// How long each checkpoint took to sync the logs its generation covered.
+    pub journal_checkpoint_seconds: Histogram,
+}
+
+/// Upper bounds of [`Histogram`]'s buckets, seconds (the last bucket is `+Inf`).
+const BOUNDS: [f64; 12] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A Prometheus histogram of durations: cumulative buckets, sum and count.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BOUNDS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(i) = BOUNDS.iter().position(|&bound| seconds <= bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut below = 0;
+        for (bound, bucket) in BOUNDS.iter().zip(&self.buckets) {
+            below += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {below}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+        // Not part of a Prometheus histogram: the longest one seen, as its own gauge.
+        let max = self.max_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "# HELP {name}_max the longest since start");
+        let _ = writeln!(out, "# TYPE {name}_max gauge");
+        let _ = writeln!(out, "{name}_max {max}");
+    }
 }
 
 impl Metrics {
@@ -84,6 +138,46 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         }
+        self.journal_commit_seconds.render(
+            &mut out,
+            "idv_journal_commit_seconds",
+            "group commits: journal write and sync",
+        );
+        self.journal_checkpoint_seconds.render(
+            &mut out,
+            "idv_journal_checkpoint_seconds",
+            "checkpoints: the covered track logs synced",
+        );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_counts_into_cumulative_buckets() {
+        let metrics = Metrics::default();
+        for ms in [0, 3, 3, 40, 7000] {
+            metrics
+                .journal_commit_seconds
+                .observe(Duration::from_millis(ms));
+        }
+        let text = metrics.render();
+        for line in [
+            "idv_journal_commit_seconds_bucket{le=\"0.0005\"} 1",
+            "idv_journal_commit_seconds_bucket{le=\"0.002\"} 1",
+            "idv_journal_commit_seconds_bucket{le=\"0.005\"} 3",
+            "idv_journal_commit_seconds_bucket{le=\"0.05\"} 4",
+            "idv_journal_commit_seconds_bucket{le=\"5\"} 4",
+            "idv_journal_commit_seconds_bucket{le=\"+Inf\"} 5",
+            "idv_journal_commit_seconds_sum 7.046",
+            "idv_journal_commit_seconds_count 5",
+            "idv_journal_commit_seconds_max 7",
+            "idv_journal_checkpoint_seconds_count 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

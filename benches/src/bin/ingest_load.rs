@@ -157,8 +157,9 @@ struct Joined {
 struct AgentReport {
     sent: [u64; 2],
     acked: [u64; 2],
-    /// Ack latencies of the frames sent in the measured window, µs.
-    latencies_us: Vec<u32>,
+    /// Ack latencies of the frames sent in the measured window, µs, with the second of the
+    /// window each frame was sent in.
+    latencies_us: Vec<(u16, u32)>,
     /// Frame bytes sent in the measured window.
     bytes: u64,
     /// The server's close code and reason, or how the connection failed.
@@ -384,6 +385,45 @@ impl Server {
         if let Some(child) = &mut self.child {
             let _ = child.kill().await;
         }
+    }
+
+    /// The server's group-commit and checkpoint histograms from `/metrics`: each bucket's
+    /// count by upper bound (ms), the count and the longest (ms).
+    async fn journal_metrics(&self, http: &reqwest::Client) -> serde_json::Value {
+        let Ok(response) = http.get(format!("{}/metrics", self.url)).send().await else {
+            return serde_json::Value::Null;
+        };
+        let text = response.text().await.unwrap_or_default();
+        let mut out = serde_json::Map::new();
+        for (key, name) in [
+            ("commit", "idv_journal_commit_seconds"),
+            ("checkpoint", "idv_journal_checkpoint_seconds"),
+        ] {
+            let mut buckets = serde_json::Map::new();
+            let mut summary = serde_json::Map::new();
+            for line in text.lines().filter(|l| l.starts_with(name)) {
+                let Some((metric, value)) = line.rsplit_once(' ') else {
+                    continue;
+                };
+                let value: f64 = value.parse().unwrap_or(f64::NAN);
+                if let Some(bound) = metric
+                    .strip_prefix(&format!("{name}_bucket{{le=\""))
+                    .and_then(|b| b.strip_suffix("\"}"))
+                {
+                    let ms = bound
+                        .parse::<f64>()
+                        .map_or(bound.to_owned(), |s| format!("{}", s * 1000.0));
+                    buckets.insert(ms, json!(value));
+                } else if metric == format!("{name}_count") {
+                    summary.insert("count".into(), json!(value));
+                } else if metric == format!("{name}_max") {
+                    summary.insert("max_ms".into(), json!(value * 1000.0));
+                }
+            }
+            summary.insert("buckets_le_ms".into(), serde_json::Value::Object(buckets));
+            out.insert(key.into(), serde_json::Value::Object(summary));
+        }
+        serde_json::Value::Object(out)
     }
 
     fn sample(&self) -> Option<Sample> {
@@ -617,7 +657,11 @@ impl Agent {
                     self.pending[t].pop_front();
                     if sent >= self.plan.measure_from {
                         let us = now.duration_since(sent).as_micros();
-                        (self.report.latencies_us).push(u32::try_from(us).unwrap_or(u32::MAX));
+                        let second = sent.duration_since(self.plan.measure_from).as_secs();
+                        (self.report.latencies_us).push((
+                            u16::try_from(second).unwrap_or(u16::MAX),
+                            u32::try_from(us).unwrap_or(u32::MAX),
+                        ));
                     }
                 }
                 self.report.acked[t] = self.report.acked[t].max(seq);
@@ -769,9 +813,25 @@ async fn main() -> anyhow::Result<()> {
     let acked: u64 = reports.iter().map(|r| r.acked.iter().sum::<u64>()).sum();
     let mut latencies: Vec<u32> = reports
         .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
+        .flat_map(|r| r.latencies_us.iter().map(|&(_, us)| us))
         .collect();
     latencies.sort_unstable();
+    // Each second's p99: whether the tail is spread out or comes in bursts (checkpoints).
+    let mut by_second = vec![Vec::new(); usize::try_from(args.duration).unwrap_or(0) + 1];
+    for &(second, us) in reports.iter().flat_map(|r| &r.latencies_us) {
+        if let Some(bucket) = by_second.get_mut(usize::from(second)) {
+            bucket.push(us);
+        }
+    }
+    let p99_by_second: Vec<f64> = by_second
+        .iter_mut()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            b.sort_unstable();
+            (percentile(b, 0.99) * 10.0).round() / 10.0
+        })
+        .collect();
+    let journal = server.journal_metrics(&http).await;
     let mbps = reports.iter().map(|r| r.bytes).sum::<u64>() as f64 * 8.0
         / 1e6
         / args.duration.max(1) as f64;
@@ -792,6 +852,8 @@ async fn main() -> anyhow::Result<()> {
         "acks_measured": latencies.len(),
         "p50_ms": percentile(&latencies, 0.50),
         "p99_ms": percentile(&latencies, 0.99),
+        "p99_by_second_ms": p99_by_second,
+        "journal": journal,
         "max_ms": percentile(&latencies, 1.0),
         "mbit_s": mbps,
         "server_cpu_idle_pct": cpu(idle_from, idle),
