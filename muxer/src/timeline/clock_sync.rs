@@ -12,8 +12,27 @@ use super::{TimelineError, UtcNanos};
 const MAX_PLAUSIBLE_SKEW_PPM: f64 = 1_000.0;
 /// Share of exchanges (by shortest round trip) the fit uses.
 const KEEP_FRACTION: f64 = 0.25;
-/// The fit never uses fewer exchanges than this, when there are that many.
+/// The fit never uses fewer exchanges than this, when there are that many; a skew needs at
+/// least this many.
 const MIN_KEPT: usize = 4;
+/// Student's t at which a fitted skew is told from noise (two-sided, 1 %), by degrees of
+/// freedom (`n − 2`); beyond 120, 2.576.
+const T_1_PERCENT: [(usize, f64); 14] = [
+    (1, 63.66),
+    (2, 9.925),
+    (3, 5.841),
+    (4, 4.604),
+    (5, 4.032),
+    (6, 3.707),
+    (7, 3.499),
+    (8, 3.355),
+    (10, 3.169),
+    (12, 3.055),
+    (15, 2.947),
+    (20, 2.845),
+    (30, 2.750),
+    (120, 2.617),
+];
 
 /// One clock-sync exchange, as stored with the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +121,27 @@ impl ClockMapping {
             - kept.iter().map(|s| s.agent_mid()).fold(f64::MAX, f64::min);
         let worst_round_trip = kept.iter().map(|s| s.round_trip()).max().unwrap_or(0) as f64;
         let resolvable = span > 0.0 && worst_round_trip / span * 1e6 < MAX_PLAUSIBLE_SKEW_PPM;
-        let skew = if sxx > (UtcNanos::SECOND as f64).powi(2) && resolvable {
-            sxy / sxx
+        // And a lean that the exchanges' own errors could give is not claimed either: a few
+        // exchanges over a few seconds, each a millisecond off, lean a line by hundreds of
+        // ppm, and a skew that wrong smears a call's alignment by milliseconds. Claimed: a
+        // lean beyond what any errors within half of each round trip could give, or one
+        // significant against the exchanges' scatter about the line (Student's t at 1 %).
+        let fitted = sxy / sxx;
+        let worst_error = worst_round_trip / 2.0;
+        let leverage: f64 = kept.iter().map(|s| (s.agent_mid() - mean_x).abs()).sum();
+        let certain = fitted.abs() > worst_error * leverage / sxx;
+        let scatter: f64 = kept
+            .iter()
+            .map(|s| (s.offset() - (mean_y + fitted * (s.agent_mid() - mean_x))).powi(2))
+            .sum();
+        let dof = kept.len().saturating_sub(2);
+        let significant = dof > 0 && {
+            let standard_error = (scatter / dof as f64 / sxx).sqrt();
+            fitted.abs() > t_1_percent(dof) * standard_error
+        };
+        let significant = kept.len() >= MIN_KEPT && (certain || significant);
+        let skew = if sxx > (UtcNanos::SECOND as f64).powi(2) && resolvable && significant {
+            fitted
         } else {
             0.0
         };
@@ -154,6 +192,18 @@ impl ClockMapping {
             skew_ppm: self.skew_ppm(),
         }
     }
+}
+
+/// [`T_1_PERCENT`] for `dof` degrees of freedom (the nearest tabled value below).
+fn t_1_percent(dof: usize) -> f64 {
+    if dof > 120 {
+        return 2.576;
+    }
+    T_1_PERCENT
+        .iter()
+        .rev()
+        .find(|&&(d, _)| d <= dof)
+        .map_or(f64::INFINITY, |&(_, t)| t)
 }
 
 #[cfg(test)]
@@ -265,6 +315,38 @@ mod tests {
         assert_eq!(mapping.skew_ppm(), 0.0);
         let err = (mapping.to_utc(6 * S).0 - (6 * S + 3_200 * MS)).abs();
         assert!(err <= 21 * MS, "offset error {} ms", err as f64 / MS as f64);
+    }
+
+    #[test]
+    fn a_few_seconds_of_exchanges_a_millisecond_off_claim_no_skew() {
+        // Seven exchanges over 6 s on one machine (no true skew), each direction 0.2–1.7 ms:
+        // what a short session's agent sends. The line through the best four leans by
+        // hundreds of ppm, which the scatter cannot tell from nothing.
+        let mut leaned = 0;
+        for seed in 0..50 {
+            let mut seed = seed;
+            let samples: Vec<SyncSample> = (0..7)
+                .map(|i| {
+                    let t1 = 5 * S + i * S;
+                    let up = MS / 5 + (noise(&mut seed) * 1.5 * MS as f64) as i64;
+                    let down = MS / 5 + (noise(&mut seed) * 1.5 * MS as f64) as i64;
+                    let t2 = t1 + 3_200 * MS + up;
+                    SyncSample {
+                        agent_sent: t1,
+                        server_received: UtcNanos(t2),
+                        server_sent: UtcNanos(t2),
+                        agent_received: t1 + up + down,
+                    }
+                })
+                .collect();
+            let mapping = ClockMapping::fit(&samples).unwrap();
+            if mapping.skew_ppm() != 0.0 {
+                leaned += 1;
+            }
+            let err = (mapping.to_utc(8 * S).0 - (8 * S + 3_200 * MS)).abs();
+            assert!(err <= 2 * MS, "offset error {} ms", err as f64 / MS as f64);
+        }
+        assert!(leaned <= 2, "{leaned} of 50 short sessions claimed a skew");
     }
 
     #[test]
