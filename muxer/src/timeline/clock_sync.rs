@@ -246,6 +246,26 @@ mod tests {
         (samples, truth)
     }
 
+    /// `count` exchanges `every` apart from 5 s on, on a clock 3.2 s behind UTC and running
+    /// at its rate; each way takes `least` plus up to `queueing`, at random from `seed`.
+    fn unskewed(seed: u64, count: i64, every: i64, least: i64, queueing: i64) -> Vec<SyncSample> {
+        let mut seed = seed;
+        (0..count)
+            .map(|i| {
+                let t1 = 5 * S + i * every;
+                let up = least + (noise(&mut seed) * queueing as f64) as i64;
+                let down = least + (noise(&mut seed) * queueing as f64) as i64;
+                let t2 = t1 + 3_200 * MS + up;
+                SyncSample {
+                    agent_sent: t1,
+                    server_received: UtcNanos(t2),
+                    server_sent: UtcNanos(t2),
+                    agent_received: t1 + up + down,
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn min_round_trip_fit_recovers_offset_and_skew_over_a_long_session() {
         let (samples, truth) = exchanges(360); // 30 minutes, one exchange every 5 s
@@ -296,21 +316,7 @@ mod tests {
     fn a_short_sessions_jittery_exchanges_claim_an_offset_and_no_skew() {
         // Ten exchanges over 3 s on a busy machine: 1–20 ms of queueing each way. A line
         // through them would lean by thousands of ppm; none can be told from the noise.
-        let mut seed = 7;
-        let samples: Vec<SyncSample> = (0..10)
-            .map(|i| {
-                let t1 = 5 * S + i * 300 * MS;
-                let up = MS + (noise(&mut seed) * 20.0 * MS as f64) as i64;
-                let down = MS + (noise(&mut seed) * 20.0 * MS as f64) as i64;
-                let t2 = t1 + 3_200 * MS + up;
-                SyncSample {
-                    agent_sent: t1,
-                    server_received: UtcNanos(t2),
-                    server_sent: UtcNanos(t2),
-                    agent_received: t1 + up + down,
-                }
-            })
-            .collect();
+        let samples = unskewed(7, 10, 300 * MS, MS, 20 * MS);
         let mapping = ClockMapping::fit(&samples).unwrap();
         assert_eq!(mapping.skew_ppm(), 0.0);
         let err = (mapping.to_utc(6 * S).0 - (6 * S + 3_200 * MS)).abs();
@@ -324,21 +330,7 @@ mod tests {
         // hundreds of ppm, which the scatter cannot tell from nothing.
         let mut leaned = 0;
         for seed in 0..50 {
-            let mut seed = seed;
-            let samples: Vec<SyncSample> = (0..7)
-                .map(|i| {
-                    let t1 = 5 * S + i * S;
-                    let up = MS / 5 + (noise(&mut seed) * 1.5 * MS as f64) as i64;
-                    let down = MS / 5 + (noise(&mut seed) * 1.5 * MS as f64) as i64;
-                    let t2 = t1 + 3_200 * MS + up;
-                    SyncSample {
-                        agent_sent: t1,
-                        server_received: UtcNanos(t2),
-                        server_sent: UtcNanos(t2),
-                        agent_received: t1 + up + down,
-                    }
-                })
-                .collect();
+            let samples = unskewed(seed, 7, S, MS / 5, 3 * MS / 2);
             let mapping = ClockMapping::fit(&samples).unwrap();
             if mapping.skew_ppm() != 0.0 {
                 leaned += 1;
