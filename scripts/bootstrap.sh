@@ -10,7 +10,8 @@ S3S_FS_VERSION="0.14.1" # 0.17 needs Rust 1.96; 0.14.1 is checked on Rust 1.95
 # System packages: GStreamer 1.22 (dev + plugins) for the muxer and agent, pkg-config for
 # the -sys crates, libopus (dev) for the muxer's Opus CTI decoder, ffmpeg (ffprobe) to check
 # what we mux, Xvfb (and xdpyinfo) for the agent's X11 screen capture tests, the ALSA source
-# for the agent's microphone reference (`--mic-reference alsa`; `pulse` is in plugins-good),
+# for the agent's microphone reference (`--mic-reference alsa`; `pulse` is in plugins-good) and
+# a PulseAudio daemon with ALSA's PulseAudio plugin to test both against a real sound server,
 # Chromium for the console's browser tests (driven by playwright-core from npm, below).
 PACKAGES=(
   pkg-config build-essential
@@ -18,6 +19,7 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-x
   gstreamer1.0-plugins-base-apps gstreamer1.0-alsa
+  pulseaudio libasound2-plugins
   ffmpeg
   libopus-dev
   xvfb x11-utils

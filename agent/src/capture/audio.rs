@@ -53,6 +53,10 @@ impl Capture {
             reason,
         };
         let pipeline = gst::Pipeline::with_name("mic-reference-capture");
+        // A sound card's source offers its own clock, which moves in whole periods (10 ms on
+        // ALSA's PulseAudio plugin): packets were stamped ±10 ms off. On the system clock
+        // (the agent clock's own) the source slaves its timestamps to it instead.
+        pipeline.use_clock(Some(&gst::SystemClock::obtain()));
         let convert = element("audioconvert")?;
         let resample = element("audioresample")?;
         let raw_caps = gst::ElementFactory::make("capsfilter")
