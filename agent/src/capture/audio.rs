@@ -53,9 +53,10 @@ impl Capture {
             reason,
         };
         let pipeline = gst::Pipeline::with_name("mic-reference-capture");
-        // A sound card's source offers its own clock, which moves in whole periods (10 ms on
-        // ALSA's PulseAudio plugin): packets were stamped ±10 ms off. On the system clock
-        // (the agent clock's own) the source slaves its timestamps to it instead.
+        // A sound source offers its own clock, and `capture_time` reads the pipeline's:
+        // stamped against PulseAudio's, packets lay 111–217 ms off their 20 ms grid within
+        // a second. On the system clock (the agent clock's own) the source slaves its
+        // timestamps to it instead (agent/tests/sound_server.rs).
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
         let convert = element("audioconvert")?;
         let resample = element("audioresample")?;
