@@ -29,16 +29,14 @@ fn browser(data: &std::path::Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// The page at `url`, as text.
+async fn page(browser: &reqwest::Client, url: &str) -> String {
+    browser.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Signs in through the login form; the status of the form's answer.
 async fn sign_in(browser: &reqwest::Client, url: &str, name: &str, password: &str) -> u16 {
-    let html = browser
-        .get(format!("{url}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(browser, &format!("{url}/login")).await;
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     let csrf = &html[at..at + html[at..].find('"').unwrap()];
     browser
@@ -183,14 +181,7 @@ async fn a_console_alone_watches_live_sessions_through_the_ingest_nodes() {
     let session = session.split_whitespace().next().unwrap().to_owned();
     let browser = browser(&data);
     assert_eq!(sign_in(&browser, &url, "otto", password).await, 303);
-    let page = browser
-        .get(format!("{url}/sessions/{session}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&browser, &format!("{url}/sessions/{session}")).await;
     let at = page.find("data-csrf=\"").expect("the page's CSRF token") + 11;
     let csrf = &page[at..at + page[at..].find('"').unwrap()];
     // An offer without media: the console must reach the session at ingest before it can

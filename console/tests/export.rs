@@ -294,6 +294,14 @@ async fn open_for_reason(
 }
 
 /// The watermarked MP4 of `session`, downloaded whole.
+/// The watermarked export's address for `session` under `grant`.
+fn export_url(console: &Console, session: Uuid, grant: &str) -> String {
+    format!(
+        "{}/recordings/{session}/export.mp4?grant={grant}",
+        console.url
+    )
+}
+
 async fn exported(
     console: &Console,
     browser: &reqwest::Client,
@@ -301,10 +309,7 @@ async fn exported(
     grant: &str,
 ) -> Vec<u8> {
     let response = browser
-        .get(format!(
-            "{}/recordings/{session}/export.mp4?grant={grant}",
-            console.url
-        ))
+        .get(export_url(console, session, grant))
         .send()
         .await
         .unwrap();
@@ -595,12 +600,7 @@ async fn exports_without_a_grant_or_by_others_are_refused_and_audited_and_a_clie
         .add("otto", &[Role::Operator, Role::Admin], &[], false)
         .await;
     let (carla, grant) = open_for_reason(&console, "carla", &carla_pw, session).await;
-    let export = |grant: &str| {
-        format!(
-            "{}/recordings/{session}/export.mp4?grant={grant}",
-            console.url
-        )
-    };
+    let export = |grant: &str| export_url(&console, session, grant);
 
     // Not signed in.
     let stranger = console.browser();
@@ -675,10 +675,7 @@ async fn an_archive_that_is_not_media_is_refused_with_an_error_and_audited_as_fa
     let (password, _) = console.add("carla", &[Role::Compliance], &[], false).await;
     let (browser, grant) = open_for_reason(&console, "carla", &password, session).await;
     let response = browser
-        .get(format!(
-            "{}/recordings/{session}/export.mp4?grant={grant}",
-            console.url
-        ))
+        .get(export_url(&console, session, &grant))
         .send()
         .await
         .unwrap();
@@ -702,10 +699,7 @@ async fn at_most_two_exports_run_at_once_and_a_third_waits_its_turn() {
     let session = mp4_session(&console, &recording_mp4(30, false, false)).await;
     let (carla_pw, _) = console.add("carla", &[Role::Compliance], &[], false).await;
     let (carla, grant) = open_for_reason(&console, "carla", &carla_pw, session).await;
-    let url = format!(
-        "{}/recordings/{session}/export.mp4?grant={grant}",
-        console.url
-    );
+    let url = export_url(&console, session, &grant);
     // Two exports started and not read: each holds its place (the pipeline waits on the
     // client).
     let first = carla.get(&url).send().await.unwrap();

@@ -316,14 +316,7 @@ async fn a_browser_camera_reaches_the_session(codec: &str) {
             let Some(data) = samples.recv().await else {
                 break;
             };
-            let sample = Sample {
-                data,
-                duration: Duration::from_millis(67),
-                timestamp: std::time::SystemTime::now(),
-                packet_timestamp: 0,
-                prev_dropped_packets: 0,
-                prev_padding_packets: 0,
-            };
+            let sample = frame_sample(data);
             track.write_sample(&sample).await.unwrap();
             sent += 1;
         }
@@ -539,14 +532,7 @@ async fn a_browser_that_goes_away_ends_its_bridge_and_the_session() {
         let Some(data) = samples.recv().await else {
             break;
         };
-        let sample = Sample {
-            data,
-            duration: Duration::from_millis(67),
-            timestamp: std::time::SystemTime::now(),
-            packet_timestamp: 0,
-            prev_dropped_packets: 0,
-            prev_padding_packets: 0,
-        };
+        let sample = frame_sample(data);
         browser.track.write_sample(&sample).await.unwrap();
     }
     let _ = pipeline.set_state(gst::State::Null);
@@ -576,4 +562,16 @@ async fn a_browser_that_goes_away_ends_its_bridge_and_the_session() {
     assert!(reason.contains("browser is gone"), "{reason}");
     assert!(reason.contains("camera"), "frames were sealed: {reason}");
     assert!(reason.contains("all acknowledged"), "{reason}");
+}
+
+/// One encoded camera frame as the browser's track sends it (15 fps).
+fn frame_sample(data: Bytes) -> Sample {
+    Sample {
+        data,
+        duration: Duration::from_millis(67),
+        timestamp: std::time::SystemTime::now(),
+        packet_timestamp: 0,
+        prev_dropped_packets: 0,
+        prev_padding_packets: 0,
+    }
 }
