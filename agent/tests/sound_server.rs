@@ -3,9 +3,9 @@
 //! `pulse:DEVICE` (`pulsesrc`). The stored Opus packets decode to the tone. This machine has
 //! no sound card; this is as near one as it gets.
 //!
-//! The daemon is found through `PULSE_SERVER`. Setting a variable in a running test is unsafe (other threads may read
-//! the environment), so the test starts the daemon and runs itself again as a child process
-//! with the variables set; the child records.
+//! The daemon is found through `PULSE_SERVER`. Setting a variable in a running test is unsafe
+//! (other threads may read the environment), so the test starts the daemon and runs itself
+//! again as a child process with the variable set; the child records.
 
 mod common;
 
