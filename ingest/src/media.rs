@@ -30,7 +30,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, SinkExt};
 use proto::frame::{HEADER_LEN, TAG_LEN};
 use proto::{AgentControl, Close, CloseCode, ServerControl, SessionCipher, Track, TrackSeqs};
 use storage::db::{ConsentScope, SessionState};
@@ -183,7 +183,9 @@ pub async fn agent_socket(
     ws.max_message_size(max_message)
         .max_frame_size(max_message)
         .read_buffer_size(2 * 1024)
-        .write_buffer_size(0)
+        // Up to this much is queued before it is written: the acks of one batch (about 50
+        // bytes each) go out together; every other message is sent and flushed at once.
+        .write_buffer_size(256)
         .max_write_buffer_size(256 * 1024)
         .on_upgrade(move |socket| async move {
             state.metrics.agents_connected.fetch_add(1, Ordering::Relaxed);
@@ -649,11 +651,19 @@ impl<'a> Connection<'a> {
             tracing::error!(session = %self.session, error = %e, "cannot make the frames durable");
             return Err(close(CloseCode::ServerShuttingDown, "storage unavailable"));
         }
+        // Every track's ack in one TLS record and one write: they are queued in the socket's
+        // write buffer (`agent_socket`) and flushed together.
+        let went_away = |_| close(CloseCode::SessionEnded, "the agent went away");
         for &track in progress {
             if let Some(seq) = self.logs.get(&track).and_then(|s| s.log.last_seq()) {
-                self.send(&ServerControl::Ack { track, seq }).await?;
+                let ack = ServerControl::Ack { track, seq }.to_json();
+                self.socket
+                    .feed(Message::Text(ack.into()))
+                    .await
+                    .map_err(went_away)?;
             }
         }
+        self.socket.flush().await.map_err(went_away)?;
         for &track in progress {
             let policy = &self.state.config.segments;
             if self

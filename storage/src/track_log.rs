@@ -22,6 +22,13 @@
 //! it is opened is synced before anyone is told about it, and a log (or directory) it creates
 //! is synced into its directory, so a frame acknowledged by `welcome` is durable too.
 //!
+//! Write-back is paced: every 64–448 KiB appended (at random), the log asks the kernel to start writing
+//! those bytes to disk (without waiting). Left to itself the kernel writes dirty pages back
+//! once they are 30 s old, all at once: at 400 agents that was 1.1 GB in two seconds, with the
+//! file system's CPU time saturating both cores and the journal's syncs queued behind it — the
+//! acks' p99 went from ~15 ms to 170 ms in those seconds. Paced, the disk sees a steady
+//! stream and a checkpoint's syncs find little left to write.
+//!
 //! Sequence numbers start at 1 and must follow on (`last + 1`), as the media protocol numbers
 //! them; a frame at or below the last stored one is a resend after a reconnect and is
 //! acknowledged without being stored twice. A track is kept as a series of logs, one per
@@ -29,13 +36,27 @@
 //! it where the track stands.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, IoSlice, Read, Seek, SeekFrom, Write};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::Advice;
 
 /// Bytes before the frame in a record.
 const HEAD: usize = 20;
 /// Bytes after it.
 const TAIL: usize = 4;
+/// Bytes appended between two starts of write-back, on average ([`TrackLog::append`]).
+const WRITEBACK_EVERY: u64 = 256 * 1024;
+
+/// Where write-back is next started for a log now `len` long: after 1/4 to 7/4 of
+/// [`WRITEBACK_EVERY`], at random — agents that started together at the same bitrate would
+/// otherwise all reach the mark in the same instant, every time.
+fn next_writeback(len: u64) -> u64 {
+    use std::hash::BuildHasher;
+    let jitter = std::hash::RandomState::new().hash_one(len) % (WRITEBACK_EVERY * 3 / 2);
+    len + WRITEBACK_EVERY / 4 + jitter
+}
 
 /// A track log failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +134,10 @@ pub struct TrackLog {
     after: u64,
     records: u64,
     dirty: bool,
+    /// Where the kernel was last asked to start writing the log to disk ([`Self::append`]).
+    written_back: u64,
+    /// When to ask next.
+    writeback_at: u64,
 }
 
 impl TrackLog {
@@ -147,6 +172,8 @@ impl TrackLog {
             after: 0,
             records: 0,
             dirty: false,
+            written_back: 0,
+            writeback_at: 0,
         };
         let mut reader = BufReader::new(log.file.try_clone().map_err(io)?);
         loop {
@@ -178,6 +205,8 @@ impl TrackLog {
         // Records written before a crash (or by a connection cut off at a shutdown) may be in
         // the page cache only; once this log is opened its last seq is reported as durable.
         log.file.sync_data().map_err(io)?;
+        log.written_back = log.len;
+        log.writeback_at = next_writeback(log.len);
         Ok(log)
     }
 
@@ -274,25 +303,43 @@ impl TrackLog {
             });
         }
         let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
-        let mut record = Vec::with_capacity(HEAD + frame.len() + TAIL);
-        record.extend_from_slice(&n.to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(&timestamp.to_le_bytes());
-        record.extend_from_slice(frame);
-        let crc = crc32fast::hash(&record);
-        record.extend_from_slice(&crc.to_le_bytes());
-        self.file
-            .write_all(&record)
-            .map_err(|source| LogError::Io {
+        // Written with one system call from where the frame is, without building the record
+        // in a copy (at a thousand agents that copy and its allocation were ~8 % of a core).
+        let mut head = [0u8; HEAD];
+        head[0..4].copy_from_slice(&n.to_le_bytes());
+        head[4..12].copy_from_slice(&seq.to_le_bytes());
+        head[12..20].copy_from_slice(&timestamp.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&head);
+        crc.update(frame);
+        let tail = crc.finalize().to_le_bytes();
+        write_all_vectored(&mut self.file, [&head[..], frame, &tail[..]]).map_err(|source| {
+            LogError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
-        self.len += record.len() as u64;
+            }
+        })?;
+        self.len += (HEAD + frame.len() + TAIL) as u64;
         self.first_seq.get_or_insert(seq);
         self.last_seq = Some(seq);
         self.records += 1;
         self.dirty = true;
+        if self.len >= self.writeback_at {
+            self.start_writeback();
+        }
         Ok(Appended::Stored)
+    }
+
+    /// Asks the kernel to start writing what was appended since the last time to the disk,
+    /// and returns at once (`POSIX_FADV_DONTNEED` starts the write-back of the range's dirty
+    /// pages without waiting; it drops only pages already clean, and never a partial last
+    /// one). Advice only: a failure shows at the next sync, not here.
+    fn start_writeback(&mut self) {
+        if let Some(len) = NonZeroU64::new(self.len - self.written_back) {
+            let _ = rustix::fs::fadvise(&self.file, self.written_back, Some(len), Advice::DontNeed);
+        }
+        self.written_back = self.len;
+        self.writeback_at = next_writeback(self.len);
     }
 
     /// Makes everything appended so far durable (`fdatasync`); a no-op when nothing changed.
@@ -381,6 +428,26 @@ impl Iterator for Records {
 
 /// Creates `dir` and any missing parents, each synced into its parent, so a log created in it
 /// is still found after a power loss.
+/// Writes every piece of `pieces`, in order, with as few system calls as the kernel allows
+/// (`writev`; `Write::write_all_vectored` is not stable yet).
+pub(crate) fn write_all_vectored<const N: usize>(
+    file: &mut File,
+    pieces: [&[u8]; N],
+) -> std::io::Result<()> {
+    let mut slices = pieces.map(IoSlice::new);
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0); // skips empty pieces
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
@@ -514,6 +581,32 @@ mod tests {
         );
         assert_eq!(records[3].frame, vec![4; 10]);
         assert_eq!(records[3].timestamp, 132);
+    }
+
+    /// Megabytes of frames of every size, so that write-back is started many times and the
+    /// records land across page and write-back boundaries: read back exactly as written.
+    #[test]
+    fn a_long_log_reads_back_whole_across_write_back_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_in(&dir);
+        let mut log = TrackLog::open(&path).unwrap();
+        let frame = |seq: u64| vec![(seq % 251) as u8; (seq as usize * 7919) % 20_000];
+        for seq in 1..=400 {
+            log.append(seq, seq as i64, &frame(seq)).unwrap();
+        }
+        assert!(log.len() > 3 * 1024 * 1024, "{}", log.len());
+        assert!(log.written_back > 0, "write-back was started");
+        assert!(log.writeback_at > log.written_back);
+        log.sync().unwrap();
+        drop(log);
+        let records = TrackLog::read_all(&path).unwrap();
+        assert_eq!(records.len(), 400);
+        for (record, seq) in records.iter().zip(1..) {
+            assert_eq!((record.seq, record.timestamp), (seq, seq as i64));
+            assert_eq!(record.frame, frame(seq), "frame {seq}");
+        }
+        let log = TrackLog::open(&path).unwrap();
+        assert_eq!((log.last_seq(), log.written_back), (Some(400), log.len()));
     }
 
     #[test]
