@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -130,6 +131,9 @@ pub struct Capture {
     /// The track's gate.
     pub gate: Arc<Gate>,
     ended: Arc<AtomicBool>,
+    /// [`Capture::stop`] ran (a pipeline is stopped once: a second stop would wait on a
+    /// first one that hangs).
+    stopped: AtomicBool,
 }
 
 /// What [`Capture::degrade`] turns down while the spill buffer fills.
@@ -327,6 +331,7 @@ impl Capture {
             tiles,
             gate,
             ended,
+            stopped: AtomicBool::new(false),
         })
     }
 
@@ -389,9 +394,48 @@ impl Capture {
         self.ended.load(Ordering::SeqCst)
     }
 
-    /// Stops capturing.
+    /// Stops capturing, waiting at most [`STOP_PATIENCE`]: a source whose device or sound
+    /// server hangs while it is released must not keep the agent from ending the session and
+    /// exiting. (Seen with ALSA's PulseAudio plugin, `alsasrc device=pulse`, in about one stop
+    /// of 15: the ring buffer's release waits forever on the plugin's main loop.) A pipeline
+    /// that does not stop in time is left to its thread, and said so.
     pub fn stop(&self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+        if self.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pipeline = self.pipeline.clone();
+        let stopped = within(STOP_PATIENCE, move || {
+            let _ = pipeline.set_state(gst::State::Null);
+        });
+        if !stopped {
+            tracing::warn!(
+                track = self.track.name(),
+                patience = ?STOP_PATIENCE,
+                "the capture pipeline did not stop in time; it is abandoned"
+            );
+        }
+    }
+}
+
+/// How long [`Capture::stop`] waits for a pipeline to stop.
+pub const STOP_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Runs `work` on a thread of its own and waits for it at most `patience`: whether it
+/// finished. Work that does not finish in time goes on, unwatched, on its thread.
+fn within(patience: Duration, work: impl FnOnce() + Send + 'static) -> bool {
+    let (done, finished) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("capture-stop".into())
+        .spawn(move || {
+            work();
+            let _ = done.send(());
+        });
+    match spawned {
+        Ok(_) => finished.recv_timeout(patience).is_ok(),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread to stop a pipeline on");
+            false
+        }
     }
 }
 
@@ -700,6 +744,65 @@ fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn work_that_hangs_is_left_behind_after_the_patience() {
+        let started = std::time::Instant::now();
+        assert!(!within(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_secs(5));
+        }));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(within(Duration::from_secs(5), || {}));
+    }
+
+    /// A pipeline whose streaming thread is stuck (here in the sink's callback, as a sound
+    /// server's plugin can be in its main loop) cannot be stopped; it is abandoned in time,
+    /// and stops once the thread is free again.
+    #[test]
+    fn a_pipeline_that_cannot_stop_is_abandoned_in_time() {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch("videotestsrc is-live=true ! appsink name=sink")
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        let (stuck, free) = std::sync::mpsc::channel::<()>();
+        let (entered, in_callback) = std::sync::mpsc::channel::<()>();
+        let free = std::sync::Mutex::new(free);
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |_| {
+                    let _ = entered.send(());
+                    let _ = free.lock().unwrap().recv();
+                    Err(gst::FlowError::Flushing)
+                })
+                .build(),
+        );
+        pipeline.set_state(gst::State::Playing).unwrap();
+        in_callback.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        let started = std::time::Instant::now();
+        let (p, done) = (pipeline.clone(), Arc::new(AtomicBool::new(false)));
+        let stopped = Arc::clone(&done);
+        assert!(!within(Duration::from_millis(300), move || {
+            let _ = p.set_state(gst::State::Null);
+            stopped.store(true, Ordering::SeqCst);
+        }));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(!done.load(Ordering::SeqCst), "the stop is still stuck");
+
+        drop(stuck); // the streaming thread goes on, and the abandoned stop finishes
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(done.load(Ordering::SeqCst));
+        assert_eq!(pipeline.current_state(), gst::State::Null);
+    }
 
     #[test]
     fn the_gate_waits_for_a_keyframe_after_a_resume_or_a_drop() {

@@ -100,6 +100,7 @@ impl Capture {
             tiles: None,
             gate,
             ended,
+            stopped: AtomicBool::new(false),
         })
     }
 }
