@@ -396,9 +396,9 @@ impl Capture {
 
     /// Stops capturing, waiting at most [`STOP_PATIENCE`]: a source whose device or sound
     /// server hangs while it is released must not keep the agent from ending the session and
-    /// exiting. (Seen with ALSA's PulseAudio plugin, `alsasrc device=pulse`, in about one stop
-    /// of 15: the ring buffer's release waits forever on the plugin's main loop.) A pipeline
-    /// that does not stop in time is left to its thread, and said so.
+    /// exiting. (Seen with ALSA's PulseAudio plugin, `alsasrc device=pulse`, in 4 stops of 30:
+    /// the ring buffer's release waits forever on the plugin's main loop.) A pipeline that
+    /// does not stop in time is left to its thread, and said so.
     pub fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;

@@ -22,12 +22,12 @@
 //! it is opened is synced before anyone is told about it, and a log (or directory) it creates
 //! is synced into its directory, so a frame acknowledged by `welcome` is durable too.
 //!
-//! Write-back is paced: every 64–448 KiB appended (at random), the log asks the kernel to start writing
-//! those bytes to disk (without waiting). Left to itself the kernel writes dirty pages back
-//! once they are 30 s old, all at once: at 400 agents that was 1.1 GB in two seconds, with the
-//! file system's CPU time saturating both cores and the journal's syncs queued behind it — the
-//! acks' p99 went from ~15 ms to 170 ms in those seconds. Paced, the disk sees a steady
-//! stream and a checkpoint's syncs find little left to write.
+//! Write-back is paced: every 64–448 KiB appended (at random), the log asks the kernel to
+//! start writing those bytes to disk (without waiting). Left to itself the kernel writes dirty
+//! pages back once they are 30 s old, all at once: at 400 agents that was 1.1 GB in two
+//! seconds, the file system's CPU time saturating both cores — the acks' p99 went from
+//! ~15 ms to 170 ms in those seconds. Paced, the disk sees a steady stream and a checkpoint's
+//! syncs find little left to write (`benches/README.md`).
 //!
 //! Sequence numbers start at 1 and must follow on (`last + 1`), as the media protocol numbers
 //! them; a frame at or below the last stored one is a resend after a reconnect and is
@@ -304,7 +304,7 @@ impl TrackLog {
         }
         let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
         // Written with one system call from where the frame is, without building the record
-        // in a copy (at a thousand agents that copy and its allocation were ~8 % of a core).
+        // in a copy and an allocation of its own.
         let mut head = [0u8; HEAD];
         head[0..4].copy_from_slice(&n.to_le_bytes());
         head[4..12].copy_from_slice(&seq.to_le_bytes());
@@ -426,14 +426,9 @@ impl Iterator for Records {
     }
 }
 
-/// Creates `dir` and any missing parents, each synced into its parent, so a log created in it
-/// is still found after a power loss.
 /// Writes every piece of `pieces`, in order, with as few system calls as the kernel allows
 /// (`writev`; `Write::write_all_vectored` is not stable yet).
-pub(crate) fn write_all_vectored<const N: usize>(
-    file: &mut File,
-    pieces: [&[u8]; N],
-) -> std::io::Result<()> {
+fn write_all_vectored<const N: usize>(file: &mut File, pieces: [&[u8]; N]) -> std::io::Result<()> {
     let mut slices = pieces.map(IoSlice::new);
     let mut rest = &mut slices[..];
     IoSlice::advance_slices(&mut rest, 0); // skips empty pieces
@@ -448,6 +443,8 @@ pub(crate) fn write_all_vectored<const N: usize>(
     Ok(())
 }
 
+/// Creates `dir` and any missing parents, each synced into its parent, so a log created in it
+/// is still found after a power loss.
 fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
