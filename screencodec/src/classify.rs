@@ -5,8 +5,8 @@
 //! pixel.
 //!
 //! * one colour → solid;
-//! * flat with at most 256 colours, or at most 64 colours → palette (exact; text, UI,
-//!   diagrams);
+//! * flat with at most 256 colours, or few colours for its size (at most 8; or at most 64
+//!   with 4 pixels a colour or some flatness) → palette or raw (exact; text, UI, diagrams);
 //! * hardly flat at all → JPEG (photos, video, wallpaper);
 //! * in between — usually a tile where a window's edge meets the wallpaper — the rectangle
 //!   is looked at in 16 × 16 blocks: blocks with 8 colours or fewer, or flat ones, are exact, the rest
@@ -34,8 +34,12 @@ const TEXT_FLAT: f32 = 0.6;
 /// Flat share below which a rectangle is photo-like throughout.
 const PHOTO_FLAT: f32 = 0.15;
 /// Colours up to which a rectangle is exact whatever its flat share (no photo of 64 × 64
-/// pixels has so few).
+/// pixels has so few), if it is large enough for that to mean something
+/// ([`PIXELS_PER_COLOUR`]).
 const FEW_COLOURS: usize = 64;
+/// Pixels per colour a rectangle of more than [`BLOCK_FEW_COLOURS`] colours needs for
+/// [`FEW_COLOURS`] to make it exact, unless it is somewhat flat.
+const PIXELS_PER_COLOUR: u32 = 4;
 /// Flat share from which a block is exact.
 const BLOCK_FLAT: f32 = 0.4;
 /// Colours up to which a block is exact whatever its flat share.
@@ -119,7 +123,7 @@ impl Classifier {
         } else {
             flat_share(frame, rect)
         };
-        if fits && (flat >= TEXT_FLAT || self.colours.len() <= FEW_COLOURS) {
+        if fits && (flat >= TEXT_FLAT || self.few_colours(rect, flat)) {
             return self.exact();
         }
         if flat < PHOTO_FLAT || rect.area() <= BLOCK * BLOCK {
@@ -161,6 +165,18 @@ impl Classifier {
     /// worth of raw bytes to fix a few page pixels).
     pub(crate) fn block_is_text(&mut self, frame: &BgrxFrame<'_>, block: Rect) -> bool {
         self.block_is_exact(frame, block) && self.colours.len() <= FEW_COLOURS
+    }
+
+    /// Whether the palette just built has too few colours for `rect` (of flat share `flat`)
+    /// to be a photo: at most [`FEW_COLOURS`]. A small rectangle always has few, so past
+    /// [`BLOCK_FEW_COLOURS`] it must also have [`PIXELS_PER_COLOUR`] pixels per colour or
+    /// some flatness: the thin strip of grainy wallpaper a dragged window uncovers each frame
+    /// has about as many colours as pixels and no two alike side by side.
+    fn few_colours(&self, rect: Rect, flat: f32) -> bool {
+        let colours = self.colours.len();
+        colours <= BLOCK_FEW_COLOURS
+            || (colours <= FEW_COLOURS
+                && (colours as u32 * PIXELS_PER_COLOUR <= rect.area() || flat >= PHOTO_FLAT))
     }
 
     fn solid(&self) -> Coding {
@@ -381,6 +397,42 @@ mod tests {
         let runs: Vec<u8> = (0..32 * 32u32).flat_map(|i| noise(i / 3)).collect();
         assert_eq!(
             classifier.classify(&frame_of(&runs, 32, 32), WHOLE, (0, 0)),
+            Coding::Raw
+        );
+    }
+
+    #[test]
+    fn a_thin_strip_of_photo_is_lossy_though_it_has_few_colours() {
+        let mut classifier = Classifier::new();
+        // The 3 x 16 strip of grainy wallpaper a dragged window uncovers: 48 colours, fewer
+        // than FEW_COLOURS only because it is small.
+        let strip: Vec<u8> = (0..3 * 16u32).flat_map(noise).collect();
+        let rect = Rect {
+            x: 0,
+            y: 0,
+            w: 3,
+            h: 16,
+        };
+        assert_eq!(
+            classifier.classify(&frame_of(&strip, 3, 16), rect, (0, 0)),
+            Coding::Lossy
+        );
+        // As small, but a glyph's few shades (antialiased text): exact.
+        let glyph: Vec<u8> = (0..3 * 16u32).flat_map(|i| noise(i % 7)).collect();
+        assert_eq!(
+            classifier.classify(&frame_of(&glyph, 3, 16), rect, (0, 0)),
+            Coding::Palette
+        );
+        // Twelve shades, each on four pixels: exact.
+        let shades: Vec<u8> = (0..3 * 16u32).flat_map(|i| noise(i % 12)).collect();
+        assert_eq!(
+            classifier.classify(&frame_of(&shades, 3, 16), rect, (0, 0)),
+            Coding::Palette
+        );
+        // A 32 x 32 rectangle of 60 colours is no photo, however they lie.
+        let sixty: Vec<u8> = (0..32 * 32u32).flat_map(|i| noise(i % 60)).collect();
+        assert_eq!(
+            classifier.classify(&frame_of(&sixty, 32, 32), WHOLE, (0, 0)),
             Coding::Raw
         );
     }

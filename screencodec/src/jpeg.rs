@@ -1,12 +1,15 @@
 //! The photo-like rectangles of a frame, packed into one JPEG: each rectangle gets a
-//! tile-sized *slot* (its pixels at the top left, the rest filled by repeating its last column
-//! and row, so no edge rings into it), and the slots are laid out in raster order in a grid
+//! tile-sized *slot* (its pixels at the top left; the macroblocks it reaches into filled by
+//! repeating its last column and row, so no edge rings into it; the others flat), and the slots are laid out in raster order in a grid
 //! `cols` slots wide. One JPEG per frame shares one set of tables (~600 bytes) across every
 //! photo-like tile. Tile sides are multiples of 16, so no 4:2:0 macroblock spans two slots.
 
 use crate::error::{DecodeError, EncodeError};
 use crate::picture::BgrxFrame;
 use crate::tile::Rect;
+
+/// Side of a 4:2:0 macroblock.
+const MACROBLOCK: u32 = 16;
 
 /// Slots per column and row of the JPEG for `slots` slots of side `tile`: one column unless
 /// that would pass JPEG's 65,535-pixel height, then as few columns as fit.
@@ -62,7 +65,32 @@ impl JpegSlots {
         for _ in rect.h..self.tile {
             self.slots.extend_from_within(last_row..last_row + side);
         }
+        self.flatten_beyond(start, rect);
         self.count += 1;
+    }
+
+    /// Fills the macroblocks of the slot at `start` that hold none of `rect` (it sits at the
+    /// slot's top left) with one colour, its bottom-right pixel's. Repeated edges cost JPEG
+    /// their every change along the edge in each block they fill; a flat macroblock costs a
+    /// few bits. Macroblocks `rect` reaches into keep the repeated edge, so nothing rings
+    /// into it.
+    fn flatten_beyond(&mut self, start: usize, rect: Rect) {
+        let side = self.tile as usize * 4;
+        let used_w = (rect.w.div_ceil(MACROBLOCK) * MACROBLOCK) as usize;
+        let used_h = (rect.h.div_ceil(MACROBLOCK) * MACROBLOCK) as usize;
+        let tile = self.tile as usize;
+        if used_w >= tile && used_h >= tile {
+            return;
+        }
+        let corner = start + (rect.h as usize - 1) * side + (rect.w as usize - 1) * 4;
+        let colour: [u8; 4] = self.slots[corner..corner + 4].try_into().unwrap_or([0; 4]);
+        for y in 0..tile {
+            let line = &mut self.slots[start + y * side..start + (y + 1) * side];
+            let from = if y < used_h { used_w } else { 0 };
+            for px in line[from * 4..].chunks_exact_mut(4) {
+                px.copy_from_slice(&colour);
+            }
+        }
     }
 
     /// Adds `rect` as the next slot with the parts of `holes` inside it flattened to one
@@ -209,6 +237,56 @@ impl DecodedSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slot_is_flat_beyond_the_macroblocks_its_rectangle_reaches() {
+        // A 20 x 5 rectangle of noise on a 40 x 8 screen, in a 64-pixel slot.
+        let (w, h) = (40u32, 8u32);
+        let pixels: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let c = i.wrapping_mul(2_654_435_761);
+                [c as u8, (c >> 8) as u8, (c >> 16) as u8, 0]
+            })
+            .collect();
+        let frame = BgrxFrame::new(&pixels, w, h, w as usize * 4).unwrap();
+        let rect = Rect {
+            x: 3,
+            y: 2,
+            w: 20,
+            h: 5,
+        };
+        let mut slots = JpegSlots::new(64);
+        slots.push(&frame, rect);
+        let at = |x: usize, y: usize| &slots.slots[(y * 64 + x) * 4..(y * 64 + x) * 4 + 4];
+        let source = |x: u32, y: u32| {
+            let i = (((rect.y + y) * w + rect.x + x) * 4) as usize;
+            &pixels[i..i + 4]
+        };
+        // The rectangle itself, then its last column and row repeated up to the 32 x 16
+        // macroblocks it reaches into.
+        assert_eq!(at(0, 0), source(0, 0));
+        assert_eq!(at(19, 4), source(19, 4));
+        assert_eq!(at(31, 1), source(19, 1));
+        assert_eq!(at(5, 15), source(5, 4));
+        // Every other macroblock one colour: the rectangle's bottom-right pixel.
+        let corner = source(19, 4).to_vec();
+        for (x, y) in [(32, 0), (63, 15), (0, 16), (40, 63), (63, 63)] {
+            assert_eq!(at(x, y), &corner[..], "({x}, {y})");
+        }
+        // A rectangle as large as the slot is left alone.
+        let mut full = JpegSlots::new(16);
+        let big = BgrxFrame::new(&pixels[..16 * 16 * 4], 16, 16, 64).unwrap();
+        full.push(
+            &big,
+            Rect {
+                x: 0,
+                y: 0,
+                w: 16,
+                h: 16,
+            },
+        );
+        assert_eq!(full.slots, pixels[..16 * 16 * 4]);
+    }
 
     #[test]
     fn layout_is_one_column_until_the_height_limit() {

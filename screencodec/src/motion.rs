@@ -15,7 +15,9 @@
 //!
 //! A rectangle that matches nowhere as a whole (the edge of a dragged window: part window,
 //! part uncovered wallpaper) is tried again in 16 × 16 blocks, each against the offsets found
-//! and the reference screens.
+//! and the reference screens. What stays to code in those blocks (the strips a window
+//! uncovers for the first time) is joined into as few rectangles as it makes: each coded
+//! rectangle costs a record and, for a photo, a JPEG slot of its own.
 
 use crate::picture::BgrxFrame;
 use crate::tile::{Rect, TileGrid};
@@ -297,7 +299,10 @@ impl MotionSearch {
         if !any {
             pieces.truncate(start);
             pieces.push(Piece { rect, source: None });
+            return;
         }
+        merge_coded(&mut pieces[start..]);
+        pieces.retain(|p| p.rect.w > 0);
     }
 
     /// The source that holds most of `block` — measured by the bounding box of the pixels it
@@ -429,6 +434,36 @@ impl MotionSearch {
     }
 }
 
+/// Moves the coded pieces of one rectangle's plan after its copies and joins coded pieces
+/// that together form a rectangle (the strips a dragged window uncovers along its edge, one
+/// per block, become one piece per tile); a joined-away piece is left with `w` 0. The pixels
+/// do not change: copies read the screens as they were before the payload, and each coded
+/// piece lies inside its block, over that block's copy, so it stays after it.
+fn merge_coded(pieces: &mut [Piece]) {
+    // Stable: copies keep their order (a block's partial copy stays after the block's).
+    pieces.sort_by_key(|p| p.source.is_none());
+    let first = pieces.partition_point(|p| p.source.is_some());
+    let coded = &mut pieces[first..];
+    let mut joined = true;
+    while joined {
+        joined = false;
+        for i in 0..coded.len() {
+            for j in i + 1..coded.len() {
+                let (a, b) = (coded[i].rect, coded[j].rect);
+                if a.w == 0 || b.w == 0 {
+                    continue;
+                }
+                let union = a.union(b);
+                if union.area() == a.area() + b.area() {
+                    coded[i].rect = union;
+                    coded[j].rect.w = 0;
+                    joined = true;
+                }
+            }
+        }
+    }
+}
+
 fn probe_worthy(rect: &Rect) -> bool {
     rect.area() >= MIN_PROBE_AREA && rect.w as usize >= PROBE_LEN
 }
@@ -549,6 +584,100 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn coded_strips_join_after_the_copies() {
+        let rect = |x, y, w, h| Rect { x, y, w, h };
+        let moved = Some(Source {
+            screen: 0,
+            offset: (-9, -3),
+        });
+        let uncovered = Some(Source {
+            screen: 1,
+            offset: (0, 0),
+        });
+        // A tile's plan along a window's left edge: per block, the window copied, then the
+        // uncovered strip (coded) or a fix-up from the reference screen; one coded block.
+        let mut pieces = vec![
+            Piece {
+                rect: rect(64, 0, 16, 16),
+                source: moved,
+            },
+            Piece {
+                rect: rect(64, 0, 3, 16),
+                source: None,
+            },
+            Piece {
+                rect: rect(64, 16, 16, 16),
+                source: moved,
+            },
+            Piece {
+                rect: rect(64, 16, 3, 16),
+                source: None,
+            },
+            Piece {
+                rect: rect(64, 32, 16, 16),
+                source: moved,
+            },
+            Piece {
+                rect: rect(64, 32, 3, 10),
+                source: uncovered,
+            },
+            Piece {
+                rect: rect(80, 32, 16, 16),
+                source: None,
+            },
+            Piece {
+                rect: rect(64, 48, 16, 16),
+                source: moved,
+            },
+            Piece {
+                rect: rect(64, 48, 3, 16),
+                source: None,
+            },
+        ];
+        merge_coded(&mut pieces);
+        pieces.retain(|p| p.rect.w > 0);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece {
+                    rect: rect(64, 0, 16, 16),
+                    source: moved
+                },
+                Piece {
+                    rect: rect(64, 16, 16, 16),
+                    source: moved
+                },
+                Piece {
+                    rect: rect(64, 32, 16, 16),
+                    source: moved
+                },
+                Piece {
+                    rect: rect(64, 32, 3, 10),
+                    source: uncovered
+                },
+                Piece {
+                    rect: rect(64, 48, 16, 16),
+                    source: moved
+                },
+                // The two strips that touch join; the one below the fix-up does not reach
+                // them, and the coded block beside them makes no rectangle with them.
+                Piece {
+                    rect: rect(64, 0, 3, 32),
+                    source: None
+                },
+                Piece {
+                    rect: rect(80, 32, 16, 16),
+                    source: None
+                },
+                Piece {
+                    rect: rect(64, 48, 3, 16),
+                    source: None
+                },
+            ]
+        );
     }
 
     #[test]
