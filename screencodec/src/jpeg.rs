@@ -1,7 +1,7 @@
 //! The photo-like rectangles of a frame, packed into one JPEG: each rectangle gets a
 //! tile-sized *slot* (its pixels at the top left; the macroblocks it reaches into filled by
-//! repeating its last column and row, so no edge rings into it; the others flat), and the slots are laid out in raster order in a grid
-//! `cols` slots wide. One JPEG per frame shares one set of tables (~600 bytes) across every
+//! repeating its last column and row, so no edge rings into it; the others flat), and the
+//! slots are laid out in raster order in a grid `cols` slots wide. One JPEG per frame shares one set of tables (~600 bytes) across every
 //! photo-like tile. Tile sides are multiples of 16, so no 4:2:0 macroblock spans two slots.
 
 use crate::error::{DecodeError, EncodeError};

@@ -301,8 +301,7 @@ impl MotionSearch {
             pieces.push(Piece { rect, source: None });
             return;
         }
-        merge_coded(&mut pieces[start..]);
-        pieces.retain(|p| p.rect.w > 0);
+        merge_coded(pieces, start);
     }
 
     /// The source that holds most of `block` — measured by the bounding box of the pixels it
@@ -434,32 +433,35 @@ impl MotionSearch {
     }
 }
 
-/// Moves the coded pieces of one rectangle's plan after its copies and joins coded pieces
-/// that together form a rectangle (the strips a dragged window uncovers along its edge, one
-/// per block, become one piece per tile); a joined-away piece is left with `w` 0. The pixels
-/// do not change: copies read the screens as they were before the payload, and each coded
-/// piece lies inside its block, over that block's copy, so it stays after it.
-fn merge_coded(pieces: &mut [Piece]) {
+/// Moves the coded pieces of one rectangle's plan (`pieces[start..]`) after its copies and
+/// joins coded pieces that together form a rectangle (the strips a dragged window uncovers
+/// along its edge, one per block, become one piece per tile). The pixels do not change:
+/// copies read the screens as they were before the payload, and each coded piece lies inside
+/// its block, over that block's copy, so it stays after it.
+fn merge_coded(pieces: &mut Vec<Piece>, start: usize) {
     // Stable: copies keep their order (a block's partial copy stays after the block's).
-    pieces.sort_by_key(|p| p.source.is_none());
-    let first = pieces.partition_point(|p| p.source.is_some());
-    let coded = &mut pieces[first..];
-    let mut joined = true;
-    while joined {
-        joined = false;
-        for i in 0..coded.len() {
-            for j in i + 1..coded.len() {
-                let (a, b) = (coded[i].rect, coded[j].rect);
-                if a.w == 0 || b.w == 0 {
-                    continue;
-                }
-                let union = a.union(b);
-                if union.area() == a.area() + b.area() {
-                    coded[i].rect = union;
-                    coded[j].rect.w = 0;
-                    joined = true;
-                }
+    pieces[start..].sort_by_key(|p| p.source.is_none());
+    let first = start + pieces[start..].partition_point(|p| p.source.is_some());
+    let mut end = pieces.len();
+    let mut i = first;
+    while i < end {
+        // Join every later piece that makes a rectangle with this one, then look again.
+        let mut j = i + 1;
+        let mut joined = false;
+        while j < end {
+            let (a, b) = (pieces[i].rect, pieces[j].rect);
+            let union = a.union(b);
+            if union.area() == a.area() + b.area() {
+                pieces[i].rect = union;
+                pieces.remove(j);
+                end -= 1;
+                joined = true;
+            } else {
+                j += 1;
             }
+        }
+        if !joined {
+            i += 1;
         }
     }
 }
@@ -637,8 +639,7 @@ mod tests {
                 source: None,
             },
         ];
-        merge_coded(&mut pieces);
-        pieces.retain(|p| p.rect.w > 0);
+        merge_coded(&mut pieces, 0);
         assert_eq!(
             pieces,
             vec![
