@@ -56,7 +56,11 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     state.live.forget(session);
     state.feeds.end(session, reason);
     state.last_seen.forget(session);
-    // The logs durable in place (not only through the journal) before anything else reads them.
+    // The logs whole and durable in place (not only through the journal) before anything else
+    // reads them.
+    if let Err(e) = state.commit.settle().await {
+        tracing::error!(%session, error = %e, "cannot write the session's logs");
+    }
     let dir = crate::segments::spool_dir(&state.config.data_dir, session);
     match tokio::task::spawn_blocking(move || crate::commit::sync_session_logs(&dir)).await {
         Ok(Ok(())) => {}

@@ -3,12 +3,13 @@
 //! `hello` first (token and protocol version checked), then `welcome` with what is durable per
 //! track. Every binary message must be one frame that opens under the session key with the
 //! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
-//! refused — for a track the customer consented to. Frames are appended to the session's
-//! track logs as they arrived (still sealed: no plaintext media is written) and acknowledged
+//! refused — for a track the customer consented to. Frames are taken into the session's track
+//! logs as they arrived (still sealed: no plaintext media is written) and acknowledged
 //! **after** they are durable: a batch of frames that arrived together is handed to the node's
 //! group commit ([`crate::commit`]), which journals it with every other connection's waiting
-//! batch under one sync, and then gets one cumulative ack per track. A resent frame (seq ≤ the
-//! last durable one) is acknowledged again and not stored twice.
+//! batch under one sync, and then gets one cumulative ack per track. The connection writes no
+//! file: the group commit's applier writes the journaled frames into the logs later. A resent
+//! frame (seq ≤ the last durable one) is acknowledged again and not stored twice.
 //!
 //! Per-connection memory is kept small, since one node holds many agents: WebSocket buffers
 //! are bounded (see [`agent_socket`]), frames are authenticated in a per-thread buffer, and a
@@ -451,10 +452,7 @@ impl<'a> Connection<'a> {
             .get_mut(&header.track)
             .ok_or_else(|| close(CloseCode::ProtocolError, "unknown track"))?;
         let offset = spooled.log.len();
-        match spooled
-            .log
-            .append(header.seq, header.captured_at_ns, &bytes)
-        {
+        match spooled.log.append_journaled(header.seq, bytes.len()) {
             Ok(Appended::Stored) => {
                 self.state
                     .metrics
@@ -880,6 +878,13 @@ async fn open_logs(
     state: &AppState,
     session: Uuid,
 ) -> crate::error::Result<BTreeMap<Track, SpooledLog>> {
+    // An earlier connection's last records may still be only in the journal.
+    state.commit.settle().await.map_err(|e| {
+        crate::error::IngestError::io(
+            &crate::segments::spool_dir(&state.config.data_dir, session),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     let mut logs = BTreeMap::new();
     for track in Track::ALL {
         let active = crate::segments::open_active(

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub journal_commit_seconds: Histogram,
     /// How long each checkpoint took to sync the logs its generation covered.
     pub journal_checkpoint_seconds: Histogram,
+    /// Journaled frames written into their track logs.
+    pub journal_applied_records: AtomicU64,
+    /// How long each round of writing journaled frames into their logs took.
+    pub journal_apply_seconds: Histogram,
 }
 
 /// Upper bounds of [`Histogram`]'s buckets, seconds (the last bucket is `+Inf`).
@@ -82,7 +86,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     #[must_use]
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 9] = [
             (
                 "idv_http_requests_total",
                 "counter",
@@ -131,6 +135,12 @@ impl Metrics {
                 "journal checkpoints started",
                 &self.journal_checkpoints,
             ),
+            (
+                "idv_journal_applied_records_total",
+                "counter",
+                "journaled frames written into their track logs",
+                &self.journal_applied_records,
+            ),
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
@@ -147,6 +157,11 @@ impl Metrics {
             &mut out,
             "idv_journal_checkpoint_seconds",
             "checkpoints: the covered track logs synced",
+        );
+        self.journal_apply_seconds.render(
+            &mut out,
+            "idv_journal_apply_seconds",
+            "rounds of writing journaled frames into their track logs",
         );
         out
     }

@@ -157,6 +157,8 @@ async fn store(
     header: proto::FrameHeader,
     frame: Bytes,
 ) -> std::result::Result<(Appended, u64), Stored> {
+    // The last screenshot (or an agent connection's frames) may still be only in the journal.
+    state.commit.settle().await.map_err(Stored::Commit)?;
     let active = crate::segments::open_active(
         state.sessions.vault(),
         &state.config.data_dir,
@@ -168,27 +170,18 @@ async fn store(
     // The log's name in the journal: its path under the spool.
     let name: Arc<str> = active.name.into();
     let (mut log, index) = (active.log, active.index);
-    let failed = log.path().to_path_buf();
-    let appended = tokio::task::spawn_blocking(move || {
-        let offset = log.len();
-        let appended = log.append(header.seq, header.captured_at_ns, &frame)?;
-        let entry = (appended == Appended::Stored).then(|| Entry {
-            log: name,
-            offset,
-            seq: header.seq,
-            timestamp: header.captured_at_ns,
-            frame,
-        });
-        Ok::<_, LogError>((appended, log, entry))
-    })
-    .await
-    .map_err(|e| {
-        Stored::Log(LogError::Io {
-            path: failed,
-            source: std::io::Error::other(e.to_string()),
-        })
-    })?;
-    let (appended, log, entry) = appended.map_err(Stored::Log)?;
+    // Journaled by the commit below and written into the log by its applier.
+    let offset = log.len();
+    let appended = log
+        .append_journaled(header.seq, frame.len())
+        .map_err(Stored::Log)?;
+    let entry = (appended == Appended::Stored).then(|| Entry {
+        log: name,
+        offset,
+        seq: header.seq,
+        timestamp: header.captured_at_ns,
+        frame,
+    });
     let last = log.last_seq().unwrap_or(0);
     if let Some(entry) = entry {
         state

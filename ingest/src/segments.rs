@@ -6,7 +6,8 @@
 //! one ([`due`]); the closed log is rolled in the background by the [`Roller`]. When the
 //! session ends the last logs are rolled too ([`Roller::roll_all`]).
 //!
-//! Rolling a log: it is synced and read through (every record checked), uploaded as
+//! Rolling a log: everything journaled for it is written into it ([`GroupCommit::applied`];
+//! at a session's end [`GroupCommit::settle`]), it is synced and read through (every record checked), uploaded as
 //! `segments/SESSION/TRACK-NNNNNN.log`, recorded in the `segments` table with the range of
 //! frames it holds, and only then removed. Every step can be repeated: the upload overwrites
 //! the same key with the same bytes, a log whose segment is recorded already is just removed.
@@ -28,6 +29,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::commit::GroupCommit;
 use crate::error::{IngestError, Result};
 
 /// When a connection closes a track's log and starts the next segment.
@@ -112,6 +114,8 @@ pub async fn open_active(
 /// Rolls closed logs into the blob store, in the background or when told to.
 pub struct Roller {
     vault: Vault,
+    /// Settled before a log is read: its last records may still be only in the journal.
+    commit: Arc<GroupCommit>,
     root: PathBuf,
     /// One lock per session with logs: only one task rolls a session's logs at a time.
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -122,10 +126,15 @@ impl Roller {
     /// A roller for the spool in `data_dir`, and its background task (run it with
     /// [`Roller::run`]).
     #[must_use]
-    pub fn new(vault: Vault, data_dir: &Path) -> (Arc<Self>, mpsc::UnboundedReceiver<Uuid>) {
+    pub fn new(
+        vault: Vault,
+        data_dir: &Path,
+        commit: Arc<GroupCommit>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Uuid>) {
         let (wake, woken) = mpsc::unbounded_channel();
         let roller = Self {
             vault,
+            commit,
             root: spool_root(data_dir),
             locks: Mutex::new(HashMap::new()),
             wake,
@@ -158,6 +167,7 @@ impl Roller {
     /// A log cannot be read, an upload or the database fails (the logs are then kept).
     pub async fn roll_closed(&self, session: Uuid) -> Result<()> {
         let _rolling = self.lock(session).await;
+        self.settle(false).await?;
         for track in Track::ALL {
             let mut logs = self.local(session, track)?;
             logs.pop(); // the active one
@@ -174,6 +184,7 @@ impl Roller {
     /// As [`Roller::roll_closed`].
     pub async fn roll_all(&self, session: Uuid) -> Result<()> {
         let rolling = self.lock(session).await;
+        self.settle(true).await?;
         for track in Track::ALL {
             for log in self.local(session, track)? {
                 self.roll_log(session, track, &log).await?;
@@ -222,6 +233,18 @@ impl Roller {
             }
         }
         Ok(ended)
+    }
+
+    /// Every record journaled so far written into its log, so a closed log's file is whole:
+    /// at once (`hurry`: the session ended, its recording waits for this) or at the
+    /// applier's pace.
+    async fn settle(&self, hurry: bool) -> Result<()> {
+        let settled = if hurry {
+            self.commit.settle().await
+        } else {
+            self.commit.applied().await
+        };
+        settled.map_err(|e| IngestError::io(&self.root, std::io::Error::other(e.to_string())))
     }
 
     async fn lock(&self, session: Uuid) -> tokio::sync::OwnedMutexGuard<()> {

@@ -57,6 +57,9 @@ pub struct ServeConfig {
     /// The least time between two syncs of the journal (`commit`): more connections' frames
     /// per sync, less CPU, that much more latency at most.
     pub commit_interval: Duration,
+    /// How often journaled frames are written into their track logs (`commit`): each log's
+    /// frames of that long in one write.
+    pub apply_interval: Duration,
     /// When the agents' track logs are synced and the journal that covered them removed
     /// (`commit`): how often, at most.
     pub checkpoint_every: Duration,
@@ -86,6 +89,7 @@ impl ServeConfig {
             session_idle: Duration::from_secs(30 * 60),
             cti_upload_idle: Duration::from_secs(5 * 60),
             commit_interval: Duration::from_millis(2),
+            apply_interval: Duration::from_millis(500),
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
             segments: crate::segments::SegmentPolicy::default(),
@@ -101,7 +105,7 @@ pub struct AppState {
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Makes the agents' frames durable, many connections' at once.
-    pub commit: GroupCommit,
+    pub commit: Arc<GroupCommit>,
     /// Sessions, codes, consent.
     pub sessions: Sessions,
     /// How the server was configured.
@@ -142,6 +146,20 @@ impl RunningServer {
     #[must_use]
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// Returns once every frame acknowledged so far is in its track log's file (for tools and
+    /// tests that read the spool while the server runs; see [`GroupCommit::settle`]).
+    ///
+    /// # Errors
+    /// The journal failed.
+    pub async fn settle_logs(&self) -> Result<()> {
+        self.state.commit.settle().await.map_err(|e| {
+            IngestError::io(
+                &self.state.config.data_dir.join("spool"),
+                std::io::Error::other(e.to_string()),
+            )
+        })
     }
 
     /// Stops accepting, tells connected agents to go (after acknowledging what they sent),
@@ -212,8 +230,9 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
     let tls = TlsFiles::under(&config.data_dir).load_or_create(&config.tls_names)?;
     let codes = CodeKey::load_or_create(&config.data_dir)?;
     let metrics = Arc::new(Metrics::default());
-    let commit = start_commit(&config, Arc::clone(&metrics)).await?;
-    let (roller, woken) = crate::segments::Roller::new(vault.clone(), &config.data_dir);
+    let commit = Arc::new(start_commit(&config, Arc::clone(&metrics)).await?);
+    let (roller, woken) =
+        crate::segments::Roller::new(vault.clone(), &config.data_dir, Arc::clone(&commit));
     let state = Arc::new(AppState {
         operators: OperatorTokens::load_or_create(&config.data_dir)?,
         metrics,
@@ -304,6 +323,7 @@ async fn start_commit(config: &ServeConfig, metrics: Arc<Metrics>) -> Result<Gro
     }
     let policy = CommitPolicy {
         interval: config.commit_interval,
+        apply_every: config.apply_interval,
         checkpoint_every: config.checkpoint_every,
         checkpoint_bytes: config.checkpoint_bytes,
     };

@@ -82,6 +82,7 @@ async fn agents_streaming_together_share_syncs_and_checkpoints_keep_the_journal_
         "a checkpoint removes what it covered: {:?}",
         generations(&h)
     );
+    h.settle().await;
     for joined in &sessions {
         let log = h
             .dir
@@ -99,6 +100,52 @@ async fn agents_streaming_together_share_syncs_and_checkpoints_keep_the_journal_
     drop(agents);
     h.server.take().unwrap().shutdown().await.unwrap();
     assert_eq!(generations(&h), Vec::<String>::new());
+}
+
+/// The seqs in a log's file as it is on disk now (a torn last record, mid-write, is not one).
+fn on_disk(path: &std::path::Path) -> Vec<u64> {
+    storage::track_log::Records::open(path)
+        .map(|records| records.map_while(Result::ok).map(|r| r.seq).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_frames_reach_their_logs_in_the_background_a_log_at_a_time() {
+    let h = Harness::new(|c| c.apply_interval = Duration::from_millis(200)).await;
+    let joined = h.consented_session(&["camera"]).await;
+    let (mut agent, _) = h.agent(&joined).await;
+    const FRAMES: u64 = 90;
+    for seq in 1..=FRAMES {
+        agent
+            .send_frame(Track::Camera, seq, format!("frame {seq}").as_bytes())
+            .await;
+        if seq % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    agent.acked_through(Track::Camera, FRAMES).await;
+    // No settle: the applier's rounds write them on their own, within a round or two.
+    let log = h
+        .dir
+        .path()
+        .join(format!("spool/{}/camera-000000.log", joined.session));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while on_disk(&log).len() < FRAMES as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "acknowledged frames never reached the log: {:?}",
+            on_disk(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(on_disk(&log), (1..=FRAMES).collect::<Vec<_>>());
+    assert!(metric(&h, "idv_journal_applied_records_total").await >= FRAMES);
+    // Written a round at a time, not a frame at a time.
+    let rounds = metric(&h, "idv_journal_apply_seconds_count").await;
+    assert!(
+        (1..FRAMES / 3).contains(&rounds),
+        "{rounds} rounds for {FRAMES} frames"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@ use common::{Agent, Harness};
 use proto::{CloseCode, ServerControl, Track};
 use storage::track_log::TrackLog;
 
-fn log_of(h: &Harness, session: uuid::Uuid, track: &str) -> Vec<u64> {
+async fn log_of(h: &Harness, session: uuid::Uuid, track: &str) -> Vec<u64> {
+    h.settle().await;
     let path = h
         .dir
         .path()
@@ -50,10 +51,10 @@ async fn frames_are_acknowledged_when_durable_and_a_resume_neither_loses_nor_rep
     assert_eq!(agent.acked_through(Track::Camera, 60).await, 60);
     agent.acked_through(Track::Screen, 1).await;
     assert_eq!(
-        log_of(&h, s.session, "camera"),
+        log_of(&h, s.session, "camera").await,
         (1..=60).collect::<Vec<_>>()
     );
-    // Stored as sealed: the payload bytes are nowhere in the log in clear.
+    // Stored as sealed: the payload bytes are nowhere in the log in clear (nor in the journal).
     let raw = std::fs::read(
         h.dir
             .path()
@@ -64,6 +65,13 @@ async fn frames_are_acknowledged_when_durable_and_a_resume_neither_loses_nor_rep
         !raw.windows(64).any(|w| w.iter().all(|&b| b == 30)),
         "plaintext found in the log"
     );
+    for journal in std::fs::read_dir(h.dir.path().join("journal")).unwrap() {
+        let raw = std::fs::read(journal.unwrap().path()).unwrap();
+        assert!(
+            !raw.windows(64).any(|w| w.iter().all(|&b| b == 30)),
+            "plaintext found in the journal"
+        );
+    }
 }
 
 #[tokio::test]
@@ -217,7 +225,7 @@ async fn bad_input_closes_that_connection_only() {
         next += 1;
     }
     assert!(
-        log_of(&h, camera_only.session, "camera").is_empty(),
+        log_of(&h, camera_only.session, "camera").await.is_empty(),
         "nothing bad was stored"
     );
 
@@ -235,7 +243,7 @@ async fn bad_input_closes_that_connection_only() {
         .await;
     bystander.acked_through(Track::Camera, next).await;
     assert_eq!(
-        log_of(&h, good.session, "camera"),
+        log_of(&h, good.session, "camera").await,
         (1..=next).collect::<Vec<_>>()
     );
 }
@@ -289,7 +297,7 @@ async fn a_shutdown_acknowledges_what_arrived_then_tells_the_agent_to_go() {
     );
     stopping.await.unwrap().unwrap();
     assert_eq!(
-        log_of(&h, s.session, "camera"),
+        log_of(&h, s.session, "camera").await,
         (1..=20).collect::<Vec<_>>()
     );
 }

@@ -38,7 +38,8 @@ async fn post(h: &Harness, token: Option<&str>, body: Vec<u8>) -> (u16, serde_js
     )
 }
 
-fn stored(h: &Harness, joined: &Joined) -> Vec<u64> {
+async fn stored(h: &Harness, joined: &Joined) -> Vec<u64> {
+    h.settle().await;
     let path = h
         .dir
         .path()
@@ -81,7 +82,7 @@ async fn screenshots_are_acknowledged_once_durable_and_resends_are_idempotent() 
     .await;
     assert_eq!(status, 409);
     assert!(body.to_string().contains("expected 4"), "{body}");
-    assert_eq!(stored(&h, &joined), [1, 2, 3]);
+    assert_eq!(stored(&h, &joined).await, [1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,11 +145,11 @@ async fn bad_screenshots_are_refused_and_nothing_is_stored() {
         .dir
         .path()
         .join(format!("spool/{}/screenshot-000000.log", joined.session));
-    assert!(!path.exists() || stored(&h, &joined).is_empty());
+    assert!(!path.exists() || stored(&h, &joined).await.is_empty());
 
     // The good one still goes through afterwards.
     assert_eq!(post(&h, Some(&joined.token), good).await.0, 200);
-    assert_eq!(stored(&h, &joined), [1]);
+    assert_eq!(stored(&h, &joined).await, [1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

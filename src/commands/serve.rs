@@ -95,6 +95,10 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .spool
             .commit_interval_ms
             .map_or(defaults.commit_interval, Duration::from_millis),
+        apply_interval: file
+            .spool
+            .apply_interval_ms
+            .map_or(defaults.apply_interval, Duration::from_millis),
         checkpoint_every: file
             .spool
             .checkpoint_seconds

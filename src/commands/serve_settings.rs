@@ -24,6 +24,7 @@
 //! segment_bytes = 67108864       # a track log this large is rolled into the blob store…
 //! segment_seconds = 300          # … or one this old, while the session runs
 //! commit_interval_ms = 2         # least time between two journal syncs (group commit)
+//! apply_interval_ms = 500        # journaled frames written into their track logs this often
 //! checkpoint_seconds = 30        # track logs synced and the journal dropped this often…
 //! checkpoint_bytes = 1073741824  # … or once the journal is this large
 //!
@@ -80,6 +81,7 @@ pub struct Spool {
     pub segment_bytes: Option<u64>,
     pub segment_seconds: Option<u64>,
     pub commit_interval_ms: Option<u64>,
+    pub apply_interval_ms: Option<u64>,
     pub checkpoint_seconds: Option<u64>,
     pub checkpoint_bytes: Option<u64>,
 }
@@ -148,6 +150,7 @@ impl ServeFile {
             ("muxer.lease_seconds", file.muxer.lease_seconds),
             ("spool.segment_bytes", file.spool.segment_bytes),
             ("spool.segment_seconds", file.spool.segment_seconds),
+            ("spool.apply_interval_ms", file.spool.apply_interval_ms),
             ("spool.checkpoint_seconds", file.spool.checkpoint_seconds),
             ("spool.checkpoint_bytes", file.spool.checkpoint_bytes),
         ];

@@ -1,9 +1,12 @@
 //! The node's write-ahead journal: one append-only file that many track logs' new records are
-//! also written to, so that one `fdatasync` makes a whole group of them durable (group commit)
-//! instead of one sync per log. The track logs themselves are written without a sync and
-//! synced now and then at a *checkpoint*, after which the journal generation that covered them
-//! is removed. After a crash, [`Journal::recover`] replays what the journal holds into the
-//! logs before anything reads them. `docs/JOURNAL.md` describes the files.
+//! written to first, so that one `fdatasync` makes a whole group of them durable (group commit)
+//! instead of one sync per log. The records reach their track logs afterwards: the
+//! [`apply::Applier`] reads them back from the journal every few hundred milliseconds and
+//! writes each log's in one go (a frame at a time, a log's append cost about four times as
+//! much in the kernel), without a sync. The logs are synced now and then at a *checkpoint*,
+//! after which the journal generation that covered them is removed. After a crash,
+//! [`Journal::recover`] replays what the journal holds into the logs before anything reads
+//! them. `docs/JOURNAL.md` describes the files.
 //!
 //! A generation is one file, `DIR/GENERATION.journal` (20 decimal digits), starting with a
 //! 16-byte header (`IDVJRNL1`, generation as u64 LE), then records (little-endian):
@@ -35,6 +38,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::track_log::{Appended, LogError, TrackLog, sync_dir};
+
+pub mod apply;
 
 const MAGIC: &[u8; 8] = b"IDVJRNL1";
 /// The file header: magic and generation.
@@ -73,6 +78,17 @@ pub enum JournalError {
         /// The file.
         path: PathBuf,
     },
+    /// A log does not end where its next journaled record starts: something other than the
+    /// applier wrote or cut it, or it is not a path under the logs' root.
+    #[error("the log {log} ends at byte {len}, but its next journaled record starts at {offset}")]
+    OutOfStep {
+        /// The log.
+        log: String,
+        /// Where it ends.
+        len: u64,
+        /// Where the record starts.
+        offset: u64,
+    },
     /// A record that cannot be written (a name or frame too long).
     #[error("a journal record for {log} is too large")]
     TooLarge {
@@ -101,6 +117,25 @@ pub struct Entry {
     pub timestamp: i64,
     /// The frame as appended.
     pub frame: Bytes,
+}
+
+/// A journaled record as [`Journal::append`] placed it: where its frame is in the journal.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// The log's path relative to the logs' root.
+    pub log: Arc<str>,
+    /// Where the record starts in the log.
+    pub offset: u64,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its capture timestamp.
+    pub timestamp: i64,
+    /// The generation holding it.
+    pub generation: u64,
+    /// Where its frame starts in that generation's file.
+    pub at: u64,
+    /// The frame's length.
+    pub len: u32,
 }
 
 /// The journal's current generation, open for appending. One writer per data directory: it
@@ -203,7 +238,8 @@ impl Journal {
         Ok(old.generation)
     }
 
-    /// Writes `entries` at the end of the current generation (durable after [`Self::sync`]).
+    /// Writes `entries` at the end of the current generation (durable after [`Self::sync`]);
+    /// returns where each one's frame is, for the [`apply::Applier`] to write it into its log.
     ///
     /// # Errors
     /// [`JournalError::TooLarge`]; [`JournalError::Io`]: then nothing may be acknowledged
@@ -211,25 +247,34 @@ impl Journal {
     pub fn append<'a>(
         &mut self,
         entries: impl IntoIterator<Item = &'a Entry>,
-    ) -> Result<(), JournalError> {
+    ) -> Result<Vec<Placed>, JournalError> {
         // Written in pieces of about `WRITE_PIECE`: few system calls, a small buffer.
         const WRITE_PIECE: usize = 256 * 1024;
         self.buf.clear();
-        let mut records = 0;
+        let mut placed = Vec::new();
         for entry in entries {
+            let record = self.len + self.buf.len() as u64;
             encode(entry, &mut self.buf)?;
-            records += 1;
+            placed.push(Placed {
+                log: Arc::clone(&entry.log),
+                offset: entry.offset,
+                seq: entry.seq,
+                timestamp: entry.timestamp,
+                generation: self.generation,
+                at: record + (HEAD + entry.log.len()) as u64,
+                len: u32::try_from(entry.frame.len()).expect("checked by encode"),
+            });
             if self.buf.len() >= WRITE_PIECE {
                 self.write_buf()?;
             }
         }
         self.write_buf()?;
-        self.records += records;
+        self.records += placed.len() as u64;
         // A frame far larger than usual must not keep its buffer for good.
         if self.buf.capacity() > 2 * WRITE_PIECE {
             self.buf = Vec::new();
         }
-        Ok(())
+        Ok(placed)
     }
 
     fn write_buf(&mut self) -> Result<(), JournalError> {
@@ -272,7 +317,8 @@ impl Journal {
     }
 }
 
-fn file_of(dir: &Path, generation: u64) -> PathBuf {
+/// The file of `generation` in the journal directory `dir`.
+pub(crate) fn file_of(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:020}.{EXTENSION}"))
 }
 

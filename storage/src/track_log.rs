@@ -43,9 +43,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::Advice;
 
 /// Bytes before the frame in a record.
-const HEAD: usize = 20;
+pub(crate) const HEAD: usize = 20;
 /// Bytes after it.
-const TAIL: usize = 4;
+pub(crate) const TAIL: usize = 4;
 /// Bytes appended between two starts of write-back, on average ([`TrackLog::append`]).
 const WRITEBACK_EVERY: u64 = 256 * 1024;
 
@@ -56,6 +56,57 @@ fn next_writeback(len: u64) -> u64 {
     use std::hash::BuildHasher;
     let jitter = std::hash::RandomState::new().hash_one(len) % (WRITEBACK_EVERY * 3 / 2);
     len + WRITEBACK_EVERY / 4 + jitter
+}
+
+/// Write-back pacing of one log file (see the module docs): where the kernel was last asked
+/// to start writing it to disk, and when to ask next.
+#[derive(Debug)]
+pub(crate) struct Writeback {
+    written_back: u64,
+    at: u64,
+}
+
+impl Writeback {
+    /// For a file `len` bytes long, all of which counts as written back.
+    pub(crate) fn new(len: u64) -> Self {
+        Self {
+            written_back: len,
+            at: next_writeback(len),
+        }
+    }
+
+    /// The file is now `len` bytes long: once past the mark, asks the kernel to start writing
+    /// what was appended since the last time, and returns at once (`POSIX_FADV_DONTNEED`
+    /// starts the write-back of the range's dirty pages without waiting; it drops only pages
+    /// already clean, and never a partial last one). Advice only: a failure shows at the
+    /// next sync, not here.
+    pub(crate) fn after_append(&mut self, file: &File, len: u64) {
+        if len < self.at {
+            return;
+        }
+        if let Some(range) = NonZeroU64::new(len.saturating_sub(self.written_back)) {
+            let _ = rustix::fs::fadvise(file, self.written_back, Some(range), Advice::DontNeed);
+        }
+        self.written_back = len;
+        self.at = next_writeback(len);
+    }
+}
+
+/// The bytes of a record before its frame.
+pub(crate) fn record_head(n: u32, seq: u64, timestamp: i64) -> [u8; HEAD] {
+    let mut head = [0u8; HEAD];
+    head[0..4].copy_from_slice(&n.to_le_bytes());
+    head[4..12].copy_from_slice(&seq.to_le_bytes());
+    head[12..20].copy_from_slice(&timestamp.to_le_bytes());
+    head
+}
+
+/// The bytes of a record after its frame: the CRC of everything before.
+pub(crate) fn record_tail(head: &[u8; HEAD], frame: &[u8]) -> [u8; TAIL] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(head);
+    crc.update(frame);
+    crc.finalize().to_le_bytes()
 }
 
 /// A track log failed.
@@ -134,10 +185,7 @@ pub struct TrackLog {
     after: u64,
     records: u64,
     dirty: bool,
-    /// Where the kernel was last asked to start writing the log to disk ([`Self::append`]).
-    written_back: u64,
-    /// When to ask next.
-    writeback_at: u64,
+    writeback: Writeback,
 }
 
 impl TrackLog {
@@ -172,8 +220,7 @@ impl TrackLog {
             after: 0,
             records: 0,
             dirty: false,
-            written_back: 0,
-            writeback_at: 0,
+            writeback: Writeback::new(0),
         };
         let mut reader = BufReader::new(log.file.try_clone().map_err(io)?);
         loop {
@@ -205,8 +252,7 @@ impl TrackLog {
         // Records written before a crash (or by a connection cut off at a shutdown) may be in
         // the page cache only; once this log is opened its last seq is reported as durable.
         log.file.sync_data().map_err(io)?;
-        log.written_back = log.len;
-        log.writeback_at = next_writeback(log.len);
+        log.writeback = Writeback::new(log.len);
         Ok(log)
     }
 
@@ -291,6 +337,46 @@ impl TrackLog {
     /// # Errors
     /// [`LogError::OutOfOrder`] when sequence numbers are skipped; [`LogError::Io`].
     pub fn append(&mut self, seq: u64, timestamp: i64, frame: &[u8]) -> Result<Appended, LogError> {
+        if self.follows(seq)? == Appended::Duplicate {
+            return Ok(Appended::Duplicate);
+        }
+        let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
+        // Written with one system call from where the frame is, without building the record
+        // in a copy and an allocation of its own.
+        let head = record_head(n, seq, timestamp);
+        let tail = record_tail(&head, frame);
+        write_all_vectored(&mut self.file, [&head[..], frame, &tail[..]]).map_err(|source| {
+            LogError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        self.advance(seq, frame.len());
+        self.dirty = true;
+        self.writeback.after_append(&self.file, self.len);
+        Ok(Appended::Stored)
+    }
+
+    /// Takes frame `seq` (unless it is already stored) as [`Self::append`] does, but leaves
+    /// the writing to the node's journal: the caller journals the record at [`Self::len`]
+    /// (as it was before this call), and the journal's applier
+    /// ([`crate::journal::apply::Applier`]) writes it into the file later, grouped with the
+    /// log's other records. Until then the file is shorter than this log says: whoever reads
+    /// or opens the file first waits for the applier.
+    ///
+    /// # Errors
+    /// [`LogError::OutOfOrder`] when sequence numbers are skipped; [`LogError::TooLarge`].
+    pub fn append_journaled(&mut self, seq: u64, frame_len: usize) -> Result<Appended, LogError> {
+        if self.follows(seq)? == Appended::Duplicate {
+            return Ok(Appended::Duplicate);
+        }
+        u32::try_from(frame_len).map_err(|_| LogError::TooLarge(frame_len))?;
+        self.advance(seq, frame_len);
+        Ok(Appended::Stored)
+    }
+
+    /// Whether `seq` is the next frame (`Stored`) or a resend (`Duplicate`).
+    fn follows(&self, seq: u64) -> Result<Appended, LogError> {
         let last = self.last_seq.unwrap_or(self.after);
         if seq <= last {
             return Ok(Appended::Duplicate);
@@ -302,44 +388,15 @@ impl TrackLog {
                 expected: last + 1,
             });
         }
-        let n = u32::try_from(frame.len()).map_err(|_| LogError::TooLarge(frame.len()))?;
-        // Written with one system call from where the frame is, without building the record
-        // in a copy and an allocation of its own.
-        let mut head = [0u8; HEAD];
-        head[0..4].copy_from_slice(&n.to_le_bytes());
-        head[4..12].copy_from_slice(&seq.to_le_bytes());
-        head[12..20].copy_from_slice(&timestamp.to_le_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&head);
-        crc.update(frame);
-        let tail = crc.finalize().to_le_bytes();
-        write_all_vectored(&mut self.file, [&head[..], frame, &tail[..]]).map_err(|source| {
-            LogError::Io {
-                path: self.path.clone(),
-                source,
-            }
-        })?;
-        self.len += (HEAD + frame.len() + TAIL) as u64;
-        self.first_seq.get_or_insert(seq);
-        self.last_seq = Some(seq);
-        self.records += 1;
-        self.dirty = true;
-        if self.len >= self.writeback_at {
-            self.start_writeback();
-        }
         Ok(Appended::Stored)
     }
 
-    /// Asks the kernel to start writing what was appended since the last time to the disk,
-    /// and returns at once (`POSIX_FADV_DONTNEED` starts the write-back of the range's dirty
-    /// pages without waiting; it drops only pages already clean, and never a partial last
-    /// one). Advice only: a failure shows at the next sync, not here.
-    fn start_writeback(&mut self) {
-        if let Some(len) = NonZeroU64::new(self.len - self.written_back) {
-            let _ = rustix::fs::fadvise(&self.file, self.written_back, Some(len), Advice::DontNeed);
-        }
-        self.written_back = self.len;
-        self.writeback_at = next_writeback(self.len);
+    /// Counts a record of a `frame_len`-byte frame `seq` in.
+    fn advance(&mut self, seq: u64, frame_len: usize) {
+        self.len += (HEAD + frame_len + TAIL) as u64;
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.records += 1;
     }
 
     /// Makes everything appended so far durable (`fdatasync`); a no-op when nothing changed.
@@ -592,8 +649,8 @@ mod tests {
             log.append(seq, seq as i64, &frame(seq)).unwrap();
         }
         assert!(log.len() > 3 * 1024 * 1024, "{}", log.len());
-        assert!(log.written_back > 0, "write-back was started");
-        assert!(log.writeback_at > log.written_back);
+        assert!(log.writeback.written_back > 0, "write-back was started");
+        assert!(log.writeback.at > log.writeback.written_back);
         log.sync().unwrap();
         drop(log);
         let records = TrackLog::read_all(&path).unwrap();
@@ -603,7 +660,10 @@ mod tests {
             assert_eq!(record.frame, frame(seq), "frame {seq}");
         }
         let log = TrackLog::open(&path).unwrap();
-        assert_eq!((log.last_seq(), log.written_back), (Some(400), log.len()));
+        assert_eq!(
+            (log.last_seq(), log.writeback.written_back),
+            (Some(400), log.len())
+        );
     }
 
     #[test]

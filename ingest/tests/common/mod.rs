@@ -44,6 +44,14 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Waits until every acknowledged frame is in its track log's file (the server writes
+    /// them there from its journal in the background).
+    pub async fn settle(&self) {
+        if let Some(server) = &self.server {
+            server.settle_logs().await.unwrap();
+        }
+    }
+
     pub async fn new(configure: impl FnOnce(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let vault = storage::Vault::open(&storage::StorageConfig::embedded(dir.path()))
