@@ -192,11 +192,7 @@ impl GroupCommit {
     /// # Errors
     /// [`CommitError`]: the files may lack records, and must not be read.
     pub async fn settle(&self) -> Result<(), CommitError> {
-        let (done, settled) = oneshot::channel();
-        self.work
-            .send(Work::Settle(done))
-            .map_err(|_| CommitError::Stopped)?;
-        settled.await.map_err(|_| CommitError::Stopped)?
+        self.ask_applier(Work::Settle).await
     }
 
     /// As [`Self::settle`], but without hurrying the applier: returns after its next round
@@ -206,11 +202,16 @@ impl GroupCommit {
     /// # Errors
     /// As [`Self::settle`].
     pub async fn applied(&self) -> Result<(), CommitError> {
-        let (done, applied) = oneshot::channel();
+        self.ask_applier(Work::AfterRound).await
+    }
+
+    /// Tells the applier `work` and waits for its answer.
+    async fn ask_applier(&self, work: fn(Done) -> Work) -> Result<(), CommitError> {
+        let (done, answered) = oneshot::channel();
         self.work
-            .send(Work::AfterRound(done))
+            .send(work(done))
             .map_err(|_| CommitError::Stopped)?;
-        applied.await.map_err(|_| CommitError::Stopped)?
+        answered.await.map_err(|_| CommitError::Stopped)?
     }
 
     /// Whether commits still succeed (a connection is not accepted otherwise).

@@ -580,15 +580,15 @@ fn apply(
 mod tests {
     use super::*;
 
-    /// A data directory: journal in `journal/`, logs under `spool/`.
-    struct Node {
+    /// A data directory: journal in `journal/`, logs under `spool/` (also `apply`'s tests').
+    pub(super) struct Node {
         _tmp: tempfile::TempDir,
-        journal: PathBuf,
-        root: PathBuf,
+        pub(super) journal: PathBuf,
+        pub(super) root: PathBuf,
     }
 
     impl Node {
-        fn new() -> Self {
+        pub(super) fn new() -> Self {
             let tmp = tempfile::tempdir().unwrap();
             Self {
                 journal: tmp.path().join("journal"),

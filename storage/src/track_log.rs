@@ -1,8 +1,9 @@
 //! Where an agent's frames are kept: one append-only log per session and track, on the ingest
 //! server's disk (and read back by the mux worker). A frame is acknowledged only once it is
-//! durable: either this file is `fdatasync`ed ([`TrackLog::sync`]) or the record is also in the
-//! node's write-ahead journal ([`crate::journal`]), which is synced for many logs at once and
-//! replayed into the logs after a crash.
+//! durable: either this file is `fdatasync`ed ([`TrackLog::sync`]) or the record is in the
+//! node's write-ahead journal ([`crate::journal`]), which is synced for many logs at once,
+//! written into the logs by its applier soon after ([`TrackLog::append_journaled`]) and
+//! replayed into them after a crash.
 //!
 //! The frames are stored exactly as they arrived — sealed by the agent under the session key —
 //! so no plaintext media is ever on the server's disk. Record layout (little-endian):

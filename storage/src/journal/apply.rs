@@ -36,6 +36,8 @@ pub struct Applied {
     pub logs: usize,
     /// Bytes written.
     pub bytes: u64,
+    /// Records not written because their log is gone (see [`Applier::apply`]).
+    pub skipped: u64,
 }
 
 /// A log open for applying records to it.
@@ -94,6 +96,11 @@ impl Applier {
     /// Writes every pending record into its log, each log's with as few writes as
     /// [`WRITE_PIECE`] allows; nothing is synced.
     ///
+    /// A log that is gone was rolled into the blob store and removed while frames still came
+    /// for it — its session ended, and a connection that did not close in time went on
+    /// sending. Those records are skipped with a warning, as replay skips them: they arrived
+    /// after the recording was closed, and one session's stray frames must not stop the node.
+    ///
     /// # Errors
     /// [`JournalError::Io`] when a generation cannot be read or a log written;
     /// [`JournalError::OutOfStep`] when a log does not end where its next record starts
@@ -106,9 +113,14 @@ impl Applier {
         pending.sort_by(|a, b| a.log.cmp(&b.log));
         let mut applied = Applied::default();
         for run in pending.chunk_by(|a, b| a.log == b.log) {
-            applied.bytes += self.write_run(run)?;
-            applied.records += run.len() as u64;
-            applied.logs += 1;
+            match self.write_run(run)? {
+                Some(bytes) => {
+                    applied.bytes += bytes;
+                    applied.records += run.len() as u64;
+                    applied.logs += 1;
+                }
+                None => applied.skipped += run.len() as u64,
+            }
         }
         // A log not written to this round is closed (one rolled away is never written again).
         self.logs.retain(|_, log| std::mem::take(&mut log.used));
@@ -121,15 +133,20 @@ impl Applier {
         Ok(applied)
     }
 
-    /// Writes one log's records (all for the same log, in order); returns the bytes written.
-    fn write_run(&mut self, run: &[Placed]) -> Result<u64, JournalError> {
+    /// Writes one log's records (all for the same log, in order); returns the bytes written,
+    /// or `None` when the log is gone.
+    fn write_run(&mut self, run: &[Placed]) -> Result<Option<u64>, JournalError> {
         let first = &run[0];
         let log = match self.logs.get_mut(&first.log) {
             Some(log) => log,
-            None => {
-                let opened = open_log(&self.root, &first.log)?;
-                self.logs.entry(Arc::clone(&first.log)).or_insert(opened)
-            }
+            None => match open_log(&self.root, &first.log)? {
+                Some(opened) => self.logs.entry(Arc::clone(&first.log)).or_insert(opened),
+                None => {
+                    tracing::warn!(log = %first.log, records = run.len(),
+                        "frames for a log already rolled away are not written");
+                    return Ok(None);
+                }
+            },
         };
         let out_of_step = |len: u64, offset: u64| JournalError::OutOfStep {
             log: first.log.to_string(),
@@ -186,7 +203,7 @@ impl Applier {
         if !self.written.contains(&first.log) {
             self.written.insert(Arc::clone(&first.log));
         }
-        Ok(written)
+        Ok(Some(written))
     }
 
     /// The logs written to since the last call: a checkpoint syncs them.
@@ -201,48 +218,33 @@ impl Applier {
     }
 }
 
-/// Opens a log to apply records to: it must exist (the connection created it).
-fn open_log(root: &Path, log: &str) -> Result<LogFile, JournalError> {
+/// Opens a log to apply records to (the connection created it); `None` when it is gone.
+fn open_log(root: &Path, log: &str) -> Result<Option<LogFile>, JournalError> {
     let path = log_path(root, log).ok_or_else(|| JournalError::OutOfStep {
         log: log.to_owned(),
         len: 0,
         offset: 0,
     })?;
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
+    let file = match OpenOptions::new().write(true).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
     let len = file.metadata().map_err(io(&path))?.len();
-    Ok(LogFile {
+    Ok(Some(LogFile {
         file,
         len,
         writeback: Writeback::new(len),
         used: false,
-    })
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::tests::Node;
     use crate::journal::{Entry, Journal};
     use crate::track_log::TrackLog;
-
-    struct Node {
-        _tmp: tempfile::TempDir,
-        journal: PathBuf,
-        root: PathBuf,
-    }
-
-    impl Node {
-        fn new() -> Self {
-            let tmp = tempfile::tempdir().unwrap();
-            Self {
-                journal: tmp.path().join("journal"),
-                root: tmp.path().join("spool"),
-                _tmp: tmp,
-            }
-        }
-    }
 
     fn frame(name: &str, seq: u64) -> Vec<u8> {
         format!("{name}:{seq};")
@@ -368,15 +370,20 @@ mod tests {
     }
 
     #[test]
-    fn a_log_gone_before_its_records_are_applied_is_an_error() {
+    fn frames_for_a_log_rolled_away_are_skipped_and_the_others_written() {
         let node = Node::new();
         let (mut journal, _) = Journal::recover(&node.journal, &node.root).unwrap();
-        let name = "s/screen.log";
-        let mut log = TrackLog::open(&node.root.join(name)).unwrap();
-        let placed = journal_frames(&mut journal, &mut log, name, 1..=2);
-        std::fs::remove_file(node.root.join(name)).unwrap();
+        let (gone, kept) = ("s/screen.log", "t/screen.log");
+        let mut gone_log = TrackLog::open(&node.root.join(gone)).unwrap();
+        let mut kept_log = TrackLog::open(&node.root.join(kept)).unwrap();
         let mut applier = Applier::new(&node.journal, &node.root);
-        applier.add(placed);
-        assert!(matches!(applier.apply(), Err(JournalError::Io { .. })));
+        applier.add(journal_frames(&mut journal, &mut gone_log, gone, 1..=2));
+        applier.add(journal_frames(&mut journal, &mut kept_log, kept, 1..=3));
+        // Its session ended and the roller removed it while a connection still sent.
+        std::fs::remove_dir_all(node.root.join("s")).unwrap();
+        let applied = applier.apply().unwrap();
+        assert_eq!((applied.records, applied.skipped), (3, 2));
+        assert!(!node.root.join("s").exists(), "not made again");
+        assert_holds(&node, kept, 1..=3);
     }
 }
