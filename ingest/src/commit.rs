@@ -540,8 +540,9 @@ fn checkpoint(
     remove_through(dir, generation).map_err(|e| e.to_string())
 }
 
-/// Syncs every track log in a session's spool directory (the session ended: its logs are
-/// then durable on their own, whatever the journal's next checkpoint does).
+/// Syncs every track log in a session's spool directory (the session ended and its roll
+/// failed: its logs are then durable on their own, whatever the journal's next checkpoint
+/// does).
 ///
 /// # Errors
 /// A log that cannot be synced.

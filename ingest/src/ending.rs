@@ -56,21 +56,18 @@ pub async fn wrap_up(state: &AppState, session: Uuid, reason: &str, joined: bool
     state.live.forget(session);
     state.feeds.end(session, reason);
     state.last_seen.forget(session);
-    // The logs whole and durable in place (not only through the journal) before anything else
-    // reads them.
-    if let Err(e) = state.commit.settle().await {
-        tracing::error!(%session, error = %e, "cannot write the session's logs");
-    }
-    let dir = crate::segments::spool_dir(&state.config.data_dir, session);
-    match tokio::task::spawn_blocking(move || crate::commit::sync_session_logs(&dir)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
-        Err(e) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
-    }
-    // Into the blob store, where a worker on any node reads it; if that fails the logs stay
-    // in the spool (a worker here still reads them) and the next start rolls them.
+    // Into the blob store, where a worker on any node reads it: the roll first has the logs
+    // written whole from the journal, and syncs each one before it reads it. If that fails the
+    // logs stay in the spool (a worker here still reads them, so they are synced in place,
+    // not only durable through the journal) and the next start rolls them.
     if let Err(e) = state.roller.roll_all(session).await {
         tracing::error!(%session, error = %e, "cannot roll the session's logs into the blob store");
+        let dir = crate::segments::spool_dir(&state.config.data_dir, session);
+        match tokio::task::spawn_blocking(move || crate::commit::sync_session_logs(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
+            Err(e) => tracing::error!(%session, error = %e, "cannot sync the session's logs"),
+        }
     }
     if joined {
         state.sessions.queue_mux(session).await?;

@@ -34,8 +34,6 @@ pub struct Applied {
     pub records: u64,
     /// Logs written to.
     pub logs: usize,
-    /// Bytes written.
-    pub bytes: u64,
     /// Records not written because their log is gone (see [`Applier::apply`]).
     pub skipped: u64,
 }
@@ -113,13 +111,11 @@ impl Applier {
         pending.sort_by(|a, b| a.log.cmp(&b.log));
         let mut applied = Applied::default();
         for run in pending.chunk_by(|a, b| a.log == b.log) {
-            match self.write_run(run)? {
-                Some(bytes) => {
-                    applied.bytes += bytes;
-                    applied.records += run.len() as u64;
-                    applied.logs += 1;
-                }
-                None => applied.skipped += run.len() as u64,
+            if self.write_run(run)? {
+                applied.records += run.len() as u64;
+                applied.logs += 1;
+            } else {
+                applied.skipped += run.len() as u64;
             }
         }
         // A log not written to this round is closed (one rolled away is never written again).
@@ -133,9 +129,9 @@ impl Applier {
         Ok(applied)
     }
 
-    /// Writes one log's records (all for the same log, in order); returns the bytes written,
-    /// or `None` when the log is gone.
-    fn write_run(&mut self, run: &[Placed]) -> Result<Option<u64>, JournalError> {
+    /// Writes one log's records (all for the same log, in order); `false` when the log is
+    /// gone.
+    fn write_run(&mut self, run: &[Placed]) -> Result<bool, JournalError> {
         let first = &run[0];
         let log = match self.logs.get_mut(&first.log) {
             Some(log) => log,
@@ -144,7 +140,7 @@ impl Applier {
                 None => {
                     tracing::warn!(log = %first.log, records = run.len(),
                         "frames for a log already rolled away are not written");
-                    return Ok(None);
+                    return Ok(false);
                 }
             },
         };
@@ -158,7 +154,6 @@ impl Applier {
         }
         let path = || self.root.join(&*first.log);
         let mut start = log.len;
-        let mut written = 0;
         self.buf.clear();
         for record in run {
             if record.offset != start + self.buf.len() as u64 {
@@ -186,14 +181,12 @@ impl Applier {
                     .write_all_at(&self.buf, start)
                     .map_err(|e| io(&path())(e))?;
                 start += self.buf.len() as u64;
-                written += self.buf.len() as u64;
                 self.buf.clear();
             }
         }
         log.file
             .write_all_at(&self.buf, start)
             .map_err(|e| io(&path())(e))?;
-        written += self.buf.len() as u64;
         log.len = start + self.buf.len() as u64;
         log.used = true;
         log.writeback.after_append(&log.file, log.len);
@@ -203,7 +196,7 @@ impl Applier {
         if !self.written.contains(&first.log) {
             self.written.insert(Arc::clone(&first.log));
         }
-        Ok(Some(written))
+        Ok(true)
     }
 
     /// The logs written to since the last call: a checkpoint syncs them.
