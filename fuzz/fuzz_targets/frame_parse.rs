@@ -1,6 +1,6 @@
 //! Fuzzes every path that reads untrusted bytes off the agent media WebSocket or the live
-//! fan-out: `decode_frame` under a small and a large payload limit, `open_frame` under one
-//! fixed key and session, `LiveMessage::from_wire` for binary and text messages, and the
+//! fan-out: `decode_frame` under a small and a large payload limit, `open_frame` and the
+//! ingest's tag-only `FrameVerifier::verify` under one fixed key and session (which must agree), `LiveMessage::from_wire` for binary and text messages, and the
 //! control-message parsers of both directions. None of them may panic, allocate beyond what
 //! the input can justify, or disagree with one another.
 //!
@@ -17,8 +17,8 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use proto::frame::{TAG_LEN, frame_len};
 use proto::{
-    AgentControl, FrameFlags, FrameHeader, LiveMessage, ProtoError, ServerControl, SessionCipher,
-    SessionKey, Track, WireMessage, decode_frame,
+    AgentControl, FrameFlags, FrameHeader, FrameVerifier, LiveMessage, ProtoError, ServerControl,
+    SessionCipher, SessionKey, Track, WireMessage, decode_frame,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,7 @@ fuzz_target!(init: write_seeds_if_asked(), |data: &[u8]| {
         return;
     }
     let cipher = SessionCipher::new(&fuzz_key(), fuzz_session());
+    let verifier = FrameVerifier::new(&fuzz_key(), fuzz_session());
     let mut plain = Vec::new();
     for limit in LIMITS {
         let decoded = decode_frame(data, limit);
@@ -49,7 +50,9 @@ fuzz_target!(init: write_seeds_if_asked(), |data: &[u8]| {
             assert!(frame.header.seq > 0);
             assert_eq!(frame.sealed.len(), frame.plaintext_len() + TAG_LEN);
         }
-        match cipher.open_into(data, limit, &mut plain) {
+        let opened = cipher.open_into(data, limit, &mut plain);
+        assert_eq!(verifier.verify(data, limit), opened, "verify and open disagree");
+        match opened {
             Ok(header) => {
                 let frame = decoded.expect("a frame that opens also decodes");
                 assert_eq!(header, frame.header);

@@ -3,7 +3,7 @@
 //! `hello` first (token and protocol version checked), then `welcome` with what is durable per
 //! track. Every binary message must be one frame that opens under the session key with the
 //! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
-//! refused — for a track the customer consented to. Frames are taken into the session's track
+//! refused; its tag is checked and it is never decrypted ([`FrameVerifier`]) — for a track the customer consented to. Frames are taken into the session's track
 //! logs as they arrived (still sealed: no plaintext media is written) and acknowledged
 //! **after** they are durable: a batch of frames that arrived together is handed to the node's
 //! group commit ([`crate::commit`]), which journals it with every other connection's waiting
@@ -12,7 +12,7 @@
 //! frame (seq ≤ the last durable one) is acknowledged again and not stored twice.
 //!
 //! Per-connection memory is kept small, since one node holds many agents: WebSocket buffers
-//! are bounded (see [`agent_socket`]), frames are authenticated in a per-thread buffer, and a
+//! are bounded (see [`agent_socket`]), frames are authenticated where they arrived, and a
 //! batch's frames are journaled straight from the buffers they arrived in.
 //!
 //! A misbehaving agent is closed with a close code and one-line reason, and nothing else is
@@ -20,7 +20,6 @@
 //! connection for the same session supersedes the older one, which is closed first, so one
 //! writer owns a session's logs at a time.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -33,7 +32,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures::{FutureExt, SinkExt};
 use proto::frame::{HEADER_LEN, TAG_LEN};
-use proto::{AgentControl, Close, CloseCode, ServerControl, SessionCipher, Track, TrackSeqs};
+use proto::{AgentControl, Close, CloseCode, FrameVerifier, ServerControl, Track, TrackSeqs};
 use storage::db::{ConsentScope, SessionState};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -41,7 +40,6 @@ use uuid::Uuid;
 use crate::server::AppState;
 use storage::journal::Entry;
 use storage::track_log::{Appended, LogError, TrackLog};
-use zeroize::Zeroize;
 
 /// How long an agent has to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,7 +209,7 @@ struct Connection<'a> {
     state: &'a AppState,
     socket: WebSocket,
     session: Uuid,
-    cipher: SessionCipher,
+    verifier: FrameVerifier,
     logs: BTreeMap<Track, SpooledLog>,
     consented: Vec<ConsentScope>,
     budget: Budget,
@@ -234,7 +232,7 @@ impl<'a> Connection<'a> {
     async fn run(state: &'a AppState, mut socket: WebSocket) -> Option<(Close, Option<Uuid>)> {
         // The rare, large steps (database, audit, blob store) are boxed: the connection's task
         // is then about as large as its receive loop, for as long as it lives.
-        let (session, cipher) = match Box::pin(hello(state, &mut socket)).await {
+        let (session, verifier) = match Box::pin(hello(state, &mut socket)).await {
             Ok(ok) => ok,
             Err(reason) => {
                 send_close(&mut socket, &reason).await;
@@ -242,14 +240,14 @@ impl<'a> Connection<'a> {
             }
         };
         let (mut stop, _owner) = state.live.take(session).await;
-        let mut connection = match Box::pin(Connection::open(state, socket, session, cipher)).await
-        {
-            Ok(c) => c,
-            Err((mut socket, reason)) => {
-                send_close(&mut socket, &reason).await;
-                return Some((reason, None));
-            }
-        };
+        let mut connection =
+            match Box::pin(Connection::open(state, socket, session, verifier)).await {
+                Ok(c) => c,
+                Err((mut socket, reason)) => {
+                    send_close(&mut socket, &reason).await;
+                    return Some((reason, None));
+                }
+            };
         let reason = connection.serve(&mut stop).await;
         Box::pin(connection.flush_clock_samples()).await;
         send_close(&mut connection.socket, &reason).await;
@@ -261,7 +259,7 @@ impl<'a> Connection<'a> {
         state: &'a AppState,
         mut socket: WebSocket,
         session: Uuid,
-        cipher: SessionCipher,
+        verifier: FrameVerifier,
     ) -> Result<Self, (WebSocket, Close)> {
         let db = state.sessions.vault().db();
         let consented = match db.consents(session).await {
@@ -330,7 +328,7 @@ impl<'a> Connection<'a> {
             state,
             socket,
             session,
-            cipher,
+            verifier,
             logs,
             consented,
             budget: Budget::new(state.config.max_bytes_per_sec),
@@ -438,7 +436,9 @@ impl<'a> Connection<'a> {
                 "over the session's bandwidth cap",
             ));
         }
-        let header = authenticate(&self.cipher, &bytes, self.state.config.max_payload)
+        let header = self
+            .verifier
+            .verify(&bytes, self.state.config.max_payload)
             .map_err(|e| Close::for_error(&e))?;
         let scope = storage_scope(proto::ConsentScope::for_track(header.track));
         if !scope.is_some_and(|s| self.consented.contains(&s)) {
@@ -795,8 +795,8 @@ async fn audit_sharing(
     }
 }
 
-/// Waits for `hello`, checks it, and prepares the session's cipher.
-async fn hello(state: &AppState, socket: &mut WebSocket) -> Result<(Uuid, SessionCipher), Close> {
+/// Waits for `hello`, checks it, and prepares the check of the session's frames.
+async fn hello(state: &AppState, socket: &mut WebSocket) -> Result<(Uuid, FrameVerifier), Close> {
     let first = tokio::time::timeout(HELLO_TIMEOUT, socket.recv())
         .await
         .map_err(|_| close(CloseCode::ProtocolError, "no hello in time"))?;
@@ -847,7 +847,7 @@ async fn hello(state: &AppState, socket: &mut WebSocket) -> Result<(Uuid, Sessio
         .media_key(session, record.wrapped_media_key.as_deref())
         .await
         .map_err(|_| close(CloseCode::SessionEnded, "the session is not open"))?;
-    Ok((session, SessionCipher::new(&key, session)))
+    Ok((session, FrameVerifier::new(&key, session)))
 }
 
 async fn send_close(socket: &mut WebSocket, reason: &Close) {
@@ -905,33 +905,6 @@ async fn open_logs(
         );
     }
     Ok(logs)
-}
-
-thread_local! {
-    /// Where frames are opened to be authenticated: one buffer per runtime thread rather than
-    /// one per connection. The plaintext is never kept: it is wiped after every frame.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Authenticates a frame under the session key (its plaintext is not needed and not kept).
-fn authenticate(
-    cipher: &SessionCipher,
-    bytes: &[u8],
-    max_payload: usize,
-) -> Result<proto::FrameHeader, proto::ProtoError> {
-    SCRATCH.with_borrow_mut(|plaintext| {
-        let opened = cipher.open_into(bytes, max_payload, plaintext);
-        if opened.is_ok() {
-            plaintext.fill(0);
-            plaintext.clear();
-        } else {
-            plaintext.zeroize(); // rare: whatever the failed open left, wherever it is
-        }
-        if plaintext.capacity() > 256 * 1024 {
-            *plaintext = Vec::new(); // an unusually large frame: not kept per thread
-        }
-        opened
-    })
 }
 
 /// The customer ended `session` from the agent: it ends, and what follows every end follows.

@@ -38,4 +38,4 @@ pub use frame::{
     Frame, FrameFlags, FrameHeader, FrameKind, HEADER_LEN, PROTOCOL_VERSION, Track, decode_frame,
 };
 pub use progress::{Arrival, TrackSeqs};
-pub use seal::{SessionCipher, SessionKey, open_frame, open_frame_into, seal_frame};
+pub use seal::{FrameVerifier, SessionCipher, SessionKey, open_frame, open_frame_into, seal_frame};
