@@ -3,8 +3,9 @@
 //! `hello` first (token and protocol version checked), then `welcome` with what is durable per
 //! track. Every binary message must be one frame that opens under the session key with the
 //! session's id as associated data — so a replayed, reordered, spliced or foreign frame is
-//! refused; its tag is checked and it is never decrypted ([`FrameVerifier`]) — for a track the customer consented to. Frames are taken into the session's track
-//! logs as they arrived (still sealed: no plaintext media is written) and acknowledged
+//! refused — for a track the customer consented to; its tag is checked, and it is never
+//! decrypted ([`FrameVerifier`]). Frames are taken into the session's track logs as they
+//! arrived (still sealed: no plaintext media is written) and acknowledged
 //! **after** they are durable: a batch of frames that arrived together is handed to the node's
 //! group commit ([`crate::commit`]), which journals it with every other connection's waiting
 //! batch under one sync, and then gets one cumulative ack per track. The connection writes no
