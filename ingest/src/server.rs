@@ -67,6 +67,9 @@ pub struct ServeConfig {
     pub checkpoint_bytes: u64,
     /// When an agent's track log is closed and rolled into the blob store mid-session.
     pub segments: crate::segments::SegmentPolicy,
+    /// How often the heap's free pages are handed back to the OS ([`crate::heap`]); zero:
+    /// never.
+    pub heap_trim_interval: Duration,
     /// Another role's routes served on the same listener (the web console, wired by the
     /// binary: ingest does not depend on it). Its paths must not overlap `/api/v1`.
     pub extra_routes: Option<Router>,
@@ -93,6 +96,7 @@ impl ServeConfig {
             checkpoint_every: Duration::from_secs(30),
             checkpoint_bytes: 1 << 30,
             segments: crate::segments::SegmentPolicy::default(),
+            heap_trim_interval: Duration::from_secs(1),
             extra_routes: None,
         }
     }
@@ -132,6 +136,7 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     reaper: tokio::task::JoinHandle<()>,
     roller: tokio::task::JoinHandle<()>,
+    trimmer: Option<tokio::task::JoinHandle<()>>,
     drain: Duration,
 }
 
@@ -180,6 +185,9 @@ impl RunningServer {
         let served = self.task.await;
         self.reaper.abort();
         self.roller.abort();
+        if let Some(trimmer) = &self.trimmer {
+            trimmer.abort();
+        }
         // The last checkpoint: the track logs synced, the journal removed (a connection still
         // closing after this cannot acknowledge any more).
         self.state.commit.stop().await;
@@ -293,6 +301,7 @@ pub async fn start(config: ServeConfig, vault: Vault) -> Result<RunningServer> {
         task,
         reaper,
         roller,
+        trimmer: crate::heap::spawn_trimmer(config.heap_trim_interval),
         drain: config.drain,
     })
 }

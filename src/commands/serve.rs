@@ -85,6 +85,9 @@ pub async fn run(ctx: &Context, args: ServeArgs) -> anyhow::Result<()> {
             .max_session_bytes_per_sec
             .unwrap_or(defaults.max_bytes_per_sec),
         max_cti_bytes: file.limits.max_cti_bytes.unwrap_or(defaults.max_cti_bytes),
+        heap_trim_interval: file
+            .heap_trim_ms
+            .map_or(defaults.heap_trim_interval, Duration::from_millis),
         session_idle: file
             .session_idle_seconds
             .map_or(defaults.session_idle, seconds),

@@ -10,6 +10,7 @@
 //! drain_seconds = 10
 //! session_idle_seconds = 1800   # a joined session with no agent this long ends
 //! cti_upload_idle_seconds = 300 # a CTI upload in parts fed nothing this long is closed
+//! heap_trim_ms = 1000           # free heap pages handed back to the OS this often (0: never)
 //!
 //! [limits]
 //! max_frame_bytes = 1048576      # largest frame plaintext from an agent
@@ -55,6 +56,7 @@ pub struct ServeFile {
     pub drain_seconds: Option<u64>,
     pub session_idle_seconds: Option<u64>,
     pub cti_upload_idle_seconds: Option<u64>,
+    pub heap_trim_ms: Option<u64>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
