@@ -51,6 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn trimming_gives_freed_pages_back() {
         // Many mid-sized buffers, every other one freed: holes glibc keeps unless trimmed.
         let mut buffers: Vec<Vec<u8>> = (0..20_000)
@@ -79,7 +80,9 @@ mod tests {
     #[tokio::test]
     async fn no_trimmer_for_a_zero_interval() {
         assert!(spawn_trimmer(Duration::ZERO).is_none());
-        let task = spawn_trimmer(Duration::from_millis(1)).expect("glibc");
+        let Some(task) = spawn_trimmer(Duration::from_millis(1)) else {
+            return; // not glibc
+        };
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!task.is_finished());
         task.abort();
