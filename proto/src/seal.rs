@@ -143,7 +143,7 @@ impl SessionCipher {
         let mut out = Vec::with_capacity(HEADER_LEN + sealed_len as usize);
         out.extend_from_slice(&header_bytes);
         out.extend_from_slice(plaintext);
-        let aad = self.aad(&header_bytes);
+        let aad = associated_data(self.session, &header_bytes);
         let tag = self
             .aead
             .encrypt_inout_detached(
@@ -172,7 +172,7 @@ impl SessionCipher {
         let (body, tag) = frame.sealed.split_at(frame.plaintext_len());
         let tag = Tag::<Aes256Gcm>::try_from(tag).map_err(|_| ProtoError::OpenFailed)?;
         out.extend_from_slice(body);
-        let aad = self.aad(frame.header_bytes);
+        let aad = associated_data(self.session, frame.header_bytes);
         let opened = self.aead.decrypt_inout_detached(
             &Nonce::<Aes256Gcm>::from(frame.nonce),
             &aad,
@@ -194,10 +194,6 @@ impl SessionCipher {
         let mut out = Vec::new();
         let header = self.open_into(bytes, max_payload, &mut out)?;
         Ok((header, out))
-    }
-
-    fn aad(&self, header_bytes: &[u8; HEADER_LEN]) -> [u8; AAD_LEN] {
-        associated_data(self.session, header_bytes)
     }
 }
 
@@ -246,12 +242,6 @@ impl FrameVerifier {
             ghash,
             session,
         }
-    }
-
-    /// The session this verifier binds frames to.
-    #[must_use]
-    pub fn session(&self) -> Uuid {
-        self.session
     }
 
     /// Decodes one frame and checks its tag; the header of an authentic frame.
