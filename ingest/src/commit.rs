@@ -12,9 +12,10 @@
 //! and writing each log's in one go (`storage::journal::apply`). Whoever opens or reads a log
 //! file first calls [`GroupCommit::settle`]. Every `checkpoint_every` (or `checkpoint_bytes`
 //! of journal) the commit thread starts a new journal generation; the applier then applies
-//! the previous one's records and, on a helper thread, syncs the logs it wrote and removes
-//! the generation. A shutdown checkpoints everything, so a clean stop leaves no journal
-//! behind; after a crash `server::start` replays it into the logs before anything reads them.
+//! the previous one's records and, on a helper thread, syncs the logs it wrote and retires
+//! the generation (its file is kept for a later generation to be written over). A shutdown
+//! checkpoints everything, so a clean stop leaves no generation to replay; after a crash
+//! `server::start` replays the journal into the logs before anything reads them.
 //!
 //! Any failure to write, apply or sync stops the commit for good: nothing is acknowledged
 //! after an error whose effect on the disk is unknown, and connections close with "storage
@@ -29,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use storage::journal::apply::Applier;
-use storage::journal::{Entry, Journal, Placed, remove_through};
+use storage::journal::{Entry, Journal, Placed, retire_through};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
@@ -75,7 +76,7 @@ enum Request {
 enum Work {
     /// Records journaled and synced, to be written into their logs.
     Placed(Vec<Placed>),
-    /// Generations up to this one are closed: apply, sync their logs, remove them.
+    /// Generations up to this one are closed: apply, sync their logs, retire them.
     Checkpoint(u64),
     /// Apply everything journaled so far, then answer.
     Settle(Done),
@@ -360,7 +361,7 @@ impl Committer {
     }
 
     /// The last checkpoint, by the applier: every record applied, every log synced, every
-    /// generation removed.
+    /// generation retired.
     fn finish(&mut self) {
         let (done, finished) = mpsc::channel();
         if self
@@ -477,7 +478,7 @@ impl ApplyThread {
         }
     }
 
-    /// Generations up to `generation` are applied: their logs are synced and they are removed,
+    /// Generations up to `generation` are applied: their logs are synced and they are retired,
     /// on a helper thread (after the previous checkpoint's).
     fn checkpoint(&mut self, generation: u64) {
         self.reap_checkpoint(true);
@@ -507,7 +508,7 @@ impl ApplyThread {
         }
     }
 
-    /// The last checkpoint: every log synced, every generation removed.
+    /// The last checkpoint: every log synced, every generation retired.
     fn finish(&mut self, generation: u64) {
         self.reap_checkpoint(true);
         if self.health.failure().is_some() {
@@ -521,7 +522,7 @@ impl ApplyThread {
     }
 }
 
-/// Syncs `logs` (paths under `root`), then removes the journal generations up to `generation`.
+/// Syncs `logs` (paths under `root`), then retires the journal generations up to `generation`.
 fn checkpoint(
     root: &Path,
     dir: &Path,
@@ -537,7 +538,7 @@ fn checkpoint(
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
     }
-    remove_through(dir, generation).map_err(|e| e.to_string())
+    retire_through(dir, generation).map_err(|e| e.to_string())
 }
 
 /// Syncs every track log in a session's spool directory (the session ended and its roll

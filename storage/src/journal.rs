@@ -4,12 +4,12 @@
 //! [`apply::Applier`] reads them back from the journal every few hundred milliseconds and
 //! writes each log's in one go (a frame at a time, a log's append cost about four times as
 //! much in the kernel), without a sync. The logs are synced now and then at a *checkpoint*,
-//! after which the journal generation that covered them is removed. After a crash,
+//! after which the journal generation that covered them is retired. After a crash,
 //! [`Journal::recover`] replays what the journal holds into the logs before anything reads
 //! them. `docs/JOURNAL.md` describes the files.
 //!
 //! A generation is one file, `DIR/GENERATION.journal` (20 decimal digits), starting with a
-//! 16-byte header (`IDVJRNL1`, generation as u64 LE), then records (little-endian):
+//! 16-byte header (`IDVJRNL2`, generation as u64 LE), then records (little-endian):
 //!
 //! | bytes | field |
 //! |---|---|
@@ -20,7 +20,16 @@
 //! | 2 | length `p` of the log's name |
 //! | p | the log's path relative to the logs' root, UTF-8 |
 //! | n | the frame |
-//! | 4 | CRC-32 of the 38 + p + n bytes before it |
+//! | 4 | CRC-32 of the generation (u64 LE), then of the 38 + p + n bytes before it |
+//!
+//! A checkpointed generation's file is not removed but kept as `DIR/spare`, and the next
+//! generation is written over it: overwriting a file's allocated blocks needs no block
+//! allocation, and its `fdatasync` no metadata write (the size stays), and the pages are
+//! still cached. A journal with only new files cost the commit thread about three times as
+//! much kernel time per byte, and every removal a discard of a gigabyte
+//! (`benches/README.md`). What an older generation left past the new one's end does not
+//! read as records: their CRCs cover another generation. Generations of the first format
+//! (`IDVJRNL1`, CRC of the record alone) are still replayed.
 //!
 //! Replay reads each generation up to its first incomplete or damaged record: an ack is only
 //! sent after a sync that covered everything written before it, so whatever lies past that
@@ -41,7 +50,10 @@ use crate::track_log::{Appended, LogError, TrackLog, sync_dir};
 
 pub mod apply;
 
-const MAGIC: &[u8; 8] = b"IDVJRNL1";
+/// Generations written since 2026-11-22: each record's CRC also covers the generation.
+const MAGIC: &[u8; 8] = b"IDVJRNL2";
+/// Generations of the first format (CRC of the record alone); still replayed after an upgrade.
+const MAGIC_V1: &[u8; 8] = b"IDVJRNL1";
 /// The file header: magic and generation.
 const HEADER: u64 = 16;
 /// Bytes of a record before the log's name.
@@ -50,6 +62,11 @@ const HEAD: usize = 30;
 const TAIL: usize = 4;
 /// A journal file's extension.
 const EXTENSION: &str = "journal";
+/// A checkpointed generation's file, kept to be written over by a later generation.
+const SPARE: &str = "spare";
+/// The largest frame a record holds (far above any frame the ingest takes): a garbled length
+/// in a generation's tail reads as its end without allocating what it claims.
+const MAX_FRAME: usize = 256 * 1024 * 1024;
 
 /// The journal failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +180,8 @@ pub struct Replayed {
     pub rewritten: u64,
     /// Logs cut and rewritten.
     pub logs: usize,
-    /// Bytes past the last complete record of each generation (torn tails), summed.
+    /// Bytes past the last complete record of each generation (torn tails, and what an older
+    /// generation left in a reused file), summed.
     pub cut_bytes: u64,
     /// Logs whose records were not replayed, and why: rolled away already (their records
     /// start past the beginning of a log that is gone), or damaged before the journaled part.
@@ -172,7 +190,7 @@ pub struct Replayed {
 
 impl Journal {
     /// Locks `dir`, replays every generation in it into the logs under `root`, syncs those
-    /// logs, starts the next generation and removes the replayed ones.
+    /// logs, starts the next generation and retires the replayed ones.
     ///
     /// # Errors
     /// [`JournalError::Locked`] while another process holds `dir`; [`JournalError::Io`];
@@ -196,16 +214,24 @@ impl Journal {
         let replayed = replay(dir, root)?;
         let next = replayed.generations.last().map_or(1, |g| g + 1);
         let journal = Self::create(dir, next, lock)?;
-        remove_through(dir, next - 1)?;
+        retire_through(dir, next - 1)?;
         Ok((journal, replayed))
     }
 
-    /// Starts generation `generation` (synced into the directory before any record).
+    /// Starts generation `generation` (synced into the directory before any record), in the
+    /// spare file when there is one: its records are then written over the checkpointed
+    /// generation's, which their CRCs tell apart (see the module docs).
     fn create(dir: &Path, generation: u64, lock: File) -> Result<Self, JournalError> {
         let path = file_of(dir, generation);
+        let spare = dir.join(SPARE);
+        let reused = match std::fs::rename(&spare, &path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io(&spare)(e)),
+        };
         let mut file = OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create_new(!reused)
             .open(&path)
             .map_err(io(&path))?;
         let mut header = [0u8; HEADER as usize];
@@ -227,7 +253,7 @@ impl Journal {
     }
 
     /// Starts the next generation; the current one stays on disk until
-    /// [`remove_through`] removes it after a checkpoint. Returns the generation left.
+    /// [`retire_through`] retires it after a checkpoint. Returns the generation left.
     ///
     /// # Errors
     /// [`JournalError::Io`]: the current generation stays in use.
@@ -254,7 +280,7 @@ impl Journal {
         let mut placed = Vec::new();
         for entry in entries {
             let record = self.len + self.buf.len() as u64;
-            encode(entry, &mut self.buf)?;
+            encode(self.generation, entry, &mut self.buf)?;
             placed.push(Placed {
                 log: Arc::clone(&entry.log),
                 offset: entry.offset,
@@ -345,35 +371,55 @@ fn generations(dir: &Path) -> Result<Vec<u64>, JournalError> {
     Ok(found)
 }
 
-/// Removes every generation up to and including `generation` (their logs are synced), then
-/// syncs the directory, so a removed generation never comes back after a power loss while a
-/// later one is gone (replaying it would cut logs back past records only the later one had).
+/// Retires every generation up to and including `generation` (their logs are synced): the
+/// newest becomes the spare file, for the next generation to be written over, and any older
+/// one is removed. Then syncs the directory, so a retired generation never comes back after
+/// a power loss while a later one is gone (replaying it would cut logs back past records only
+/// the later one had).
 ///
 /// # Errors
 /// [`JournalError::Io`].
-pub fn remove_through(dir: &Path, generation: u64) -> Result<(), JournalError> {
-    let mut removed = false;
-    for old in generations(dir)?
+pub fn retire_through(dir: &Path, generation: u64) -> Result<(), JournalError> {
+    let retired: Vec<u64> = generations(dir)?
         .into_iter()
         .take_while(|&g| g <= generation)
-    {
+        .collect();
+    let Some((&newest, older)) = retired.split_last() else {
+        return Ok(());
+    };
+    for &old in older {
         let path = file_of(dir, old);
         match std::fs::remove_file(&path) {
-            Ok(()) => removed = true,
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&path)(e)),
         }
     }
-    if removed {
-        sync_dir(dir).map_err(io(dir))?;
-    }
-    Ok(())
+    let path = file_of(dir, newest);
+    std::fs::rename(&path, dir.join(SPARE)).map_err(io(&path))?;
+    sync_dir(dir).map_err(io(dir))
 }
 
-fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<(), JournalError> {
+/// A record's CRC: of the generation it belongs to, then of its bytes before the CRC (the
+/// first format's: of those bytes alone).
+fn checksum(generation: Option<u64>, bytes: &[&[u8]]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    if let Some(generation) = generation {
+        hasher.update(&generation.to_le_bytes());
+    }
+    for piece in bytes {
+        hasher.update(piece);
+    }
+    hasher.finalize()
+}
+
+fn encode(generation: u64, entry: &Entry, out: &mut Vec<u8>) -> Result<(), JournalError> {
     let too_large = || JournalError::TooLarge {
         log: entry.log.to_string(),
     };
+    if entry.frame.len() > MAX_FRAME {
+        return Err(too_large());
+    }
     let n = u32::try_from(entry.frame.len()).map_err(|_| too_large())?;
     let p = u16::try_from(entry.log.len()).map_err(|_| too_large())?;
     let start = out.len();
@@ -385,7 +431,7 @@ fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<(), JournalError> {
     out.extend_from_slice(&p.to_le_bytes());
     out.extend_from_slice(entry.log.as_bytes());
     out.extend_from_slice(&entry.frame);
-    let crc = crc32fast::hash(&out[start..]);
+    let crc = checksum(Some(generation), &[&out[start..]]);
     out.extend_from_slice(&crc.to_le_bytes());
     Ok(())
 }
@@ -399,27 +445,29 @@ struct Record {
     frame: Vec<u8>,
 }
 
-/// The next complete, intact record within the `remaining` bytes of the file; `None` at the
-/// end or at the first torn or damaged record.
-fn decode(reader: &mut impl Read, remaining: u64) -> std::io::Result<Option<(Record, u64)>> {
+/// The next complete, intact record of `generation` (`None` for the first format) within the
+/// `remaining` bytes of the file; `None` at the end or at the first torn or damaged record,
+/// or one an earlier generation left in a reused file.
+fn decode(
+    reader: &mut impl Read,
+    remaining: u64,
+    generation: Option<u64>,
+) -> std::io::Result<Option<(Record, u64)>> {
     let mut head = [0u8; HEAD];
     if !read_exactly(reader, &mut head)? {
         return Ok(None);
     }
     let n = u32::from_le_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
     let p = u16::from_le_bytes(head[28..30].try_into().expect("2 bytes")) as usize;
-    if (HEAD + p + n + TAIL) as u64 > remaining {
+    if n > MAX_FRAME || (HEAD + p + n + TAIL) as u64 > remaining {
         return Ok(None); // torn, or a garbled length: never allocate what is not there
     }
     let mut rest = vec![0u8; p + n + TAIL];
     if !read_exactly(reader, &mut rest)? {
         return Ok(None);
     }
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&head);
-    hasher.update(&rest[..p + n]);
     let crc = u32::from_le_bytes(rest[p + n..].try_into().expect("4 bytes"));
-    if hasher.finalize() != crc {
+    if checksum(generation, &[&head, &rest[..p + n]]) != crc {
         return Ok(None);
     }
     let Ok(log) = std::str::from_utf8(&rest[..p]) else {
@@ -460,7 +508,7 @@ enum Target {
 }
 
 /// Replays every generation in `dir`, oldest first, into the logs under `root`, and syncs the
-/// logs it wrote. The generations stay on disk ([`Journal::recover`] removes them).
+/// logs it wrote. The generations stay on disk ([`Journal::recover`] retires them).
 ///
 /// # Errors
 /// [`JournalError::Io`] for the journal's own files or a log that cannot be synced;
@@ -481,18 +529,29 @@ pub fn replay(dir: &Path, root: &Path) -> Result<Replayed, JournalError> {
             report.cut_bytes += file_len;
             continue;
         }
-        if &header[..8] != MAGIC {
-            return Err(JournalError::Foreign { path });
+        let seed = match &header[..8] {
+            magic if magic == MAGIC => Some(generation),
+            magic if magic == MAGIC_V1 => None,
+            _ => return Err(JournalError::Foreign { path }),
+        };
+        if seed.is_some() && header[8..] != generation.to_le_bytes() {
+            // The spare file renamed, its header not yet written over: nothing in it was
+            // synced for this generation.
+            report.cut_bytes += file_len;
+            continue;
         }
         let mut read = HEADER;
-        while let Some((record, len)) = decode(&mut reader, file_len - read).map_err(io(&path))? {
+        while let Some((record, len)) =
+            decode(&mut reader, file_len - read, seed).map_err(io(&path))?
+        {
             read += len;
             report.records += 1;
             apply(root, record, &mut targets, &mut report);
         }
         if read < file_len {
             tracing::warn!(journal = %path.display(), offset = read, bytes = file_len - read,
-                "cut a torn journal tail (never acknowledged)");
+                "the journal generation ends here (what follows was never acknowledged: a \
+                 torn tail, or an older generation's records in a reused file)");
             report.cut_bytes += file_len - read;
         }
     }
@@ -686,7 +745,7 @@ mod tests {
         assert_eq!(
             generations(&node.journal).unwrap(),
             [2],
-            "replayed ones removed"
+            "replayed ones retired"
         );
     }
 
@@ -699,6 +758,7 @@ mod tests {
         // The crash came while writing the next batch: half of its record reached the disk.
         let mut torn = Vec::new();
         encode(
+            1,
             &Entry {
                 log: "s/camera.log".into(),
                 offset: TrackLog::open(&node.log("s/camera.log")).unwrap().len(),
@@ -740,13 +800,13 @@ mod tests {
         let node = Node::new();
         let (mut journal, _) = Journal::recover(&node.journal, &node.root).unwrap();
         commit(&node, &mut journal, "s/camera.log", 1..=6);
-        // Checkpoint: the logs of generation 1 synced, then generation 1 removed.
+        // Checkpoint: the logs of generation 1 synced, then generation 1 retired.
         let old = journal.rotate().unwrap();
         TrackLog::open(&node.log("s/camera.log"))
             .unwrap()
             .sync()
             .unwrap();
-        remove_through(&node.journal, old).unwrap();
+        retire_through(&node.journal, old).unwrap();
         let synced = std::fs::metadata(node.log("s/camera.log")).unwrap().len();
         commit(&node, &mut journal, "s/camera.log", 7..=10);
         commit(&node, &mut journal, "t/screen.log", 1..=2);
@@ -758,6 +818,146 @@ mod tests {
         assert_eq!((replayed.records, replayed.rewritten), (6, 6));
         assert_intact(&node.log("s/camera.log"), "s/camera.log", 10);
         assert_intact(&node.log("t/screen.log"), "t/screen.log", 2);
+    }
+
+    /// A checkpoint as the applier runs it: the logs synced, the old generation retired.
+    fn checkpoint(node: &Node, journal: &mut Journal, logs: &[&str]) {
+        let old = journal.rotate().unwrap();
+        for log in logs {
+            TrackLog::open(&node.log(log)).unwrap().sync().unwrap();
+        }
+        retire_through(&node.journal, old).unwrap();
+    }
+
+    fn inode(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    }
+
+    #[test]
+    fn a_retired_generation_is_written_over_and_its_records_are_not_replayed_again() {
+        let node = Node::new();
+        let (mut journal, _) = Journal::recover(&node.journal, &node.root).unwrap();
+        commit(&node, &mut journal, "s/camera.log", 1..=40);
+        let first = inode(&file_of(&node.journal, 1));
+        let long = journal.len();
+        checkpoint(&node, &mut journal, &["s/camera.log"]); // 1 retired: the spare
+        assert!(node.journal.join(SPARE).exists());
+        commit(&node, &mut journal, "s/camera.log", 41..=42);
+        checkpoint(&node, &mut journal, &["s/camera.log"]); // 3 is written over 1's file
+        assert_eq!(journal.generation(), 3);
+        assert_eq!(
+            inode(&file_of(&node.journal, 3)),
+            first,
+            "the spare is reused"
+        );
+        assert_eq!(generations(&node.journal).unwrap(), [3]);
+        // Records as long as 1's first three (a name and frames of the same lengths), so 3
+        // ends exactly where 1's fourth record starts: s/camera.log seq 4, whole and intact
+        // but for a CRC that covers generation 1. Read as 3's, it would cut s/camera.log
+        // back to seq 3 and lose 41 and 42.
+        commit(&node, &mut journal, "u/camera.log", 1..=3);
+        assert!(
+            journal.len() < long,
+            "generation 1's records lie past the end"
+        );
+        drop(journal); // the crash
+        std::fs::write(node.log("u/camera.log"), b"").unwrap(); // nothing of it was synced
+
+        let (journal, replayed) = Journal::recover(&node.journal, &node.root).unwrap();
+        assert_eq!(replayed.generations, [3]);
+        assert_eq!((replayed.records, replayed.rewritten), (3, 3));
+        assert!(replayed.skipped.is_empty(), "{:?}", replayed.skipped);
+        assert!(replayed.cut_bytes > 0, "1's leftovers read as the end");
+        assert_intact(&node.log("s/camera.log"), "s/camera.log", 42);
+        assert_intact(&node.log("u/camera.log"), "u/camera.log", 3);
+        // The replayed generation is the spare now; the next one was written over the other.
+        assert_eq!(journal.generation(), 4);
+        assert!(node.journal.join(SPARE).exists());
+        assert_eq!(generations(&node.journal).unwrap(), [4]);
+    }
+
+    #[test]
+    fn a_spare_renamed_before_its_header_was_written_over_holds_nothing() {
+        let node = Node::new();
+        let (mut journal, _) = Journal::recover(&node.journal, &node.root).unwrap();
+        commit(&node, &mut journal, "s/camera.log", 1..=5);
+        checkpoint(&node, &mut journal, &["s/camera.log"]);
+        commit(&node, &mut journal, "s/camera.log", 6..=7);
+        checkpoint(&node, &mut journal, &["s/camera.log"]);
+        drop(journal);
+        // The crash came between renaming the spare (generation 2's file, its records all
+        // synced into their log) and writing generation 4's header over it.
+        let spare = node.journal.join(SPARE);
+        let len = std::fs::metadata(&spare).unwrap().len();
+        // 3 was written over 1's file: it holds only its header, then 1's leftovers.
+        let leftovers = std::fs::metadata(file_of(&node.journal, 3)).unwrap().len() - HEADER;
+        assert!(leftovers > 0);
+        std::fs::rename(&spare, file_of(&node.journal, 4)).unwrap();
+        let log = std::fs::read(node.log("s/camera.log")).unwrap();
+
+        let (_journal, replayed) = Journal::recover(&node.journal, &node.root).unwrap();
+        assert_eq!(replayed.generations, [3, 4]);
+        assert_eq!(replayed.records, 0);
+        assert_eq!(
+            replayed.cut_bytes,
+            leftovers + len,
+            "3 has no record, 4 reads as empty"
+        );
+        assert_eq!(std::fs::read(node.log("s/camera.log")).unwrap(), log);
+    }
+
+    #[test]
+    fn a_garbled_length_past_the_end_is_the_end_not_an_allocation() {
+        let node = Node::new();
+        let (mut journal, _) = Journal::recover(&node.journal, &node.root).unwrap();
+        commit(&node, &mut journal, "s/camera.log", 1..=3);
+        let end = journal.len();
+        drop(journal);
+        // Past the synced records: a length of 2 GiB, in a file (sparse here) long enough to
+        // hold it, as an older generation's leftovers in a reused file could be.
+        use std::os::unix::fs::FileExt;
+        let path = file_of(&node.journal, 1);
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&(2u32 << 30).to_le_bytes(), end).unwrap();
+        file.set_len(end + (3 << 30)).unwrap();
+        drop(file);
+        std::fs::write(node.log("s/camera.log"), b"").unwrap();
+
+        let replayed = replay(&node.journal, &node.root).unwrap();
+        assert_eq!((replayed.records, replayed.rewritten), (3, 3));
+        assert_eq!(replayed.cut_bytes, 3 << 30);
+        assert_intact(&node.log("s/camera.log"), "s/camera.log", 3);
+    }
+
+    #[test]
+    fn a_generation_of_the_first_format_is_still_replayed() {
+        let node = Node::new();
+        std::fs::create_dir_all(&node.journal).unwrap();
+        let mut bytes = Vec::from(*MAGIC_V1);
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        let mut offset = 0u64;
+        for seq in 1..=3 {
+            let frame = frame("s/camera.log", seq);
+            let start = bytes.len();
+            bytes.extend_from_slice(&u32::try_from(frame.len()).unwrap().to_le_bytes());
+            bytes.extend_from_slice(&offset.to_le_bytes());
+            bytes.extend_from_slice(&seq.to_le_bytes());
+            bytes.extend_from_slice(&(seq as i64 * 10).to_le_bytes());
+            bytes.extend_from_slice(&12u16.to_le_bytes());
+            bytes.extend_from_slice(b"s/camera.log");
+            bytes.extend_from_slice(&frame);
+            let crc = crc32fast::hash(&bytes[start..]);
+            bytes.extend_from_slice(&crc.to_le_bytes());
+            offset += (20 + frame.len() + 4) as u64; // the track log's record
+        }
+        std::fs::write(file_of(&node.journal, 7), &bytes).unwrap();
+
+        let (journal, replayed) = Journal::recover(&node.journal, &node.root).unwrap();
+        assert_eq!(replayed.generations, [7]);
+        assert_eq!((replayed.records, replayed.rewritten), (3, 3));
+        assert_intact(&node.log("s/camera.log"), "s/camera.log", 3);
+        assert_eq!(journal.generation(), 8);
     }
 
     #[test]
@@ -797,7 +997,7 @@ mod tests {
             .unwrap()
             .sync()
             .unwrap();
-        remove_through(&node.journal, old).unwrap();
+        retire_through(&node.journal, old).unwrap();
         commit(&node, &mut journal, "s/camera.log", 3..=5);
         drop(journal);
         // The session ended and its log was rolled into the blob store and removed.

@@ -777,6 +777,11 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let me = std::process::id().to_string();
     tokio::time::sleep_until(plan.measure_from).await;
+    // Wall-clock time of the measured window's start, to line `p99_by_second_ms` up with
+    // what else was recorded meanwhile (the server's log, `vmstat`, disk statistics).
+    let measured_from_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let (load_from, client_from) = (server.sample(), Sample::of(&me)?);
     let machine_from = machine_ticks();
     let threads_from = server.pid.as_deref().map(thread_ticks).unwrap_or_default();
@@ -853,6 +858,7 @@ async fn main() -> anyhow::Result<()> {
         "p50_ms": percentile(&latencies, 0.50),
         "p99_ms": percentile(&latencies, 0.99),
         "p99_by_second_ms": p99_by_second,
+        "measured_from_unix_ms": measured_from_unix_ms,
         "journal": journal,
         "max_ms": percentile(&latencies, 1.0),
         "mbit_s": mbps,
