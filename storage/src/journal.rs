@@ -25,8 +25,8 @@
 //! A checkpointed generation's file is not removed but kept as `DIR/spare`, and the next
 //! generation is written over it: overwriting a file's allocated blocks needs no block
 //! allocation, and its `fdatasync` no metadata write (the size stays), and the pages are
-//! still cached. A journal with only new files cost the commit thread about three times as
-//! much kernel time per byte, and every removal a discard of a gigabyte
+//! usually still cached. With a new file for every generation the commit thread needed about
+//! half as much CPU again at 1,000 agents, and every removal a discard of a gigabyte
 //! (`benches/README.md`). What an older generation left past the new one's end does not
 //! read as records: their CRCs cover another generation. Generations of the first format
 //! (`IDVJRNL1`, CRC of the record alone) are still replayed.
